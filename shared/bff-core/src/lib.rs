@@ -1,10 +1,51 @@
-//! A Token-Mediating Backend (TMI-BFF, draft-bertocci-oauth2-tmi-bff-01; RFC 10017 §6.2).
+//! A Token-Mediating Backend (TMI-BFF, draft-bertocci-oauth2-tmi-bff-01; RFC 10017 §6.2) for
+//! single-page apps: a confidential OpenID Connect client that keeps the tokens sealed and hands
+//! the frontend short-lived access tokens.
+//!
+//! ```text
+//!  browser (SPA)                 this core (Worker or Lambda)          authorization server
+//!  ─────────────                 ────────────────────────────          ────────────────────
+//!  GET B/bff/login ───────────▶  txn cookie (state, nonce, PKCE) ──302─▶ /authorize
+//!  GET B/bff/callback ◀──302──── code ◀───────────────────────────────── (user signs in)
+//!                                code + verifier ─────────────────────▶ /token
+//!                                ID token validated, session sealed ◀── tokens
+//!  ◀── 302 return_to + __Host-bff-session (AES-256-GCM, chunked)
+//!  GET B/.well-known/bff-token ▶ cached token, or refresh ─────────────▶ /token
+//!  ◀── {"access_token", "expires_in", "scope"}       rotated refresh token re-sealed
+//!  GET B/.well-known/bff-sessioninfo ▶ claims projection
+//!  POST B/bff/logout ──────────▶ cookies cleared, refresh token revoked ▶ /revoke
+//! ```
+//!
+//! The core is sans-IO: clock, randomness, outbound HTTP and logging are ports ([`Clock`],
+//! [`SecureRandom`], [`HttpClient`], [`Log`]) that each platform adapter implements. It never
+//! panics on input and never returns an error: every failure is a response.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod config;
+mod cookie;
+mod error;
+mod flow;
+mod oidc;
 mod ports;
+mod provider;
+mod response;
+mod route;
+mod seal;
+mod secret;
+mod session;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 
+use http::request::Parts;
+
+pub use config::ConfigError;
 pub use ports::{Clock, HttpClient, HttpError, Level, Log, RandomError, SecureRandom, UnixTime};
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::provider::ProviderCache;
+use crate::route::{Miss, Route};
 
 /// What a request needs from the platform, borrowed for the request's duration.
 pub struct Deps<'a, H> {
@@ -18,34 +59,85 @@ pub struct Deps<'a, H> {
     pub log: &'a dyn Log,
 }
 
-/// The backend of one isolate or container: configuration parsed once, plus caches.
+/// The backend of one isolate or container: configuration parsed once, plus caches of the
+/// issuer's metadata and keys (owned data only).
 pub struct Backend {
-    _private: (),
+    state: Result<Inner, ConfigError>,
+}
+
+struct Inner {
+    config: Config,
+    provider: ProviderCache,
+}
+
+/// Everything one request's flow works with.
+pub(crate) struct Ctx<'a, H> {
+    pub(crate) config: &'a Config,
+    pub(crate) provider: &'a ProviderCache,
+    pub(crate) deps: &'a Deps<'a, H>,
+    pub(crate) parts: &'a Parts,
+    pub(crate) body: &'a [u8],
+    pub(crate) cookies: Vec<(String, String)>,
+    pub(crate) now: UnixTime,
 }
 
 impl Backend {
-    /// Parses the configuration (CONTRACT §4) from `lookup` (environment, Worker vars and secrets).
-    /// Never fails: a bad configuration is remembered, reported by [`Backend::config_error`] and
-    /// answered with 500 `server_error` on every request.
-    pub fn from_lookup(_lookup: impl Fn(&str) -> Option<String>) -> Self {
-        Self { _private: () }
+    /// Parses the configuration (CONTRACT §4) from `lookup` (environment, Worker vars and
+    /// secrets). Never fails: a bad configuration is remembered, reported by
+    /// [`Backend::config_error`] and answered with 500 `server_error` on every request.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let state = Config::from_lookup(lookup).map(|config| Inner { config, provider: ProviderCache::default() });
+        Self { state }
     }
 
-    /// The configuration problem, if any, as one line naming the setting (never its value).
-    pub fn config_error(&self) -> Option<String> {
-        None
+    /// The configuration problem, if any: one line naming the setting, never its value.
+    pub fn config_error(&self) -> Option<&ConfigError> {
+        self.state.as_ref().err()
     }
 
     /// Answers one request. `request`'s URI is origin-form (path and query); its headers are as
     /// the client sent them (one or more `Cookie` headers). Never panics and never fails: every
     /// error is a response.
-    pub async fn handle<H: HttpClient>(
-        &self,
-        _request: http::Request<Vec<u8>>,
-        _deps: &Deps<'_, H>,
-    ) -> http::Response<Vec<u8>> {
-        let mut response = http::Response::new(b"{\"error\":\"server_error\"}".to_vec());
-        *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-        response
+    pub async fn handle<H: HttpClient>(&self, request: http::Request<Vec<u8>>, deps: &Deps<'_, H>) -> http::Response<Vec<u8>> {
+        let Ok(inner) = &self.state else {
+            return ApiError::ServerError.into_response();
+        };
+        let (parts, body) = request.into_parts();
+        let route = match Route::resolve(&parts.method, parts.uri.path(), &inner.config.base_path) {
+            Ok(route) => route,
+            Err(Miss::Method(allow)) => return ApiError::MethodNotAllowed(allow).into_response(),
+            Err(Miss::NotFound) => return ApiError::NotFound.into_response(),
+        };
+        if matches!(route, Route::Token | Route::SessionInfo | Route::Logout) {
+            if let Err(refusal) = flow::check_csrf(&parts, &inner.config) {
+                return refusal.into_response();
+            }
+        }
+        let ctx = Ctx {
+            config: &inner.config,
+            provider: &inner.provider,
+            deps,
+            parts: &parts,
+            body: &body,
+            cookies: cookie::parse(&parts.headers),
+            now: deps.clock.now(),
+        };
+        match route {
+            Route::Token => flow::token::token(&ctx).await,
+            Route::SessionInfo => flow::session_info::session_info(&ctx),
+            Route::Configuration => flow::session_info::configuration(&ctx),
+            Route::Login => flow::login::login(&ctx).await,
+            Route::Callback => flow::callback::callback(&ctx).await,
+            Route::Logout => flow::logout::logout(&ctx).await,
+            // Cookie mode without a store cannot revoke stateless sessions (CONTRACT §2.7).
+            Route::BackchannelLogout => ApiError::Unsupported.into_response(),
+        }
+    }
+}
+
+impl<H> Ctx<'_, H> {
+    /// `B/bff/login`, where "sign in again" leads.
+    pub(crate) fn login_path(&self) -> String {
+        format!("{}/bff/login", self.config.base_path)
     }
 }

@@ -1,0 +1,445 @@
+//! Configuration (CONTRACT §4), parsed once per isolate or container from a lookup function.
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use url::Url;
+
+use crate::secret::{ClientSecret, SealKey};
+
+/// How the backend authenticates at the token endpoint (RFC 6749 §2.3, RFC 7523).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ClientAuth {
+    SecretBasic,
+    SecretPost,
+}
+
+/// `SameSite` of the session cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SameSite {
+    Lax,
+    Strict,
+}
+
+/// The parsed configuration. Secrets redact themselves in `Debug`.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) issuer: String,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: Option<ClientSecret>,
+    pub(crate) client_auth: ClientAuth,
+    /// `scheme://host[:port]`, no trailing slash.
+    pub(crate) public_origin: String,
+    /// Empty or `/segment[/segment…]`, no trailing slash.
+    pub(crate) base_path: String,
+    /// First key seals, every key unseals.
+    pub(crate) keys: Vec<SealKey>,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) authorization_params: Vec<(String, String)>,
+    pub(crate) default_resource: Option<String>,
+    pub(crate) session_max_age: u64,
+    pub(crate) sessioninfo_claims: Vec<String>,
+    pub(crate) userinfo: bool,
+    pub(crate) post_logout_path: String,
+    pub(crate) same_site: SameSite,
+    pub(crate) cookie_budget: usize,
+    pub(crate) allow_insecure_issuer: bool,
+    pub(crate) id_token_algs: Option<Vec<String>>,
+    pub(crate) http_timeout: Duration,
+}
+
+/// A setting is missing or malformed. The message names the setting, never its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    setting: &'static str,
+    problem: String,
+}
+
+impl ConfigError {
+    fn new(setting: &'static str, problem: impl Into<String>) -> Self {
+        Self { setting, problem: problem.into() }
+    }
+
+    /// The name of the offending setting.
+    pub fn setting(&self) -> &'static str {
+        self.setting
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration error: {}: {}", self.setting, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+const DEFAULT_SCOPES: &str = "openid profile email offline_access";
+const DEFAULT_CLAIMS: &str =
+    "name given_name family_name preferred_username email email_verified picture locale";
+
+impl Config {
+    /// Reads every setting through `lookup`; an empty value counts as unset (SAM parameters
+    /// default to the empty string).
+    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let required = |name: &'static str| get(name).ok_or_else(|| ConfigError::new(name, "missing"));
+
+        let allow_insecure_issuer = parse_bool(get("BFF_ALLOW_INSECURE_ISSUER"), "BFF_ALLOW_INSECURE_ISSUER", false)?;
+        let issuer = required("BFF_ISSUER")?;
+        check_https_url(&issuer, allow_insecure_issuer, "BFF_ISSUER")?;
+
+        let client_id = required("BFF_CLIENT_ID")?;
+        let client_auth = match get("BFF_CLIENT_AUTH").as_deref() {
+            None | Some("client_secret_basic") => ClientAuth::SecretBasic,
+            Some("client_secret_post") => ClientAuth::SecretPost,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "BFF_CLIENT_AUTH",
+                    "must be client_secret_basic or client_secret_post",
+                ));
+            }
+        };
+        let client_secret = Some(ClientSecret::new(required("BFF_CLIENT_SECRET")?));
+
+        let public_origin = parse_origin(&required("BFF_PUBLIC_ORIGIN")?)?;
+        let base_path = parse_base_path(get("BFF_BASE_PATH"))?;
+        let keys = parse_keys(&required("BFF_COOKIE_KEYS")?)?;
+
+        let scopes: Vec<String> = get("BFF_SCOPES")
+            .unwrap_or_else(|| DEFAULT_SCOPES.to_owned())
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        if !scopes.iter().any(|s| s == "openid") {
+            return Err(ConfigError::new("BFF_SCOPES", "must contain openid"));
+        }
+        let authorization_params = parse_authorization_params(get("BFF_AUTHORIZATION_PARAMS"))?;
+        let default_resource = match get("BFF_DEFAULT_RESOURCE") {
+            Some(r) if is_resource_uri(&r) => Some(r),
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "BFF_DEFAULT_RESOURCE",
+                    "must be an absolute URI without fragment",
+                ));
+            }
+            None => None,
+        };
+        match get("BFF_SESSION_STORE").as_deref() {
+            None | Some("cookie") => {}
+            Some("kv") => {
+                return Err(ConfigError::new(
+                    "BFF_SESSION_STORE",
+                    "kv needs a KV store, which this deployment does not provide",
+                ));
+            }
+            Some(_) => return Err(ConfigError::new("BFF_SESSION_STORE", "must be cookie or kv")),
+        }
+        let session_max_age = parse_number(get("BFF_SESSION_MAX_AGE"), "BFF_SESSION_MAX_AGE", 86_400, 60)?;
+        let sessioninfo_claims = get("BFF_SESSIONINFO_CLAIMS")
+            .unwrap_or_else(|| DEFAULT_CLAIMS.to_owned())
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let userinfo = parse_bool(get("BFF_USERINFO"), "BFF_USERINFO", false)?;
+        let post_logout_path = match get("BFF_POST_LOGOUT_PATH") {
+            None => format!("{base_path}/"),
+            Some(p) if crate::flow::login::is_local_path(&p) => p,
+            Some(_) => return Err(ConfigError::new("BFF_POST_LOGOUT_PATH", "must be a path on this origin")),
+        };
+        let same_site = match get("BFF_COOKIE_SAMESITE").map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("strict") => SameSite::Strict,
+            Some("lax") => SameSite::Lax,
+            Some(_) => return Err(ConfigError::new("BFF_COOKIE_SAMESITE", "must be strict or lax")),
+        };
+        let cookie_budget = parse_number(get("BFF_COOKIE_BUDGET"), "BFF_COOKIE_BUDGET", 7000, 1000)?;
+        let cookie_budget = usize::try_from(cookie_budget)
+            .map_err(|_| ConfigError::new("BFF_COOKIE_BUDGET", "too large"))?;
+        let id_token_algs = match get("BFF_ID_TOKEN_ALGS") {
+            None => None,
+            Some(list) => {
+                let algs: Vec<String> = list.split_whitespace().map(str::to_owned).collect();
+                if let Some(bad) = algs.iter().find(|a| !crate::oidc::id_token::is_supported_alg(a)) {
+                    return Err(ConfigError::new(
+                        "BFF_ID_TOKEN_ALGS",
+                        format!("unsupported or forbidden algorithm {bad}"),
+                    ));
+                }
+                Some(algs)
+            }
+        };
+        let http_timeout = match get("BFF_HTTP_TIMEOUT") {
+            None => Duration::from_secs(5),
+            Some(v) => match v.parse::<f64>() {
+                Ok(secs) if secs > 0.0 && secs <= 60.0 => Duration::from_secs_f64(secs),
+                _ => return Err(ConfigError::new("BFF_HTTP_TIMEOUT", "must be seconds between 0 and 60")),
+            },
+        };
+
+        Ok(Self {
+            issuer,
+            client_id,
+            client_secret,
+            client_auth,
+            public_origin,
+            base_path,
+            keys,
+            scopes,
+            authorization_params,
+            default_resource,
+            session_max_age,
+            sessioninfo_claims,
+            userinfo,
+            post_logout_path,
+            same_site,
+            cookie_budget,
+            allow_insecure_issuer,
+            id_token_algs,
+            http_timeout,
+        })
+    }
+
+    /// The OAuth `redirect_uri` (CONTRACT §2.5).
+    pub(crate) fn redirect_uri(&self) -> String {
+        format!("{}{}/bff/callback", self.public_origin, self.base_path)
+    }
+
+    /// Whether `url` may be called: https, or http on loopback when insecure issuers are allowed.
+    pub(crate) fn endpoint_allowed(&self, url: &Url) -> bool {
+        url.scheme() == "https" || (self.allow_insecure_issuer && url.scheme() == "http" && is_loopback(url))
+    }
+}
+
+fn parse_bool(value: Option<String>, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match value.map(|v| v.to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(_) => Err(ConfigError::new(name, "must be true or false")),
+    }
+}
+
+fn parse_number(value: Option<String>, name: &'static str, default: u64, min: u64) -> Result<u64, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if n >= min => Ok(n),
+            _ => Err(ConfigError::new(name, format!("must be a whole number of at least {min}"))),
+        },
+    }
+}
+
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+fn check_https_url(value: &str, allow_loopback_http: bool, name: &'static str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|_| ConfigError::new(name, "must be an absolute URL"))?;
+    let ok = url.scheme() == "https" || (allow_loopback_http && url.scheme() == "http" && is_loopback(&url));
+    if !ok {
+        return Err(ConfigError::new(
+            name,
+            "must use https (http only on loopback with BFF_ALLOW_INSECURE_ISSUER=true)",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::new(name, "must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
+fn parse_origin(value: &str) -> Result<String, ConfigError> {
+    const NAME: &str = "BFF_PUBLIC_ORIGIN";
+    let url = Url::parse(value).map_err(|_| ConfigError::new(NAME, "must be an origin such as https://app.example.com"))?;
+    let secure = url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url));
+    if !secure || url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(ConfigError::new(NAME, "must be scheme://host[:port] with https (http only for loopback)"));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+fn parse_base_path(value: Option<String>) -> Result<String, ConfigError> {
+    const NAME: &str = "BFF_BASE_PATH";
+    let Some(path) = value else { return Ok(String::new()) };
+    let path = path.trim_end_matches('/').to_owned();
+    if path.is_empty() {
+        return Ok(path);
+    }
+    let valid = path.starts_with('/')
+        && !path.contains("//")
+        && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b));
+    if !valid {
+        return Err(ConfigError::new(NAME, "must be a path starting with / (for example /shop)"));
+    }
+    Ok(path)
+}
+
+fn parse_keys(value: &str) -> Result<Vec<SealKey>, ConfigError> {
+    const NAME: &str = "BFF_COOKIE_KEYS";
+    let mut keys = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, material) = entry
+            .split_once(':')
+            .ok_or_else(|| ConfigError::new(NAME, "each key must be kid:base64url(32 bytes)"))?;
+        let id_ok = !id.is_empty() && id.len() <= 16 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !id_ok {
+            return Err(ConfigError::new(NAME, "a key id must be 1-16 characters of A-Z a-z 0-9 - _"));
+        }
+        let bytes = URL_SAFE_NO_PAD
+            .decode(material.trim_end_matches('='))
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .ok_or_else(|| ConfigError::new(NAME, "each key must be 32 bytes in base64url"))?;
+        if keys.iter().any(|k: &SealKey| k.id == id) {
+            return Err(ConfigError::new(NAME, "key ids must be unique"));
+        }
+        keys.push(SealKey::new(id.to_owned(), bytes));
+    }
+    if keys.is_empty() {
+        return Err(ConfigError::new(NAME, "needs at least one key"));
+    }
+    Ok(keys)
+}
+
+/// Parameters the backend sets itself; configuration must not override them.
+const RESERVED_PARAMS: &[&str] = &[
+    "client_id",
+    "code_challenge",
+    "code_challenge_method",
+    "nonce",
+    "redirect_uri",
+    "response_type",
+    "scope",
+    "state",
+];
+
+fn parse_authorization_params(value: Option<String>) -> Result<Vec<(String, String)>, ConfigError> {
+    const NAME: &str = "BFF_AUTHORIZATION_PARAMS";
+    let Some(value) = value else { return Ok(Vec::new()) };
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(value.as_bytes()).into_owned().collect();
+    if let Some((reserved, _)) = params.iter().find(|(k, _)| RESERVED_PARAMS.contains(&k.as_str())) {
+        return Err(ConfigError::new(NAME, format!("must not set {reserved}")));
+    }
+    Ok(params)
+}
+
+/// RFC 8707 §2: an absolute URI without a fragment.
+pub(crate) fn is_resource_uri(value: &str) -> bool {
+    Url::parse(value).is_ok_and(|u| u.fragment().is_none() && !value.contains('#'))
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) use super::tests::config;
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    pub(crate) const KEY: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+
+    fn settings(extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut map: HashMap<String, String> = [
+            ("BFF_ISSUER", "https://idp.example"),
+            ("BFF_CLIENT_ID", "bff"),
+            ("BFF_CLIENT_SECRET", "s3cret"),
+            ("BFF_PUBLIC_ORIGIN", "https://app.example"),
+            ("BFF_COOKIE_KEYS", KEY),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        for (k, v) in extra {
+            map.insert((*k).to_owned(), (*v).to_owned());
+        }
+        map
+    }
+
+    fn parse(extra: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map = settings(extra);
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    /// A valid configuration with `extra` settings on top.
+    pub(crate) fn config(extra: &[(&str, &str)]) -> Config {
+        parse(extra).unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.redirect_uri(), "https://app.example/bff/callback");
+        assert_eq!(config.scopes, ["openid", "profile", "email", "offline_access"]);
+        assert_eq!(config.post_logout_path, "/");
+        assert_eq!(config.cookie_budget, 7000);
+        assert_eq!(config.session_max_age, 86_400);
+        assert_eq!(config.http_timeout, Duration::from_secs(5));
+        assert_eq!(config.same_site, SameSite::Strict);
+    }
+
+    #[test]
+    fn base_path_and_params() {
+        let config = parse(&[("BFF_BASE_PATH", "/app/"), ("BFF_AUTHORIZATION_PARAMS", "prompt=consent&audience=x")]).unwrap();
+        assert_eq!(config.base_path, "/app");
+        assert_eq!(config.post_logout_path, "/app/");
+        assert_eq!(config.redirect_uri(), "https://app.example/app/bff/callback");
+        assert_eq!(config.authorization_params[0], ("prompt".to_owned(), "consent".to_owned()));
+    }
+
+    #[test]
+    fn errors_name_the_setting_not_the_value() {
+        let cases: &[(&str, &str)] = &[
+            ("BFF_ISSUER", "http://idp.example"),
+            ("BFF_PUBLIC_ORIGIN", "http://app.example"),
+            ("BFF_PUBLIC_ORIGIN", "https://app.example/path"),
+            ("BFF_COOKIE_KEYS", "k1:tooshort"),
+            ("BFF_COOKIE_KEYS", "bad id:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"),
+            ("BFF_BASE_PATH", "app"),
+            ("BFF_SCOPES", "profile"),
+            ("BFF_AUTHORIZATION_PARAMS", "state=x"),
+            ("BFF_COOKIE_SAMESITE", "none"),
+            ("BFF_HTTP_TIMEOUT", "abc"),
+            ("BFF_ID_TOKEN_ALGS", "HS256"),
+            ("BFF_ID_TOKEN_ALGS", "none"),
+            ("BFF_USERINFO", "maybe"),
+            ("BFF_CLIENT_AUTH", "tls_client_auth"),
+            ("BFF_COOKIE_BUDGET", "10"),
+        ];
+        for (name, value) in cases {
+            let err = parse(&[(name, value)]).unwrap_err();
+            assert_eq!(err.setting(), *name, "{name}={value}");
+            assert!(!err.to_string().contains(value), "{err}");
+        }
+        let map = settings(&[]);
+        let err = Config::from_lookup(|n| if n == "BFF_ISSUER" { None } else { map.get(n).cloned() }).unwrap_err();
+        assert_eq!(err.to_string(), "configuration error: BFF_ISSUER: missing");
+    }
+
+    #[test]
+    fn loopback_http_only_when_allowed() {
+        assert!(parse(&[("BFF_ISSUER", "http://127.0.0.1:9000")]).is_err());
+        assert!(parse(&[("BFF_ISSUER", "http://127.0.0.1:9000"), ("BFF_ALLOW_INSECURE_ISSUER", "true")]).is_ok());
+        assert!(parse(&[("BFF_ISSUER", "http://10.0.0.1"), ("BFF_ALLOW_INSECURE_ISSUER", "true")]).is_err());
+        assert!(parse(&[("BFF_PUBLIC_ORIGIN", "http://127.0.0.1:8787")]).is_ok());
+        let config = parse(&[("BFF_PUBLIC_ORIGIN", "http://localhost:8787/")]).unwrap();
+        assert_eq!(config.public_origin, "http://localhost:8787");
+    }
+
+    #[test]
+    fn key_ring_order() {
+        let two = format!("new:{},{KEY}", "Hx4dHBsaGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA");
+        let config = parse(&[("BFF_COOKIE_KEYS", &two)]).unwrap();
+        assert_eq!(config.keys.len(), 2);
+        assert_eq!(config.keys[0].id, "new");
+    }
+}

@@ -1,0 +1,186 @@
+//! `GET B/bff/login`: start the authorization code flow (CONTRACT §2.5; RFC 6749 §4.1.1,
+//! RFC 7636, OpenID Connect Core §3.1.2.1, RFC 8707).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::Response;
+use url::Url;
+
+use crate::config::is_resource_uri;
+use crate::cookie::SetCookie;
+use crate::error::PageError;
+use crate::flow::{query, single};
+use crate::oidc::pkce;
+use crate::ports::{HttpClient, RandomError, SecureRandom};
+use crate::response;
+use crate::session::{self, LoginTxn, TXN_COOKIE_PREFIX};
+use crate::Ctx;
+
+/// At most this many login transactions exist at a time (several tabs may log in at once).
+const MAX_TXNS: usize = 5;
+const MAX_RETURN_TO: usize = 1024;
+
+pub(crate) async fn login<H: HttpClient>(ctx: &Ctx<'_, H>) -> Response<Vec<u8>> {
+    let login_path = ctx.login_path();
+    match start(ctx).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(&login_path),
+    }
+}
+
+async fn start<H: HttpClient>(ctx: &Ctx<'_, H>) -> Result<Response<Vec<u8>>, PageError> {
+    let config = ctx.config;
+    let params = query(ctx.parts);
+    let return_to = match single(&params, "return_to") {
+        Ok(Some(path)) if is_local_path(path) && path.len() <= MAX_RETURN_TO => path.to_owned(),
+        Ok(None) => format!("{}/", config.base_path),
+        _ => return Err(PageError::BadRequest("return_to must be a path on this site.")),
+    };
+    let Ok(prompt) = single(&params, "prompt") else {
+        return Err(PageError::BadRequest("prompt may be given once."));
+    };
+    let extra_resources: Vec<&str> = params.iter().filter(|(k, _)| k == "resource").map(|(_, v)| v.as_str()).collect();
+    if !extra_resources.iter().all(|r| is_resource_uri(r)) {
+        return Err(PageError::BadRequest("resource must be an absolute URI without a fragment."));
+    }
+    let metadata = ctx.provider.metadata(config, ctx.deps).await?;
+
+    // An incremental login asks for the union of what the session already has and what is new,
+    // so no earlier grant is lost (CONTRACT §2.2 backend_not_ready). The session cookie is
+    // visible here: this is a same-site navigation.
+    let existing = session::load(&ctx.cookies, config, ctx.now);
+    let mut scopes: Vec<String> = config.scopes.clone();
+    let granted = existing.as_ref().map(|s| s.scope.as_str()).unwrap_or_default();
+    let extra = params.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.as_str());
+    for scope in granted.split_whitespace().chain(extra.flat_map(str::split_whitespace)) {
+        if !scopes.iter().any(|s| s == scope) {
+            scopes.push(scope.to_owned());
+        }
+    }
+    let mut resources: Vec<String> = config.default_resource.iter().cloned().collect();
+    let previous = existing.iter().flat_map(|s| s.resources.iter().map(String::as_str));
+    for resource in previous.chain(extra_resources) {
+        if !resources.iter().any(|r| r == resource) {
+            resources.push(resource.to_owned());
+        }
+    }
+
+    let random = ctx.deps.random;
+    let txn = LoginTxn {
+        state: random_string(random, 16).map_err(|_| PageError::ServerError)?,
+        nonce: random_string(random, 16).map_err(|_| PageError::ServerError)?,
+        verifier: random_string(random, 32).map_err(|_| PageError::ServerError)?,
+        return_to,
+        created: ctx.now.0,
+        scope: scopes.join(" "),
+        resources,
+    };
+
+    let mut url = Url::parse(&metadata.authorization_endpoint).map_err(|_| PageError::Unavailable)?;
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &config.client_id)
+            .append_pair("redirect_uri", &config.redirect_uri())
+            .append_pair("scope", &txn.scope)
+            .append_pair("state", &txn.state)
+            .append_pair("nonce", &txn.nonce)
+            .append_pair("code_challenge", &pkce::challenge(&txn.verifier))
+            .append_pair("code_challenge_method", "S256");
+        for resource in &txn.resources {
+            query.append_pair("resource", resource);
+        }
+        for (name, value) in &config.authorization_params {
+            if !(name == "prompt" && prompt.is_some()) {
+                query.append_pair(name, value);
+            }
+        }
+        if let Some(prompt) = prompt {
+            query.append_pair("prompt", prompt);
+        }
+    }
+
+    let mut cookies = prune_txns(ctx);
+    cookies.push(session::seal_txn(&txn, config, random).map_err(|_| PageError::ServerError)?);
+    Ok(response::with_cookies(response::redirect(url.as_str()), &cookies))
+}
+
+/// Deletes transaction cookies that no longer open, then the oldest ones until a new one fits
+/// under [`MAX_TXNS`].
+fn prune_txns<H>(ctx: &Ctx<'_, H>) -> Vec<SetCookie> {
+    let mut deletes = Vec::new();
+    let mut live: Vec<(u64, &str)> = Vec::new();
+    for (name, value) in ctx.cookies.iter().filter(|(n, _)| n.starts_with(TXN_COOKIE_PREFIX)) {
+        match session::open_txn(value, ctx.config, ctx.now) {
+            Ok(txn) => live.push((txn.created, name)),
+            Err(_) => deletes.push(SetCookie::delete(name.clone(), crate::config::SameSite::Lax)),
+        }
+    }
+    live.sort_unstable();
+    let excess = (live.len() + 1).saturating_sub(MAX_TXNS);
+    deletes.extend(live.into_iter().take(excess).map(|(_, n)| SetCookie::delete(n, crate::config::SameSite::Lax)));
+    deletes
+}
+
+/// `count` random bytes as base64url: state and nonce get 128 bits, the PKCE verifier 256 bits
+/// (43 characters, RFC 7636 §4.1).
+fn random_string(random: &dyn SecureRandom, count: usize) -> Result<String, RandomError> {
+    let mut bytes = vec![0u8; count];
+    random.fill(&mut bytes)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// A path on this origin (CONTRACT §2.5): one leading `/`, not `//` or `/\`, no scheme or host,
+/// no control characters, and nothing a browser would read as another origin once decoded.
+pub(crate) fn is_local_path(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') || matches!(bytes.get(1), Some(b'/' | b'\\')) {
+        return false;
+    }
+    if path.chars().any(|c| c.is_control() || c == '\\' || c.is_whitespace()) {
+        return false;
+    }
+    // Encoded slashes or backslashes right after the first slash decode to `//` or `/\`.
+    let lower = path.to_ascii_lowercase();
+    if lower.starts_with("/%2f") || lower.starts_with("/%5c") {
+        return false;
+    }
+    // Parsed against a dummy origin, the path must stay on that origin.
+    Url::parse("https://origin.invalid").and_then(|base| base.join(path)).is_ok_and(|u| u.host_str() == Some("origin.invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_to_table() {
+        let good = ["/", "/app/", "/a/b?x=1#frag", "/path%20with%20space", "/%2e%2e/x"];
+        let bad = [
+            "",
+            "app",
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "/%2fevil.example",
+            "/%2F%2Fevil.example",
+            "/%5cevil.example",
+            "/\tevil",
+            "/\n/evil.example",
+            "\\\\evil.example",
+            " /x",
+            "/x y",
+            "http:/evil.example",
+            "%2f%2fevil.example",
+            "/a\\b",
+        ];
+        for path in good {
+            assert!(is_local_path(path), "{path} should be accepted");
+        }
+        for path in bad {
+            assert!(!is_local_path(path), "{path} should be refused");
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! `POST B/bff/logout` (CONTRACT §2.6; RFC 7009; OpenID Connect RP-Initiated Logout 1.0 §2).
+
+use http::{Response, StatusCode};
+use serde_json::json;
+use url::Url;
+
+use crate::oidc::token;
+use crate::ports::{HttpClient, Level};
+use crate::provider;
+use crate::response;
+use crate::session;
+use crate::Ctx;
+
+pub(crate) async fn logout<H: HttpClient>(ctx: &Ctx<'_, H>) -> Response<Vec<u8>> {
+    let config = ctx.config;
+    let post_logout = format!("{}{}", config.public_origin, config.post_logout_path);
+    let mut cookies = session::clear(config);
+    cookies.extend(session::clear_txns(&ctx.cookies));
+    let mut logout_url = post_logout.clone();
+
+    if let Some(session) = session::load(&ctx.cookies, config, ctx.now) {
+        match ctx.provider.metadata(config, ctx.deps).await {
+            Ok(metadata) => {
+                if let (Some(endpoint), Some(refresh_token)) = (&metadata.revocation_endpoint, &session.refresh_token) {
+                    // Best effort: a failed revocation is logged, the logout still succeeds.
+                    let request = token::revocation_request(config, endpoint, refresh_token.expose());
+                    match provider::send(ctx.deps, config, request).await {
+                        Ok(response) if response.status().is_success() => {}
+                        Ok(response) => ctx.deps.log.line(Level::Warn, &format!("refresh token revocation answered {}", response.status())),
+                        Err(_) => ctx.deps.log.line(Level::Warn, "refresh token revocation failed"),
+                    }
+                }
+                if let Some(mut url) = metadata.end_session_endpoint.as_deref().and_then(|e| Url::parse(e).ok()) {
+                    url.query_pairs_mut()
+                        .append_pair("id_token_hint", session.id_token.expose())
+                        .append_pair("client_id", &config.client_id)
+                        .append_pair("post_logout_redirect_uri", &post_logout);
+                    logout_url = url.into();
+                }
+            }
+            Err(_) => ctx.deps.log.line(Level::Warn, "logout without revocation: issuer metadata unavailable"),
+        }
+    }
+    response::with_cookies(response::json(StatusCode::OK, &json!({"logout_url": logout_url})), &cookies)
+}

@@ -1,0 +1,146 @@
+//! `B/.well-known/bff-token`: hand the frontend an access token (draft-01 §4; CONTRACT §2.2).
+
+use http::{Method, Response, StatusCode};
+use serde_json::json;
+use url::form_urlencoded::Serializer;
+
+use crate::config::is_resource_uri;
+use crate::error::ApiError;
+use crate::flow::callback::cache_entry;
+use crate::flow::{query, single};
+use crate::oidc::token::{self, Grant, UpstreamError};
+use crate::ports::{HttpClient, Level, UnixTime};
+use crate::provider::{self, KeyError};
+use crate::response;
+use crate::secret::{IdToken, RefreshToken, constant_time_eq};
+use crate::session::{self, Session, scope_covered, scope_key};
+use crate::Ctx;
+
+/// A `rejected_token` forces a refresh of the same entry at most this often.
+const FORCED_REFRESH_SECS: u64 = 30;
+
+pub(crate) async fn token<H: HttpClient>(ctx: &Ctx<'_, H>) -> Response<Vec<u8>> {
+    match mediate(ctx).await {
+        Ok(response) => response,
+        Err(error) => error,
+    }
+}
+
+async fn mediate<H: HttpClient>(ctx: &Ctx<'_, H>) -> Result<Response<Vec<u8>>, Response<Vec<u8>>> {
+    let config = ctx.config;
+    let params = if ctx.parts.method == Method::POST {
+        url::form_urlencoded::parse(ctx.body).into_owned().collect()
+    } else {
+        query(ctx.parts)
+    };
+    let fail = |e: ApiError| e.into_response();
+    let resource = single(&params, "resource").map_err(|()| fail(ApiError::InvalidRequest("resource may be given once")))?;
+    if resource.is_some_and(|r| !is_resource_uri(r)) {
+        return Err(fail(ApiError::InvalidRequest("resource must be an absolute URI without a fragment")));
+    }
+    let scope = single(&params, "scope").map_err(|()| fail(ApiError::InvalidRequest("scope may be given once")))?;
+    let rejected = single(&params, "rejected_token").ok().flatten();
+    let mut session = session::load(&ctx.cookies, config, ctx.now).ok_or_else(|| fail(ApiError::InvalidSession))?;
+
+    // Which token the request means (CONTRACT §2.2).
+    let resource = resource.map(str::to_owned).or_else(|| config.default_resource.clone());
+    let wanted_scope = scope.map(str::to_owned).unwrap_or_else(|| session.scope.clone());
+    let key = scope_key(&wanted_scope);
+    let resource_granted = resource.as_ref().is_none_or(|r| session.resources.contains(r));
+    if !scope_covered(&key, &session.scope) || !resource_granted {
+        return Err(fail(not_ready(ctx, &session, &key, resource.as_deref())));
+    }
+
+    let index = session.tokens.iter().position(|t| t.key == key && t.resource == resource);
+    if let Some(entry) = index.map(|i| &session.tokens[i]) {
+        let was_rejected = rejected.is_some_and(|r| constant_time_eq(r, entry.token.expose()));
+        let may_force = entry.forced.is_none_or(|at| ctx.now.0.saturating_sub(at) >= FORCED_REFRESH_SECS);
+        if entry.is_fresh(ctx.now) && !(was_rejected && may_force) {
+            // A plain read: answered from the cookie, nothing is written.
+            return Ok(response::json(StatusCode::OK, &body_of(ctx, entry)));
+        }
+    }
+    let Some(refresh_token) = session.refresh_token.as_ref().map(|t| t.expose().to_owned()) else {
+        return Err(fail(ApiError::BackendNotReady { login_url: ctx.login_path(), description: "no refresh token; sign in again" }));
+    };
+
+    // RFC 6749 §6: an omitted scope means the originally granted one.
+    let narrowed = (key != scope_key(&session.scope)).then_some(wanted_scope.as_str());
+    let metadata = ctx.provider.metadata(config, ctx.deps).await.map_err(|e| fail(ApiError::Upstream(e)))?;
+    let grant = Grant::Refresh { refresh_token: &refresh_token, scope: narrowed, resource: resource.as_deref() };
+    let request = token::token_request(config, &metadata.token_endpoint, &grant);
+    let outcome = match provider::send(ctx.deps, config, request).await {
+        Ok(response) => token::parse_token_response(&response),
+        Err(e) => Err(e),
+    };
+    let tokens = match outcome {
+        Ok(tokens) => tokens,
+        Err(UpstreamError::OAuth { error, description }) if error == "invalid_grant" => {
+            // RFC 10017 §6.1.2.2: the refresh token is dead, and so is the session.
+            let response = ApiError::Upstream(UpstreamError::OAuth { error, description }).into_response();
+            return Err(response::with_cookies(response, &session::clear(config)));
+        }
+        Err(e) => return Err(fail(ApiError::Upstream(e))),
+    };
+
+    // OpenID Connect Core §12.2: a new ID token keeps `iss`, `sub` and `aud`.
+    if let Some(id_token) = tokens.id_token.as_deref() {
+        match ctx.provider.validate_id_token(id_token, None, config, ctx.deps).await {
+            Ok(claims) if claims.sub == session.sub => session.id_token = IdToken::new(id_token),
+            Err(KeyError::Upstream(e)) => return Err(fail(ApiError::Upstream(e))),
+            _ => {
+                ctx.deps.log.line(Level::Warn, "refresh returned an ID token that failed validation");
+                return Err(fail(ApiError::Upstream(UpstreamError::Malformed)));
+            }
+        }
+    }
+    if let Some(rotated) = &tokens.refresh_token {
+        session.refresh_token = Some(RefreshToken::new(rotated.clone()));
+    }
+    let previous_force = index.and_then(|i| session.tokens[i].forced);
+    let forced_now = index.is_some_and(|i| rejected.is_some_and(|r| constant_time_eq(r, session.tokens[i].token.expose())));
+    if let Some(i) = index {
+        session.tokens.remove(i);
+    }
+    let mut entry = cache_entry(resource, key, &tokens, ctx.now.0);
+    entry.forced = if forced_now { Some(ctx.now.0) } else { previous_force };
+    let body = body_of(ctx, &entry);
+    session.tokens.push(entry);
+    let cookies = save_keeping_newest(&mut session, ctx);
+    Ok(response::with_cookies(response::json(StatusCode::OK, &body), &cookies))
+}
+
+/// Seals the session; if even the newest token does not fit, it is handed out uncached.
+fn save_keeping_newest<H>(session: &mut Session, ctx: &Ctx<'_, H>) -> Vec<crate::cookie::SetCookie> {
+    match session::save(session, ctx.config, ctx.deps.random, ctx.now) {
+        Ok(cookies) => cookies,
+        Err(_) => {
+            session.tokens.clear();
+            session::save(session, ctx.config, ctx.deps.random, ctx.now).unwrap_or_default()
+        }
+    }
+}
+
+fn body_of<H>(ctx: &Ctx<'_, H>, entry: &session::CachedToken) -> serde_json::Value {
+    let mut body = json!({"access_token": entry.token.expose(), "token_type": "Bearer", "scope": entry.scope});
+    if entry.expires_known {
+        body["expires_in"] = json!(ctx.now.until(UnixTime(entry.expires)));
+    }
+    body
+}
+
+/// `backend_not_ready` with a `login_url` asking for what is missing (CONTRACT §2.2).
+fn not_ready<H>(ctx: &Ctx<'_, H>, session: &Session, key: &str, resource: Option<&str>) -> ApiError {
+    let mut query = Serializer::new(String::new());
+    let missing: Vec<&str> = key.split_whitespace().filter(|s| !scope_covered(s, &session.scope)).collect();
+    if !missing.is_empty() {
+        query.append_pair("scope", &missing.join(" "));
+    }
+    if let Some(resource) = resource.filter(|r| !session.resources.iter().any(|g| g == r)) {
+        query.append_pair("resource", resource);
+    }
+    ApiError::BackendNotReady {
+        login_url: format!("{}?{}", ctx.login_path(), query.finish()),
+        description: "the session has no grant for this scope or resource; sign in to consent",
+    }
+}

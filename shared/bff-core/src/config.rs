@@ -161,10 +161,10 @@ impl Config {
             None => None,
             Some(list) => {
                 let algs: Vec<String> = list.split_whitespace().map(str::to_owned).collect();
-                if let Some(bad) = algs.iter().find(|a| !crate::oidc::id_token::is_supported_alg(a)) {
+                if !algs.iter().all(|a| crate::oidc::id_token::is_supported_alg(a)) {
                     return Err(ConfigError::new(
                         "BFF_ID_TOKEN_ALGS",
-                        format!("unsupported or forbidden algorithm {bad}"),
+                        "only RS256-512, PS256-512, ES256, ES384 and EdDSA are accepted",
                     ));
                 }
                 Some(algs)
@@ -413,7 +413,7 @@ pub(crate) mod tests {
             ("BFF_ID_TOKEN_ALGS", "none"),
             ("BFF_USERINFO", "maybe"),
             ("BFF_CLIENT_AUTH", "tls_client_auth"),
-            ("BFF_COOKIE_BUDGET", "10"),
+            ("BFF_COOKIE_BUDGET", "12"),
         ];
         for (name, value) in cases {
             let err = parse(&[(name, value)]).unwrap_err();

@@ -137,7 +137,7 @@ impl Config {
             }
             Some(_) => return Err(ConfigError::new("BFF_SESSION_STORE", "must be cookie or kv")),
         }
-        let session_max_age = parse_number(get("BFF_SESSION_MAX_AGE"), "BFF_SESSION_MAX_AGE", 86_400, 60)?;
+        let session_max_age = parse_number(get("BFF_SESSION_MAX_AGE"), "BFF_SESSION_MAX_AGE", 86_400, 1)?;
         let sessioninfo_claims = get("BFF_SESSIONINFO_CLAIMS")
             .unwrap_or_else(|| DEFAULT_CLAIMS.to_owned())
             .split_whitespace()

@@ -38,6 +38,8 @@ pub(crate) async fn callback<H: HttpClient>(ctx: &Ctx<'_, H>) -> Response<Vec<u8
             cookies.push(delete_txn);
             response::with_cookies(response::redirect(&location), &cookies)
         }
+        // After an outage the same callback may be retried: the code is still unused.
+        Err(error @ PageError::Unavailable) => error.into_response(&login_path),
         Err(error) => response::with_cookies(error.into_response(&login_path), &[delete_txn]),
     }
 }

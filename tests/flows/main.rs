@@ -1,0 +1,84 @@
+//! One suite, three targets: every case runs against the core in-process, the Lambda handler
+//! under `cargo lambda watch`, and the Worker under `wrangler dev`, each facing a real, strict
+//! `oidc-provider`. A failure names its target and case.
+//!
+//! `BFF_TEST_TARGETS=in-process,lambda` narrows the targets (all three by default).
+
+mod cases;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bff_tests::free_port;
+use bff_tests::provider::Provider;
+use bff_tests::target::{self, Kind, Target};
+
+/// Access tokens live this long at the test provider.
+pub const ACCESS_TOKEN_TTL: u64 = 10;
+
+pub struct World {
+    pub provider: Provider,
+    pub target: Target,
+}
+
+type Case = fn(Arc<World>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+fn enabled(kind: Kind) -> bool {
+    match std::env::var("BFF_TEST_TARGETS") {
+        Ok(list) => list.split(',').any(|t| t.trim() == kind.name()),
+        Err(_) => true,
+    }
+}
+
+async fn run(kind: Kind) {
+    if !enabled(kind) {
+        eprintln!("{}: not in BFF_TEST_TARGETS, skipped", kind.name());
+        return;
+    }
+    let port = free_port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let provider = Provider::start(&origin, "", ACCESS_TOKEN_TTL).await;
+    let settings = target::settings(&provider.issuer, &origin, "");
+    let target = Target::start(kind, port, "", settings).await;
+    let world = Arc::new(World { provider, target });
+    let mut failures = Vec::new();
+    for (name, case) in cases::ALL {
+        let started = std::time::Instant::now();
+        let outcome = tokio::spawn(case(Arc::clone(&world))).await;
+        let verdict = if outcome.is_ok() { "ok" } else { "FAILED" };
+        eprintln!("[{}] {name} ... {verdict} ({:.1} s)", kind.name(), started.elapsed().as_secs_f64());
+        if outcome.is_err() {
+            failures.push(*name);
+        }
+    }
+    if kind == Kind::InProcess {
+        for (name, case) in cases::IN_PROCESS_ONLY {
+            let outcome = tokio::spawn(case()).await;
+            eprintln!("[{}] {name} ... {}", kind.name(), if outcome.is_ok() { "ok" } else { "FAILED" });
+            if outcome.is_err() {
+                failures.push(*name);
+            }
+        }
+    }
+    if let Ok(world) = Arc::try_unwrap(world) {
+        world.target.stop().await;
+        world.provider.stop().await;
+    }
+    assert!(failures.is_empty(), "target {}: failed cases: {failures:?}", kind.name());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process() {
+    run(Kind::InProcess).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda() {
+    run(Kind::Lambda).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker() {
+    run(Kind::Worker).await;
+}

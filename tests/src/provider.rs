@@ -1,0 +1,115 @@
+//! The real OpenID provider (`oidc-provider`, tests/harness) behind its fault proxy.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::{free_port, repo_root};
+
+pub const CLIENT_ID: &str = "bff";
+pub const CLIENT_SECRET: &str = "bff-secret";
+
+/// A running provider; killed on drop.
+pub struct Provider {
+    pub issuer: String,
+    pub control: String,
+    child: Child,
+    http: reqwest::Client,
+}
+
+impl Provider {
+    /// Starts a provider whose client `bff` may redirect to `origin` + `base` + `/bff/callback`.
+    pub async fn start(origin: &str, base: &str, access_token_ttl: u64) -> Provider {
+        let dir = std::env::temp_dir().join(format!("bff-idp-{}", free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("idp.json");
+        let port = free_port();
+        let body = json!({
+            "port": port,
+            "provider_port": free_port(),
+            "control_port": free_port(),
+            "access_token_ttl": access_token_ttl,
+            "clients": [{
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "token_endpoint_auth_method": "client_secret_basic",
+                "redirect_uris": [format!("{origin}{base}/bff/callback")],
+                "post_logout_redirect_uris": [format!("{origin}{base}/")],
+            }],
+        });
+        std::fs::write(&config, body.to_string()).unwrap();
+        let mut child = Command::new("node")
+            .arg(repo_root().join("tests/harness/idp.mjs"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("BFF_TEST_VERBOSE").is_some() { Stdio::inherit() } else { Stdio::null() })
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node must be installed to run the OpenID provider");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(json) = line.strip_prefix("READY ") {
+                    return serde_json::from_str::<Value>(json).ok();
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .expect("the OpenID provider did not print READY");
+        Provider {
+            issuer: ready["issuer"].as_str().unwrap().to_owned(),
+            control: ready["control"].as_str().unwrap().to_owned(),
+            child,
+            http: crate::http_client(reqwest::Client::builder()),
+        }
+    }
+
+    /// `{"authorization_code": n, "refresh_token": n, "grant_error": n, "revocation": n, ...}`.
+    pub async fn counts(&self) -> Value {
+        self.http.get(format!("{}/counts", self.control)).send().await.unwrap().json().await.unwrap()
+    }
+
+    pub async fn count(&self, name: &str) -> u64 {
+        self.counts().await[name].as_u64().unwrap_or(0)
+    }
+
+    /// `pass`, `refuse`, `500` or `hang`.
+    pub async fn fault(&self, mode: &str) {
+        let response = self.http.post(format!("{}/fault?mode={mode}", self.control)).send().await.unwrap();
+        assert!(response.status().is_success(), "fault mode {mode}");
+    }
+
+    /// The newest refresh token the provider issued.
+    pub async fn newest_refresh_token(&self) -> String {
+        let list: Value = self.http.get(format!("{}/refresh-tokens", self.control)).send().await.unwrap().json().await.unwrap();
+        list.as_array().and_then(|a| a.last()).and_then(|t| t["value"].as_str()).unwrap_or_default().to_owned()
+    }
+
+    /// RFC 7662 introspection at the provider itself: is this token active?
+    pub async fn is_active(&self, token: &str) -> bool {
+        let response: Value = self
+            .http
+            .post(format!("{}/token/introspection", self.issuer))
+            .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        response["active"].as_bool().unwrap_or(false)
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}

@@ -1,0 +1,184 @@
+//! The three places the same backend runs: the core in-process (with the Lambda adapter's real
+//! HTTP client), the Lambda handler under `cargo lambda watch`, and the Worker under
+//! `wrangler dev` (workerd).
+
+use std::convert::Infallible;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bff_core::{Backend, Deps};
+use bff_lambda::{OsRandom, ReqwestHttp, StderrLog, SystemClock};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::process::{Child, Command};
+
+use crate::repo_root;
+
+pub const COOKIE_KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    InProcess,
+    Lambda,
+    Worker,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::InProcess => "in-process",
+            Self::Lambda => "lambda",
+            Self::Worker => "worker",
+        }
+    }
+}
+
+/// A running backend.
+pub struct Target {
+    pub kind: Kind,
+    /// `http://127.0.0.1:<port>`
+    pub origin: String,
+    /// `BFF_BASE_PATH`
+    pub base: String,
+    child: Option<Child>,
+}
+
+/// The settings every target gets, on top of which a case may add its own.
+pub fn settings(issuer: &str, origin: &str, base: &str) -> Vec<(String, String)> {
+    [
+        ("BFF_ISSUER", issuer),
+        ("BFF_CLIENT_ID", crate::provider::CLIENT_ID),
+        ("BFF_CLIENT_SECRET", crate::provider::CLIENT_SECRET),
+        ("BFF_PUBLIC_ORIGIN", origin),
+        ("BFF_BASE_PATH", base),
+        ("BFF_COOKIE_KEYS", COOKIE_KEYS),
+        // oidc-provider drops offline_access (no refresh token) unless prompt=consent.
+        ("BFF_AUTHORIZATION_PARAMS", "prompt=consent"),
+        ("BFF_ALLOW_INSECURE_ISSUER", "true"),
+        ("BFF_HTTP_TIMEOUT", "2"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect()
+}
+
+impl Target {
+    /// `B` + `path`, absolute.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}{}", self.origin, self.base, path)
+    }
+
+    pub async fn start(kind: Kind, port: u16, base: &str, settings: Vec<(String, String)>) -> Target {
+        let origin = format!("http://127.0.0.1:{port}");
+        let child = match kind {
+            Kind::InProcess => {
+                serve_in_process(port, settings);
+                None
+            }
+            Kind::Lambda => Some(spawn_lambda(port, &settings)),
+            Kind::Worker => Some(spawn_worker(port, &settings)),
+        };
+        let target = Target { kind, origin, base: base.to_owned(), child };
+        target.wait_ready().await;
+        target
+    }
+
+    async fn wait_ready(&self) {
+        let http = crate::http_client(reqwest::Client::builder());
+        let url = self.url("/.well-known/bff-configuration");
+        let started = Instant::now();
+        // The first start may compile the handler.
+        while started.elapsed() < Duration::from_secs(900) {
+            if let Ok(response) = http.get(&url).timeout(Duration::from_secs(30)).send().await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        panic!("{} target never answered {url}", self.kind.name());
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(child) = self.child.as_mut() {
+            if let Some(pid) = child.id() {
+                // The emulators spawn their own children: end the whole process group.
+                let _ = std::process::Command::new("kill").arg("--").arg(format!("-{pid}")).status();
+            }
+            let _ = child.kill().await;
+        }
+    }
+}
+
+/// Serves the core on its own thread and runtime: the core's futures are not required to be
+/// `Send`, so connections run on a `LocalSet`.
+fn serve_in_process(port: u16, settings: Vec<(String, String)>) {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async move {
+            let backend = Arc::new(Backend::from_lookup(|name| settings.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())));
+            if let Some(error) = backend.config_error() {
+                eprintln!("{error}");
+            }
+            let http = Arc::new(ReqwestHttp::new().unwrap());
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (backend, http) = (Arc::clone(&backend), Arc::clone(&http));
+                tokio::task::spawn_local(async move {
+                    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                        let (backend, http) = (Arc::clone(&backend), Arc::clone(&http));
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+                            let deps = Deps { clock: &SystemClock, random: &OsRandom, http: &*http, log: &StderrLog };
+                            let response = backend.handle(http::Request::from_parts(parts, body), &deps).await;
+                            Ok::<_, Infallible>(response.map(|b| Full::new(Bytes::from(b))))
+                        }
+                    });
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+    });
+}
+
+fn spawn_lambda(port: u16, settings: &[(String, String)]) -> Child {
+    let mut command = Command::new("cargo");
+    command
+        .args(["lambda", "watch", "--disable-cors", "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
+        .current_dir(repo_root().join("functions/lambda"));
+    for (k, v) in settings {
+        command.env(k, v);
+    }
+    spawn_group(command)
+}
+
+fn spawn_worker(port: u16, settings: &[(String, String)]) -> Child {
+    let mut command = Command::new("npx");
+    command.args(["wrangler", "dev", "--ip", "127.0.0.1", "--port", &port.to_string()]);
+    for (k, v) in settings {
+        command.arg("--var").arg(format!("{k}:{v}"));
+    }
+    command
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+        .env("WRANGLER_SEND_METRICS", "false")
+        .current_dir(repo_root());
+    spawn_group(command)
+}
+
+fn spawn_group(mut command: Command) -> Child {
+    let verbose = std::env::var_os("BFF_TEST_VERBOSE").is_some();
+    command
+        .stdin(Stdio::null())
+        .stdout(if verbose { Stdio::inherit() } else { Stdio::null() })
+        .stderr(if verbose { Stdio::inherit() } else { Stdio::null() })
+        .process_group(0)
+        .kill_on_drop(true);
+    command.spawn().expect("could not start the target")
+}

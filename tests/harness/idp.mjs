@@ -94,7 +94,9 @@ const state = {
   handler: null,
 };
 
-function rebuild() {
+// Builds a provider instance, checks every client's metadata (oidc-provider validates
+// static clients lazily, on first use), then makes it the one that answers requests.
+async function rebuild() {
   const provider = buildProvider({
     cfg,
     store: state.store,
@@ -103,14 +105,22 @@ function rebuild() {
     counts: state.counts,
     log,
   });
+  for (const client of state.clients) {
+    try {
+      await provider.Client.find(client.client_id);
+    } catch (err) {
+      const detail = err.error_description ?? err.message;
+      throw new Error(`client ${JSON.stringify(client.client_id)}: ${detail}`);
+    }
+  }
   state.provider = provider;
   state.handler = provider.callback();
 }
 
 try {
-  rebuild();
+  await rebuild();
 } catch (err) {
-  fail(`provider configuration rejected: ${err.stack ?? err}`);
+  fail(`provider configuration rejected: ${err.message}`);
 }
 
 // ---- the real provider (loopback only) -----------------------------------------------
@@ -172,7 +182,7 @@ async function control(req, res) {
     case 'POST /rotate-keys': {
       const key = generateSigningKey('RSA');
       state.keys = [key, ...state.keys];
-      rebuild();
+      await rebuild();
       log(`rotated keys: new ${key.kid} first`);
       return send(res, 200, { kid: key.kid, kids: state.keys.map((k) => k.kid) });
     }
@@ -189,10 +199,9 @@ async function control(req, res) {
       const previous = state.clients;
       state.clients = [...previous.filter((c) => c.client_id !== client.client_id), client];
       try {
-        rebuild();
+        await rebuild();
       } catch (err) {
         state.clients = previous;
-        rebuild();
         return send(res, 400, { error: 'invalid_client_metadata', error_description: err.message });
       }
       return send(res, 200, normalizeClient(client));

@@ -7,7 +7,7 @@ export const MODES = new Set(['pass', 'refuse', '500', 'hang']);
 
 const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade',
-  'proxy-authenticate', 'proxy-authorization',
+  'proxy-authenticate', 'proxy-authorization', 'expect',
 ]);
 
 function listen(server, port, host) {

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test: the core's unit tests and the integration suite against all three targets
+# (in-process core, the Lambda handler under `cargo lambda watch`, the Worker under
+# `wrangler dev`), each facing a real oidc-provider on loopback. Installs what it needs first;
+# a second run reuses the tool caches under $HOME.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== setup"
+rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+    npm ci --no-audit --no-fund
+fi
+PATH="$(scripts/lambda-tools.sh):$PATH"
+export PATH
+# Installs worker-build and wasm-bindgen-cli once (wrangler's [build] runs the same script).
+sh scripts/worker-tools.sh >/dev/null
+
+echo "== tests"
+cargo test --workspace --locked "$@"

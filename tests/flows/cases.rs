@@ -62,11 +62,22 @@ async fn start_login(browser: &mut Browser, target: &Target, query: &str, user: 
 }
 
 async fn token(browser: &mut Browser, target: &Target, query: &str) -> Answer {
-    browser.api(Method::GET, &target.url(&format!("/.well-known/bff-token{query}")), None).await
+    browser
+        .api(
+            Method::GET,
+            &target.url(&format!("/.well-known/bff-token{query}")),
+            None,
+        )
+        .await
 }
 
 fn session_cookies(browser: &mut Browser, target: &Target) -> Vec<(String, StoredCookie)> {
-    browser.jar(&target.origin).iter().filter(|(n, _)| n.starts_with(SESSION)).map(|(n, c)| (n.clone(), c.clone())).collect()
+    browser
+        .jar(&target.origin)
+        .iter()
+        .filter(|(n, _)| n.starts_with(SESSION))
+        .map(|(n, c)| (n.clone(), c.clone()))
+        .collect()
 }
 
 fn assert_json_headers(answer: &Answer) {
@@ -75,7 +86,13 @@ fn assert_json_headers(answer: &Answer) {
     assert_eq!(answer.header("x-frame-options"), Some("DENY"));
     assert_eq!(answer.header("cross-origin-resource-policy"), Some("same-origin"));
     assert_eq!(answer.header("content-security-policy"), Some("sandbox"));
-    assert!(answer.headers.keys().all(|k| !k.as_str().starts_with("access-control-")), "no CORS ever");
+    assert!(
+        answer
+            .headers
+            .keys()
+            .all(|k| !k.as_str().starts_with("access-control-")),
+        "no CORS ever"
+    );
 }
 
 fn assert_error(answer: &Answer, status: StatusCode, error: &str) {
@@ -91,7 +108,10 @@ async fn configuration_and_routing(w: Arc<World>) {
     assert_eq!(answer.status, StatusCode::OK);
     let body = answer.json();
     assert_eq!(body["bff_token_endpoint"], format!("{}/.well-known/bff-token", t.base));
-    assert_eq!(body["bff_sessioninfo_endpoint"], format!("{}/.well-known/bff-sessioninfo", t.base));
+    assert_eq!(
+        body["bff_sessioninfo_endpoint"],
+        format!("{}/.well-known/bff-sessioninfo", t.base)
+    );
     assert_eq!(body["login_endpoint"], format!("{}/bff/login", t.base));
     assert_eq!(body["logout_endpoint"], format!("{}/bff/logout", t.base));
     assert_eq!(body["csrf_header"], "X-CSRF");
@@ -100,17 +120,42 @@ async fn configuration_and_routing(w: Arc<World>) {
 
     for path in ["/.well-known/bff-token", "/.well-known/bff-sessioninfo", "/bff/logout"] {
         let preflight = b
-            .send(Method::OPTIONS, &t.url(path), &[("origin", "https://evil.example"), ("access-control-request-method", "GET")], None, false)
+            .send(
+                Method::OPTIONS,
+                &t.url(path),
+                &[
+                    ("origin", "https://evil.example"),
+                    ("access-control-request-method", "GET"),
+                ],
+                None,
+                false,
+            )
             .await;
         assert_error(&preflight, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     }
-    assert_error(&b.get(&t.url("/bff/logout")).await, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
-    assert_error(&b.get(&t.url("/bff/nothing-here")).await, StatusCode::NOT_FOUND, "not_found");
+    assert_error(
+        &b.get(&t.url("/bff/logout")).await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    assert_error(
+        &b.get(&t.url("/bff/nothing-here")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
     let no_session = b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await;
     assert_error(&no_session, StatusCode::BAD_REQUEST, "invalid_session");
     assert_error(&token(&mut b, t, "").await, StatusCode::BAD_REQUEST, "invalid_session");
     // Without a provider (cookie mode, no store), back-channel logout is off.
-    let backchannel = b.send(Method::POST, &t.url("/bff/backchannel-logout"), &[], Some("logout_token=x".into()), false).await;
+    let backchannel = b
+        .send(
+            Method::POST,
+            &t.url("/bff/backchannel-logout"),
+            &[],
+            Some("logout_token=x".into()),
+            false,
+        )
+        .await;
     assert_error(&backchannel, StatusCode::NOT_IMPLEMENTED, "unsupported");
 }
 
@@ -130,7 +175,9 @@ async fn login_token_refresh_logout(w: Arc<World>) {
     assert!(info["exp"].as_u64().unwrap() > now() + 86_000);
     assert!(info["auth_time"].is_u64(), "{info}");
     assert_eq!(info["email"], "alice@example.test");
-    assert!(info.get("id_token").is_none() && info.get("access_token").is_none() && info.get("refresh_token").is_none());
+    assert!(
+        info.get("id_token").is_none() && info.get("access_token").is_none() && info.get("refresh_token").is_none()
+    );
 
     let refreshes = p.count("refresh_token").await;
     let first = token(&mut b, t, "").await;
@@ -140,9 +187,19 @@ async fn login_token_refresh_logout(w: Arc<World>) {
     assert_eq!(first["token_type"], "Bearer");
     let expires_in = first["expires_in"].as_u64().unwrap();
     assert!(expires_in > 0 && expires_in <= ACCESS_TOKEN_TTL, "{expires_in}");
-    assert!(first["scope"].as_str().unwrap().split(' ').any(|s| s == "offline_access"));
+    assert!(
+        first["scope"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .any(|s| s == "offline_access")
+    );
     let again = token(&mut b, t, "").await;
-    assert_eq!(again.json()["access_token"], first["access_token"], "cached token returned while valid");
+    assert_eq!(
+        again.json()["access_token"],
+        first["access_token"],
+        "cached token returned while valid"
+    );
     assert!(again.set_cookies().is_empty(), "a plain read writes nothing");
     assert_eq!(p.count("refresh_token").await, refreshes);
 
@@ -156,7 +213,10 @@ async fn login_token_refresh_logout(w: Arc<World>) {
     assert!(second["expires_in"].as_u64().unwrap() > 5);
     assert_eq!(p.count("refresh_token").await, refreshes + 1);
     // The rotated refresh token works again (the old one would kill the grant).
-    tokio::time::sleep(Duration::from_secs(second["expires_in"].as_u64().unwrap().saturating_sub(4))).await;
+    tokio::time::sleep(Duration::from_secs(
+        second["expires_in"].as_u64().unwrap().saturating_sub(4),
+    ))
+    .await;
     let third = token(&mut b, t, "").await.json();
     assert_ne!(third["access_token"], second["access_token"]);
     assert_eq!(p.count("refresh_token").await, refreshes + 2);
@@ -175,7 +235,10 @@ async fn login_token_refresh_logout(w: Arc<World>) {
     assert!(params.contains(&("post_logout_redirect_uri".into(), format!("{}/", t.origin))));
     assert!(session_cookies(&mut b, t).is_empty(), "cookies cleared");
     assert_eq!(p.count("revocation").await, revocations + 1);
-    assert!(!p.is_active(&refresh_token).await, "the provider reports the refresh token inactive");
+    assert!(
+        !p.is_active(&refresh_token).await,
+        "the provider reports the refresh token inactive"
+    );
     assert_error(&token(&mut b, t, "").await, StatusCode::BAD_REQUEST, "invalid_session");
     // Logging out without a session still answers with the post-logout URL.
     let again = b.api(Method::POST, &t.url("/bff/logout"), None).await;
@@ -185,7 +248,10 @@ async fn login_token_refresh_logout(w: Arc<World>) {
 async fn rejected_token(w: Arc<World>) {
     let (t, p) = (&w.target, &w.provider);
     let mut b = login(t, "rita").await;
-    let first = token(&mut b, t, "").await.json()["access_token"].as_str().unwrap().to_owned();
+    let first = token(&mut b, t, "").await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let refreshes = p.count("refresh_token").await;
     let second = token(&mut b, t, &format!("?rejected_token={first}")).await;
     assert_eq!(second.status, StatusCode::OK, "{}", second.body);
@@ -199,7 +265,9 @@ async fn rejected_token(w: Arc<World>) {
     assert_eq!(other["access_token"], second.as_str());
     assert_eq!(p.count("refresh_token").await, refreshes + 1);
     // POST form works the same.
-    let posted = b.api(Method::POST, &t.url("/.well-known/bff-token"), Some("unknown=1".into())).await;
+    let posted = b
+        .api(Method::POST, &t.url("/.well-known/bff-token"), Some("unknown=1".into()))
+        .await;
     assert_eq!(posted.json()["access_token"], second.as_str());
 }
 
@@ -215,7 +283,11 @@ async fn csrf_refusals(w: Arc<World>) {
         &[("x-csrf", "1"), ("sec-fetch-site", "same-site")],
     ];
     for path in ["/.well-known/bff-token", "/.well-known/bff-sessioninfo", "/bff/logout"] {
-        let method = if path == "/bff/logout" { Method::POST } else { Method::GET };
+        let method = if path == "/bff/logout" {
+            Method::POST
+        } else {
+            Method::GET
+        };
         for headers in refusals {
             let answer = b.send(method.clone(), &t.url(path), headers, None, false).await;
             assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_request");
@@ -223,14 +295,27 @@ async fn csrf_refusals(w: Arc<World>) {
         }
     }
     let own_origin = t.origin.clone();
-    let ok = b.send(Method::GET, &t.url("/.well-known/bff-sessioninfo"), &[("x-csrf", "1"), ("origin", &own_origin)], None, false).await;
+    let ok = b
+        .send(
+            Method::GET,
+            &t.url("/.well-known/bff-sessioninfo"),
+            &[("x-csrf", "1"), ("origin", &own_origin)],
+            None,
+            false,
+        )
+        .await;
     assert_eq!(ok.status, StatusCode::OK, "the session survived every refusal");
 }
 
 async fn tampered_cookies(w: Arc<World>) {
     let t = &w.target;
     let mut b = login(t, "tom").await;
-    let original = b.jar(&t.origin).get(SESSION).expect("single session cookie").value.clone();
+    let original = b
+        .jar(&t.origin)
+        .get(SESSION)
+        .expect("single session cookie")
+        .value
+        .clone();
     let mid = original.len() / 2;
     let flipped = {
         let mut bytes = original.clone().into_bytes();
@@ -246,20 +331,42 @@ async fn tampered_cookies(w: Arc<World>) {
         ("garbage", "v1.k1.!!!".to_owned()),
     ];
     for (what, value) in variants {
-        b.jar(&t.origin).insert(SESSION.into(), StoredCookie { value, strict: true });
+        b.jar(&t.origin)
+            .insert(SESSION.into(), StoredCookie { value, strict: true });
         let answer = b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await;
         assert_eq!(answer.json()["error"], "invalid_session", "{what}");
     }
     // A transaction cookie's value moved into the session cookie does not open (name-bound).
     let mut other = Browser::new();
     let login_answer = other.get(&t.url("/bff/login")).await;
-    let txn = login_answer.set_cookies().into_iter().find(|c| c.starts_with("__Host-bff-txn.")).unwrap();
+    let txn = login_answer
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("__Host-bff-txn."))
+        .unwrap();
     let txn_value = txn.split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
-    b.jar(&t.origin).insert(SESSION.into(), StoredCookie { value: txn_value, strict: true });
+    b.jar(&t.origin).insert(
+        SESSION.into(),
+        StoredCookie {
+            value: txn_value,
+            strict: true,
+        },
+    );
     let swapped = b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await;
     assert_eq!(swapped.json()["error"], "invalid_session", "swapped");
-    b.jar(&t.origin).insert(SESSION.into(), StoredCookie { value: original, strict: true });
-    assert_eq!(b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await.status, StatusCode::OK);
+    b.jar(&t.origin).insert(
+        SESSION.into(),
+        StoredCookie {
+            value: original,
+            strict: true,
+        },
+    );
+    assert_eq!(
+        b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 fn with_param(url: &Url, name: &str, value: Option<&str>) -> Url {
@@ -282,19 +389,68 @@ async fn callback_refusals(w: Arc<World>) {
     let t = &w.target;
     let mut b = Browser::new();
     let callback = start_login(&mut b, t, "", "cathy").await;
-    let txn_cookies: Vec<(String, StoredCookie)> =
-        b.jar(&t.origin).iter().filter(|(n, _)| n.starts_with("__Host-bff-txn.")).map(|(n, c)| (n.clone(), c.clone())).collect();
+    let txn_cookies: Vec<(String, StoredCookie)> = b
+        .jar(&t.origin)
+        .iter()
+        .filter(|(n, _)| n.starts_with("__Host-bff-txn."))
+        .map(|(n, c)| (n.clone(), c.clone()))
+        .collect();
 
     let page = |answer: &Answer, status: StatusCode, what: &str| {
         assert_eq!(answer.status, status, "{what}: {}", answer.body);
-        assert!(answer.header("content-type").unwrap_or_default().starts_with("text/html"), "{what}");
-        assert!(answer.set_cookies().iter().all(|c| !c.starts_with(SESSION) || c.contains("Max-Age=0")), "{what}: no session");
+        assert!(
+            answer
+                .header("content-type")
+                .unwrap_or_default()
+                .starts_with("text/html"),
+            "{what}"
+        );
+        assert!(
+            answer
+                .set_cookies()
+                .iter()
+                .all(|c| !c.starts_with(SESSION) || c.contains("Max-Age=0")),
+            "{what}: no session"
+        );
     };
-    page(&b.send(Method::GET, with_param(&callback, "state", Some("forged")).as_str(), &[], None, true).await, StatusCode::BAD_REQUEST, "state mismatch");
-    page(&b.send(Method::GET, with_param(&callback, "iss", Some("http://evil.example")).as_str(), &[], None, true).await, StatusCode::BAD_REQUEST, "iss mismatch");
+    page(
+        &b.send(
+            Method::GET,
+            with_param(&callback, "state", Some("forged")).as_str(),
+            &[],
+            None,
+            true,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "state mismatch",
+    );
+    page(
+        &b.send(
+            Method::GET,
+            with_param(&callback, "iss", Some("http://evil.example")).as_str(),
+            &[],
+            None,
+            true,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "iss mismatch",
+    );
     // The iss refusal ended that transaction; start again for the rest.
     let callback = start_login(&mut b, t, "", "cathy").await;
-    page(&b.send(Method::GET, with_param(&callback, "iss", None).as_str(), &[], None, true).await, StatusCode::BAD_REQUEST, "iss missing");
+    page(
+        &b.send(
+            Method::GET,
+            with_param(&callback, "iss", None).as_str(),
+            &[],
+            None,
+            true,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "iss missing",
+    );
     let callback = start_login(&mut b, t, "", "cathy").await;
     let denied = with_param(&with_param(&callback, "code", None), "error", Some("access_denied"));
     let answer = b.send(Method::GET, denied.as_str(), &[], None, true).await;
@@ -302,14 +458,27 @@ async fn callback_refusals(w: Arc<World>) {
     assert!(answer.body.contains("access_denied") && answer.body.contains("/bff/login"));
 
     let callback = start_login(&mut b, t, "", "cathy").await;
-    let txn_name = b.jar(&t.origin).keys().find(|n| n.starts_with("__Host-bff-txn.")).cloned().unwrap();
+    let txn_name = b
+        .jar(&t.origin)
+        .keys()
+        .find(|n| n.starts_with("__Host-bff-txn."))
+        .cloned()
+        .unwrap();
     let txn_value = b.jar(&t.origin)[&txn_name].clone();
     let ok = b.send(Method::GET, callback.as_str(), &[], None, true).await;
     assert_eq!(ok.status, StatusCode::FOUND, "{}", ok.body);
-    page(&b.send(Method::GET, callback.as_str(), &[], None, true).await, StatusCode::BAD_REQUEST, "replay");
+    page(
+        &b.send(Method::GET, callback.as_str(), &[], None, true).await,
+        StatusCode::BAD_REQUEST,
+        "replay",
+    );
     // Even with the old transaction cookie put back, the code is spent.
     b.jar(&t.origin).insert(txn_name, txn_value);
-    page(&b.send(Method::GET, callback.as_str(), &[], None, true).await, StatusCode::BAD_REQUEST, "replay with cookie");
+    page(
+        &b.send(Method::GET, callback.as_str(), &[], None, true).await,
+        StatusCode::BAD_REQUEST,
+        "replay with cookie",
+    );
     drop(txn_cookies);
 }
 
@@ -325,32 +494,62 @@ async fn concurrent_logins(w: Arc<World>) {
     let done_first = b.send(Method::GET, first.as_str(), &[], None, true).await;
     assert_eq!(done_first.status, StatusCode::FOUND, "{}", done_first.body);
     assert_eq!(done_first.header("location"), Some("/tab-one"));
-    assert_eq!(b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await.json()["sub"], "dave");
+    assert_eq!(
+        b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None)
+            .await
+            .json()["sub"],
+        "dave"
+    );
     // At most five transaction cookies at a time.
     for _ in 0..7 {
         assert_eq!(b.get(&t.url("/bff/login")).await.status, StatusCode::FOUND);
     }
-    let txns = b.jar(&t.origin).keys().filter(|n| n.starts_with("__Host-bff-txn.")).count();
+    let txns = b
+        .jar(&t.origin)
+        .keys()
+        .filter(|n| n.starts_with("__Host-bff-txn."))
+        .count();
     assert_eq!(txns, 5);
 }
 
 async fn return_to_and_prompt(w: Arc<World>) {
     let t = &w.target;
     let mut b = Browser::new();
-    for bad in ["//evil.example", "/%5Cevil.example", "https://evil.example/", "javascript:alert(1)", "/\\evil.example"] {
-        let url = format!("{}?return_to={}", t.url("/bff/login"), url::form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>());
+    for bad in [
+        "//evil.example",
+        "/%5Cevil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "/\\evil.example",
+    ] {
+        let url = format!(
+            "{}?return_to={}",
+            t.url("/bff/login"),
+            url::form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>()
+        );
         let answer = b.get(&url).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(answer.header("location").is_none());
         assert!(answer.set_cookies().is_empty());
     }
     let long = format!("/{}", "a".repeat(1100));
-    assert_eq!(b.get(&format!("{}?return_to={long}", t.url("/bff/login"))).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        b.get(&format!("{}?return_to={long}", t.url("/bff/login"))).await.status,
+        StatusCode::BAD_REQUEST
+    );
 
-    let answer = b.get(&format!("{}?prompt=login&scope=extra", t.url("/bff/login"))).await;
+    let answer = b
+        .get(&format!("{}?prompt=login&scope=extra", t.url("/bff/login")))
+        .await;
     let authorize = answer.location().unwrap();
     let params: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
-    let get = |name: &str| params.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect::<Vec<_>>();
+    let get = |name: &str| {
+        params
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(get("prompt"), ["login"], "a prompt here replaces the configured one");
     assert_eq!(get("response_type"), ["code"]);
     assert_eq!(get("code_challenge_method"), ["S256"]);
@@ -363,7 +562,12 @@ async fn return_to_and_prompt(w: Arc<World>) {
     let done = b.send(Method::GET, callback.as_str(), &[], None, true).await;
     assert_eq!(done.header("location"), Some("/after?x=1"));
     let default = start_login(&mut b, t, "", "erin").await;
-    assert_eq!(b.send(Method::GET, default.as_str(), &[], None, true).await.header("location"), Some("/"));
+    assert_eq!(
+        b.send(Method::GET, default.as_str(), &[], None, true)
+            .await
+            .header("location"),
+        Some("/")
+    );
 }
 
 async fn large_sessions(w: Arc<World>) {
@@ -371,11 +575,20 @@ async fn large_sessions(w: Arc<World>) {
     let mut b = login(t, "big-2500").await;
     let cookies = session_cookies(&mut b, t);
     let names: Vec<&str> = cookies.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, [format!("{SESSION}.0"), format!("{SESSION}.1")], "two chunks: {names:?}");
+    assert_eq!(
+        names,
+        [format!("{SESSION}.0"), format!("{SESSION}.1")],
+        "two chunks: {names:?}"
+    );
     let total: usize = cookies.iter().map(|(n, c)| n.len() + 1 + c.value.len()).sum();
     assert!(total <= 7000, "within the budget: {total}");
     assert!(cookies.iter().all(|(n, c)| n.len() + c.value.len() < 4000));
-    assert_eq!(b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await.json()["sub"], "big-2500");
+    assert_eq!(
+        b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None)
+            .await
+            .json()["sub"],
+        "big-2500"
+    );
     assert_eq!(token(&mut b, t, "").await.status, StatusCode::OK);
     // A later small session deletes the stale chunks (signing out at the provider first).
     let app = t.origin.clone();
@@ -397,7 +610,10 @@ async fn large_sessions(w: Arc<World>) {
 async fn provider_faults(w: Arc<World>) {
     let (t, p) = (&w.target, &w.provider);
     let mut b = login(t, "frank").await;
-    let mut current = token(&mut b, t, "").await.json()["access_token"].as_str().unwrap().to_owned();
+    let mut current = token(&mut b, t, "").await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for mode in ["refuse", "500", "hang"] {
         p.fault(mode).await;
         let started = std::time::Instant::now();
@@ -406,7 +622,10 @@ async fn provider_faults(w: Arc<World>) {
         assert_error(&answer, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
         assert!(answer.header("retry-after").is_some(), "{mode}");
         assert!(answer.set_cookies().is_empty(), "{mode}: the session is unchanged");
-        assert!(started.elapsed() < Duration::from_secs(8), "{mode}: BFF_HTTP_TIMEOUT bounds the wait");
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{mode}: BFF_HTTP_TIMEOUT bounds the wait"
+        );
     }
     let recovered = token(&mut b, t, &format!("?rejected_token={current}")).await;
     assert_eq!(recovered.status, StatusCode::OK, "{}", recovered.body);
@@ -430,7 +649,10 @@ async fn provider_faults(w: Arc<World>) {
 async fn invalid_grant_ends_session(w: Arc<World>) {
     let t = &w.target;
     let mut b = login(t, "henry").await;
-    let access = token(&mut b, t, "").await.json()["access_token"].as_str().unwrap().to_owned();
+    let access = token(&mut b, t, "").await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let kept = session_cookies(&mut b, t);
     b.api(Method::POST, &t.url("/bff/logout"), None).await;
     // The stateless cookie replayed after logout: its refresh token was revoked at the provider.
@@ -439,7 +661,12 @@ async fn invalid_grant_ends_session(w: Arc<World>) {
     }
     let answer = token(&mut b, t, &format!("?rejected_token={access}")).await;
     assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_grant");
-    assert!(answer.set_cookies().iter().any(|c| c.starts_with(&format!("{SESSION}=")) && c.contains("Max-Age=0")));
+    assert!(
+        answer
+            .set_cookies()
+            .iter()
+            .any(|c| c.starts_with(&format!("{SESSION}=")) && c.contains("Max-Age=0"))
+    );
     assert!(session_cookies(&mut b, t).is_empty(), "the session is ended");
 }
 
@@ -448,9 +675,18 @@ async fn base_path() {
     let port = free_port();
     let origin = format!("http://127.0.0.1:{port}");
     let provider = Provider::start(&origin, "/app", ACCESS_TOKEN_TTL).await;
-    let target = Target::start(Kind::InProcess, port, "/app", target::settings(&provider.issuer, &origin, "/app")).await;
+    let target = Target::start(
+        Kind::InProcess,
+        port,
+        "/app",
+        target::settings(&provider.issuer, &origin, "/app"),
+    )
+    .await;
     let mut b = Browser::new();
-    assert_eq!(b.get(&format!("{origin}/.well-known/bff-configuration")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        b.get(&format!("{origin}/.well-known/bff-configuration")).await.status,
+        StatusCode::NOT_FOUND
+    );
     let config = b.get(&target.url("/.well-known/bff-configuration")).await.json();
     assert_eq!(config["bff_token_endpoint"], "/app/.well-known/bff-token");
     let callback = start_login(&mut b, &target, "", "ivy").await;
@@ -459,7 +695,12 @@ async fn base_path() {
     assert_eq!(done.header("location"), Some("/app/"));
     assert_eq!(token(&mut b, &target, "").await.status, StatusCode::OK);
     let logout = b.api(Method::POST, &target.url("/bff/logout"), None).await.json();
-    assert!(logout["logout_url"].as_str().unwrap().contains("post_logout_redirect_uri=http%3A%2F%2F127.0.0.1%3A"));
+    assert!(
+        logout["logout_url"]
+            .as_str()
+            .unwrap()
+            .contains("post_logout_redirect_uri=http%3A%2F%2F127.0.0.1%3A")
+    );
     target.stop().await;
     provider.stop().await;
 }
@@ -507,7 +748,12 @@ async fn key_rotation_and_expiry() {
     for (name, cookie) in &cookies {
         b.jar(&gone.origin).insert(name.clone(), cookie.clone());
     }
-    assert_eq!(b.api(Method::GET, &gone.url("/.well-known/bff-sessioninfo"), None).await.json()["error"], "invalid_session");
+    assert_eq!(
+        b.api(Method::GET, &gone.url("/.well-known/bff-sessioninfo"), None)
+            .await
+            .json()["error"],
+        "invalid_session"
+    );
     // Expiry is sealed inside the cookie and checked, whatever Max-Age said.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let expired = b.api(Method::GET, &old.url("/.well-known/bff-sessioninfo"), None).await;
@@ -519,7 +765,10 @@ async fn key_rotation_and_expiry() {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[allow(dead_code)]

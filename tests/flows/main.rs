@@ -47,7 +47,11 @@ async fn run(kind: Kind) {
         let started = std::time::Instant::now();
         let outcome = tokio::spawn(case(Arc::clone(&world))).await;
         let verdict = if outcome.is_ok() { "ok" } else { "FAILED" };
-        eprintln!("[{}] {name} ... {verdict} ({:.1} s)", kind.name(), started.elapsed().as_secs_f64());
+        eprintln!(
+            "[{}] {name} ... {verdict} ({:.1} s)",
+            kind.name(),
+            started.elapsed().as_secs_f64()
+        );
         if outcome.is_err() {
             failures.push(*name);
         }
@@ -55,7 +59,11 @@ async fn run(kind: Kind) {
     if kind == Kind::InProcess {
         for (name, case) in cases::IN_PROCESS_ONLY {
             let outcome = tokio::spawn(case()).await;
-            eprintln!("[{}] {name} ... {}", kind.name(), if outcome.is_ok() { "ok" } else { "FAILED" });
+            eprintln!(
+                "[{}] {name} ... {}",
+                kind.name(),
+                if outcome.is_ok() { "ok" } else { "FAILED" }
+            );
             if outcome.is_err() {
                 failures.push(*name);
             }
@@ -65,7 +73,11 @@ async fn run(kind: Kind) {
         world.target.stop().await;
         world.provider.stop().await;
     }
-    assert!(failures.is_empty(), "target {}: failed cases: {failures:?}", kind.name());
+    assert!(
+        failures.is_empty(),
+        "target {}: failed cases: {failures:?}",
+        kind.name()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

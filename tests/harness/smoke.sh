@@ -21,7 +21,7 @@ cleanup() {
 trap cleanup EXIT
 
 ok() { printf '  ok   %s\n' "$*"; }
-die() { printf '  FAIL %s\n' "$*"; echo "--- idp stderr:"; cat "$WORK/idp.err"; exit 1; }
+die() { { printf '  FAIL %s\n' "$*"; echo "--- idp stderr:"; cat "$WORK/idp.err"; } >&2; exit 1; }
 json() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {"d": d}))' "$1"; }
 jwt_payload() { python3 -c 'import json,sys,base64; p=sys.argv[1].split(".")[1]; p+="="*(-len(p)%4); print(json.dumps(json.loads(base64.urlsafe_b64decode(p))))' "$1"; }
 header() { grep -i "^$1:" | head -1 | cut -d' ' -f2- | tr -d '\r'; }
@@ -55,7 +55,7 @@ ok "issuer and endpoints on $ISS; iss parameter advertised; algs $(echo "$DISC" 
 
 # login LOGIN SCOPE -> prints the code; leaves cookies in $WORK/jar
 login() {
-  local who=$1 scope=$2 verifier=$3 challenge loc uid
+  local who=$1 scope=$2 verifier=$3 challenge loc page
   challenge=$(printf '%s' "$verifier" | openssl dgst -sha256 -binary | base64 | tr '+/' '-_' | tr -d '=')
   rm -f "$WORK/jar"
   local c=(-s -o /dev/null -D - -c "$WORK/jar" -b "$WORK/jar")
@@ -66,14 +66,16 @@ login() {
         --data-urlencode code_challenge_method=S256 | header location)
   [[ $loc == /interaction/* ]] || die "auth -> $loc"
   # 2. login form
-  curl -sf -b "$WORK/jar" "$ISS$loc" | grep -q 'name="login"' || die "no login form"
+  page=$(curl -sf -b "$WORK/jar" "$ISS$loc") || die "login page"
+  [[ $page == *'name="login"'* ]] || die "no login form"
   loc=$(curl "${c[@]}" -X POST "$ISS$loc" --data-urlencode prompt=login --data-urlencode "login=$who" \
         --data-urlencode password=x | header location)
   [[ $loc == "$ISS/auth/"* ]] || die "login post -> $loc"
   # 3. resume -> 303 /interaction/<uid2> (consent)
   loc=$(curl "${c[@]}" "$loc" | header location)
   [[ $loc == /interaction/* ]] || die "resume -> $loc"
-  curl -sf -b "$WORK/jar" "$ISS$loc" | grep -q 'value="consent"' || die "no consent form"
+  page=$(curl -sf -b "$WORK/jar" "$ISS$loc") || die "consent page"
+  [[ $page == *'value="consent"'* ]] || die "no consent form"
   loc=$(curl "${c[@]}" -X POST "$ISS$loc" --data-urlencode prompt=consent | header location)
   [[ $loc == "$ISS/auth/"* ]] || die "consent post -> $loc"
   # 4. resume -> 303 redirect_uri?code&state&iss
@@ -94,10 +96,10 @@ TOK=$(curl -sf -u "$BASIC" "$ISS/token" -d grant_type=authorization_code --data-
 AT=$(echo "$TOK" | json 'd["access_token"]'); RT1=$(echo "$TOK" | json 'd["refresh_token"]'); IDT=$(echo "$TOK" | json 'd["id_token"]')
 ok "expires_in=$(echo "$TOK" | json 'd["expires_in"]') scope='$(echo "$TOK" | json 'd["scope"]')'"
 ok "id_token: $(jwt_payload "$IDT")"
-echo "$(jwt_payload "$IDT")" | grep -q userinfo_only && die "userinfo_only leaked into the ID token"
+[[ $(jwt_payload "$IDT") == *userinfo_only* ]] && die "userinfo_only leaked into the ID token"
 UI=$(curl -sf -H "Authorization: Bearer $AT" "$ISS/me") || die userinfo
 ok "userinfo: $UI"
-echo "$UI" | grep -q '"userinfo_only":"from-userinfo"' || die "userinfo_only missing"
+[[ $UI == *'"userinfo_only":"from-userinfo"'* ]] || die "userinfo_only missing"
 
 echo "== PKCE is enforced"
 ST=$(curl -s -o /dev/null -w '%{http_code}' -u "$BASIC" "$ISS/token" -d grant_type=authorization_code \

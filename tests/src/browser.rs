@@ -39,7 +39,11 @@ impl Answer {
 
     /// The `Set-Cookie` header values.
     pub fn set_cookies(&self) -> Vec<String> {
-        self.headers.get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok().map(str::to_owned)).collect()
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect()
     }
 }
 
@@ -59,10 +63,13 @@ impl Browser {
     pub fn new() -> Self {
         let http = crate::http_client(
             reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(std::time::Duration::from_secs(30)),
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(std::time::Duration::from_secs(30)),
         );
-        Self { http, jars: BTreeMap::new() }
+        Self {
+            http,
+            jars: BTreeMap::new(),
+        }
     }
 
     pub fn jar(&mut self, origin: &str) -> &mut BTreeMap<String, StoredCookie> {
@@ -71,7 +78,14 @@ impl Browser {
 
     /// Sends a request. `cross_site` leaves out `SameSite=Strict` cookies, as a browser does on
     /// a navigation that another site started (the provider's redirect back).
-    pub async fn send(&mut self, method: Method, url: &str, headers: &[(&str, &str)], body: Option<String>, cross_site: bool) -> Answer {
+    pub async fn send(
+        &mut self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+        cross_site: bool,
+    ) -> Answer {
         let url = Url::parse(url).unwrap();
         let origin = url.origin().ascii_serialization();
         let cookies: Vec<String> = self
@@ -88,9 +102,14 @@ impl Browser {
             request = request.header(*name, *value);
         }
         if let Some(body) = body {
-            request = request.header("content-type", "application/x-www-form-urlencoded").body(body);
+            request = request
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body);
         }
-        let response = request.send().await.unwrap_or_else(|e| panic!("request to {url} failed: {e}"));
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request to {url} failed: {e}"));
         let answer = Answer {
             status: response.status(),
             headers: response.headers().clone(),
@@ -106,7 +125,9 @@ impl Browser {
     fn store(&mut self, origin: &str, set_cookies: &[String]) {
         for header in set_cookies {
             let mut parts = header.split(';');
-            let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else { continue };
+            let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else {
+                continue;
+            };
             let attributes: Vec<String> = parts.map(|a| a.trim().to_ascii_lowercase()).collect();
             let deleted = attributes.iter().any(|a| a == "max-age=0") || value.is_empty();
             let jar = self.jar(origin);
@@ -114,7 +135,13 @@ impl Browser {
                 jar.remove(name.trim());
             } else {
                 let strict = attributes.iter().any(|a| a == "samesite=strict");
-                jar.insert(name.trim().to_owned(), StoredCookie { value: value.trim().to_owned(), strict });
+                jar.insert(
+                    name.trim().to_owned(),
+                    StoredCookie {
+                        value: value.trim().to_owned(),
+                        strict,
+                    },
+                );
             }
         }
     }
@@ -125,7 +152,14 @@ impl Browser {
 
     /// A same-origin `fetch` from the app: `X-CSRF: 1` and `Sec-Fetch-Site: same-origin`.
     pub async fn api(&mut self, method: Method, url: &str, body: Option<String>) -> Answer {
-        self.send(method, url, &[("x-csrf", "1"), ("sec-fetch-site", "same-origin")], body, false).await
+        self.send(
+            method,
+            url,
+            &[("x-csrf", "1"), ("sec-fetch-site", "same-origin")],
+            body,
+            false,
+        )
+        .await
     }
 
     /// Drives the provider's login and consent pages from the authorization URL until the
@@ -144,9 +178,16 @@ impl Browser {
                 answer = self.send(Method::POST, &url, &[], Some(form), false).await;
             } else if answer.status == StatusCode::OK && answer.body.contains("value=\"consent\"") {
                 let url = answer.url.to_string();
-                answer = self.send(Method::POST, &url, &[], Some("prompt=consent".to_owned()), false).await;
+                answer = self
+                    .send(Method::POST, &url, &[], Some("prompt=consent".to_owned()), false)
+                    .await;
             } else {
-                panic!("unexpected provider answer {} at {}: {}", answer.status, answer.url, &answer.body[..answer.body.len().min(400)]);
+                panic!(
+                    "unexpected provider answer {} at {}: {}",
+                    answer.status,
+                    answer.url,
+                    &answer.body[..answer.body.len().min(400)]
+                );
             }
         }
         panic!("the provider never redirected back");

@@ -46,7 +46,11 @@ impl Provider {
             .arg("--config")
             .arg(&config)
             .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("BFF_TEST_VERBOSE").is_some() { Stdio::inherit() } else { Stdio::null() })
+            .stderr(if std::env::var_os("BFF_TEST_VERBOSE").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .kill_on_drop(true)
             .spawn()
             .expect("node must be installed to run the OpenID provider");
@@ -74,7 +78,14 @@ impl Provider {
 
     /// `{"authorization_code": n, "refresh_token": n, "grant_error": n, "revocation": n, ...}`.
     pub async fn counts(&self) -> Value {
-        self.http.get(format!("{}/counts", self.control)).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(format!("{}/counts", self.control))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     pub async fn count(&self, name: &str) -> u64 {
@@ -83,14 +94,31 @@ impl Provider {
 
     /// `pass`, `refuse`, `500` or `hang`.
     pub async fn fault(&self, mode: &str) {
-        let response = self.http.post(format!("{}/fault?mode={mode}", self.control)).send().await.unwrap();
+        let response = self
+            .http
+            .post(format!("{}/fault?mode={mode}", self.control))
+            .send()
+            .await
+            .unwrap();
         assert!(response.status().is_success(), "fault mode {mode}");
     }
 
     /// The newest refresh token the provider issued.
     pub async fn newest_refresh_token(&self) -> String {
-        let list: Value = self.http.get(format!("{}/refresh-tokens", self.control)).send().await.unwrap().json().await.unwrap();
-        list.as_array().and_then(|a| a.last()).and_then(|t| t["value"].as_str()).unwrap_or_default().to_owned()
+        let list: Value = self
+            .http
+            .get(format!("{}/refresh-tokens", self.control))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list.as_array()
+            .and_then(|a| a.last())
+            .and_then(|t| t["value"].as_str())
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// RFC 7662 introspection at the provider itself: is this token active?

@@ -82,7 +82,12 @@ impl Target {
             Kind::Lambda => Some(spawn_lambda(port, &settings)),
             Kind::Worker => Some(spawn_worker(port, &settings)),
         };
-        let target = Target { kind, origin, base: base.to_owned(), child };
+        let target = Target {
+            kind,
+            origin,
+            base: base.to_owned(),
+            child,
+        };
         target.wait_ready().await;
         target
     }
@@ -107,7 +112,10 @@ impl Target {
         if let Some(child) = self.child.as_mut() {
             if let Some(pid) = child.id() {
                 // The emulators spawn their own children: end the whole process group.
-                let _ = std::process::Command::new("kill").arg("--").arg(format!("-{pid}")).status();
+                let _ = std::process::Command::new("kill")
+                    .arg("--")
+                    .arg(format!("-{pid}"))
+                    .status();
             }
             let _ = child.kill().await;
         }
@@ -118,17 +126,24 @@ impl Target {
 /// `Send`, so connections run on a `LocalSet`.
 fn serve_in_process(port: u16, settings: Vec<(String, String)>) {
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let local = tokio::task::LocalSet::new();
         local.block_on(&runtime, async move {
-            let backend = Arc::new(Backend::from_lookup(|name| settings.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())));
+            let backend = Arc::new(Backend::from_lookup(|name| {
+                settings.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            }));
             if let Some(error) = backend.config_error() {
                 eprintln!("{error}");
             }
             let http = Arc::new(ReqwestHttp::new().unwrap());
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let (backend, http) = (Arc::clone(&backend), Arc::clone(&http));
                 tokio::task::spawn_local(async move {
                     let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
@@ -136,12 +151,19 @@ fn serve_in_process(port: u16, settings: Vec<(String, String)>) {
                         async move {
                             let (parts, body) = request.into_parts();
                             let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-                            let deps = Deps { clock: &SystemClock, random: &OsRandom, http: &*http, log: &StderrLog };
+                            let deps = Deps {
+                                clock: &SystemClock,
+                                random: &OsRandom,
+                                http: &*http,
+                                log: &StderrLog,
+                            };
                             let response = backend.handle(http::Request::from_parts(parts, body), &deps).await;
                             Ok::<_, Infallible>(response.map(|b| Full::new(Bytes::from(b))))
                         }
                     });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
@@ -151,7 +173,15 @@ fn serve_in_process(port: u16, settings: Vec<(String, String)>) {
 fn spawn_lambda(port: u16, settings: &[(String, String)]) -> Child {
     let mut command = Command::new("cargo");
     command
-        .args(["lambda", "watch", "--disable-cors", "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
+        .args([
+            "lambda",
+            "watch",
+            "--disable-cors",
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+            &port.to_string(),
+        ])
         .current_dir(repo_root().join("functions/lambda"));
     for (k, v) in settings {
         command.env(k, v);

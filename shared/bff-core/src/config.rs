@@ -59,7 +59,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(setting: &'static str, problem: impl Into<String>) -> Self {
-        Self { setting, problem: problem.into() }
+        Self {
+            setting,
+            problem: problem.into(),
+        }
     }
 
     /// The name of the offending setting.
@@ -77,8 +80,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 const DEFAULT_SCOPES: &str = "openid profile email offline_access";
-const DEFAULT_CLAIMS: &str =
-    "name given_name family_name preferred_username email email_verified picture locale";
+const DEFAULT_CLAIMS: &str = "name given_name family_name preferred_username email email_verified picture locale";
 
 impl Config {
     /// Reads every setting through `lookup`; an empty value counts as unset (SAM parameters
@@ -147,7 +149,12 @@ impl Config {
         let post_logout_path = match get("BFF_POST_LOGOUT_PATH") {
             None => format!("{base_path}/"),
             Some(p) if crate::flow::login::is_local_path(&p) => p,
-            Some(_) => return Err(ConfigError::new("BFF_POST_LOGOUT_PATH", "must be a path on this origin")),
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "BFF_POST_LOGOUT_PATH",
+                    "must be a path on this origin",
+                ));
+            }
         };
         let same_site = match get("BFF_COOKIE_SAMESITE").map(|v| v.to_ascii_lowercase()).as_deref() {
             None | Some("strict") => SameSite::Strict,
@@ -155,8 +162,8 @@ impl Config {
             Some(_) => return Err(ConfigError::new("BFF_COOKIE_SAMESITE", "must be strict or lax")),
         };
         let cookie_budget = parse_number(get("BFF_COOKIE_BUDGET"), "BFF_COOKIE_BUDGET", 7000, 1000)?;
-        let cookie_budget = usize::try_from(cookie_budget)
-            .map_err(|_| ConfigError::new("BFF_COOKIE_BUDGET", "too large"))?;
+        let cookie_budget =
+            usize::try_from(cookie_budget).map_err(|_| ConfigError::new("BFF_COOKIE_BUDGET", "too large"))?;
         let id_token_algs = match get("BFF_ID_TOKEN_ALGS") {
             None => None,
             Some(list) => {
@@ -226,7 +233,10 @@ fn parse_number(value: Option<String>, name: &'static str, default: u64, min: u6
         None => Ok(default),
         Some(v) => match v.parse::<u64>() {
             Ok(n) if n >= min => Ok(n),
-            _ => Err(ConfigError::new(name, format!("must be a whole number of at least {min}"))),
+            _ => Err(ConfigError::new(
+                name,
+                format!("must be a whole number of at least {min}"),
+            )),
         },
     }
 }
@@ -257,10 +267,14 @@ fn check_https_url(value: &str, allow_loopback_http: bool, name: &'static str) -
 
 fn parse_origin(value: &str) -> Result<String, ConfigError> {
     const NAME: &str = "BFF_PUBLIC_ORIGIN";
-    let url = Url::parse(value).map_err(|_| ConfigError::new(NAME, "must be an origin such as https://app.example.com"))?;
+    let url =
+        Url::parse(value).map_err(|_| ConfigError::new(NAME, "must be an origin such as https://app.example.com"))?;
     let secure = url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url));
     if !secure || url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err(ConfigError::new(NAME, "must be scheme://host[:port] with https (http only for loopback)"));
+        return Err(ConfigError::new(
+            NAME,
+            "must be scheme://host[:port] with https (http only for loopback)",
+        ));
     }
     Ok(url.origin().ascii_serialization())
 }
@@ -276,7 +290,10 @@ fn parse_base_path(value: Option<String>) -> Result<String, ConfigError> {
         && !path.contains("//")
         && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b));
     if !valid {
-        return Err(ConfigError::new(NAME, "must be a path starting with / (for example /shop)"));
+        return Err(ConfigError::new(
+            NAME,
+            "must be a path starting with / (for example /shop)",
+        ));
     }
     Ok(path)
 }
@@ -288,9 +305,13 @@ fn parse_keys(value: &str) -> Result<Vec<SealKey>, ConfigError> {
         let (id, material) = entry
             .split_once(':')
             .ok_or_else(|| ConfigError::new(NAME, "each key must be kid:base64url(32 bytes)"))?;
-        let id_ok = !id.is_empty() && id.len() <= 16 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let id_ok =
+            !id.is_empty() && id.len() <= 16 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !id_ok {
-            return Err(ConfigError::new(NAME, "a key id must be 1-16 characters of A-Z a-z 0-9 - _"));
+            return Err(ConfigError::new(
+                NAME,
+                "a key id must be 1-16 characters of A-Z a-z 0-9 - _",
+            ));
         }
         let bytes = URL_SAFE_NO_PAD
             .decode(material.trim_end_matches('='))
@@ -389,11 +410,18 @@ pub(crate) mod tests {
 
     #[test]
     fn base_path_and_params() {
-        let config = parse(&[("BFF_BASE_PATH", "/app/"), ("BFF_AUTHORIZATION_PARAMS", "prompt=consent&audience=x")]).unwrap();
+        let config = parse(&[
+            ("BFF_BASE_PATH", "/app/"),
+            ("BFF_AUTHORIZATION_PARAMS", "prompt=consent&audience=x"),
+        ])
+        .unwrap();
         assert_eq!(config.base_path, "/app");
         assert_eq!(config.post_logout_path, "/app/");
         assert_eq!(config.redirect_uri(), "https://app.example/app/bff/callback");
-        assert_eq!(config.authorization_params[0], ("prompt".to_owned(), "consent".to_owned()));
+        assert_eq!(
+            config.authorization_params[0],
+            ("prompt".to_owned(), "consent".to_owned())
+        );
     }
 
     #[test]
@@ -428,7 +456,13 @@ pub(crate) mod tests {
     #[test]
     fn loopback_http_only_when_allowed() {
         assert!(parse(&[("BFF_ISSUER", "http://127.0.0.1:9000")]).is_err());
-        assert!(parse(&[("BFF_ISSUER", "http://127.0.0.1:9000"), ("BFF_ALLOW_INSECURE_ISSUER", "true")]).is_ok());
+        assert!(
+            parse(&[
+                ("BFF_ISSUER", "http://127.0.0.1:9000"),
+                ("BFF_ALLOW_INSECURE_ISSUER", "true")
+            ])
+            .is_ok()
+        );
         assert!(parse(&[("BFF_ISSUER", "http://10.0.0.1"), ("BFF_ALLOW_INSECURE_ISSUER", "true")]).is_err());
         assert!(parse(&[("BFF_PUBLIC_ORIGIN", "http://127.0.0.1:8787")]).is_ok());
         let config = parse(&[("BFF_PUBLIC_ORIGIN", "http://localhost:8787/")]).unwrap();

@@ -44,7 +44,12 @@ pub(crate) struct SetCookie {
 impl SetCookie {
     /// Sets `name` (which must start with `__Host-`) for `max_age` seconds.
     pub(crate) fn new(name: impl Into<String>, value: impl Into<String>, same_site: SameSite, max_age: u64) -> Self {
-        Self { name: name.into(), value: value.into(), same_site, max_age }
+        Self {
+            name: name.into(),
+            value: value.into(),
+            same_site,
+            max_age,
+        }
     }
 
     /// Deletes `name`: the same attributes, an empty value and `Max-Age=0`.
@@ -102,9 +107,15 @@ mod tests {
     #[test]
     fn renders_host_prefix_attributes() {
         let set = SetCookie::new("__Host-bff-session", "v1.k.abc", SameSite::Strict, 600);
-        assert_eq!(set.render(), "__Host-bff-session=v1.k.abc; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=600");
+        assert_eq!(
+            set.render(),
+            "__Host-bff-session=v1.k.abc; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=600"
+        );
         let delete = SetCookie::delete("__Host-bff-txn.x", SameSite::Lax);
-        assert_eq!(delete.render(), "__Host-bff-txn.x=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0");
+        assert_eq!(
+            delete.render(),
+            "__Host-bff-txn.x=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0"
+        );
     }
 
     #[test]

@@ -11,7 +11,10 @@ use crate::response;
 #[derive(Debug)]
 pub(crate) enum ApiError {
     /// §4.3.2: no refresh token, or the request needs user interaction.
-    BackendNotReady { login_url: String, description: &'static str },
+    BackendNotReady {
+        login_url: String,
+        description: &'static str,
+    },
     /// Refused request: CSRF rules, bad parameters.
     InvalidRequest(&'static str),
     /// §4.3.1: no valid session.
@@ -36,15 +39,17 @@ impl ApiError {
                 StatusCode::BAD_REQUEST,
                 json!({"error": "backend_not_ready", "error_description": description, "login_url": login_url}),
             ),
-            Self::InvalidRequest(description) => {
-                (StatusCode::BAD_REQUEST, json!({"error": "invalid_request", "error_description": description}))
-            }
+            Self::InvalidRequest(description) => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": "invalid_request", "error_description": description}),
+            ),
             Self::InvalidSession => (
                 StatusCode::BAD_REQUEST,
                 json!({"error": "invalid_session", "error_description": "no valid session"}),
             ),
             Self::MethodNotAllowed(allow) => {
-                let mut response = response::json(StatusCode::METHOD_NOT_ALLOWED, &json!({"error": "method_not_allowed"}));
+                let mut response =
+                    response::json(StatusCode::METHOD_NOT_ALLOWED, &json!({"error": "method_not_allowed"}));
                 response.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
                 return response;
             }
@@ -63,7 +68,9 @@ impl ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     &json!({"error": "temporarily_unavailable", "error_description": "the authorization server is not answering properly"}),
                 );
-                response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("5"));
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("5"));
                 return response;
             }
         };
@@ -99,7 +106,12 @@ impl PageError {
                 };
                 response::page(StatusCode::BAD_REQUEST, "Sign-in failed", &message, again)
             }
-            Self::ServerError => response::page(StatusCode::INTERNAL_SERVER_ERROR, "Server error", "The sign-in could not be completed because of a server error.", None),
+            Self::ServerError => response::page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Server error",
+                "The sign-in could not be completed because of a server error.",
+                None,
+            ),
             Self::TooLarge => response::page(
                 StatusCode::BAD_REQUEST,
                 "Sign-in failed",
@@ -113,8 +125,12 @@ impl PageError {
                     "The sign-in service is not answering. Please try again in a moment.",
                     Some((login_url, "Retry")),
                 );
-                response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("5"));
-                response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+                response
+                    .headers_mut()
+                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 response
             }
         }

@@ -86,7 +86,10 @@ impl Backend {
     /// secrets). Never fails: a bad configuration is remembered, reported by
     /// [`Backend::config_error`] and answered with 500 `server_error` on every request.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let state = Config::from_lookup(lookup).map(|config| Inner { config, provider: ProviderCache::default() });
+        let state = Config::from_lookup(lookup).map(|config| Inner {
+            config,
+            provider: ProviderCache::default(),
+        });
         Self { state }
     }
 
@@ -98,7 +101,11 @@ impl Backend {
     /// Answers one request. `request`'s URI is origin-form (path and query); its headers are as
     /// the client sent them (one or more `Cookie` headers). Never panics and never fails: every
     /// error is a response.
-    pub async fn handle<H: HttpClient>(&self, request: http::Request<Vec<u8>>, deps: &Deps<'_, H>) -> http::Response<Vec<u8>> {
+    pub async fn handle<H: HttpClient>(
+        &self,
+        request: http::Request<Vec<u8>>,
+        deps: &Deps<'_, H>,
+    ) -> http::Response<Vec<u8>> {
         let Ok(inner) = &self.state else {
             return ApiError::ServerError.into_response();
         };

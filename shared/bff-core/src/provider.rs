@@ -26,7 +26,11 @@ pub(crate) struct ProviderCache {
 
 impl ProviderCache {
     /// The issuer's metadata, from cache or fetched.
-    pub(crate) async fn metadata<H: HttpClient>(&self, config: &Config, deps: &Deps<'_, H>) -> Result<Arc<Metadata>, UpstreamError> {
+    pub(crate) async fn metadata<H: HttpClient>(
+        &self,
+        config: &Config,
+        deps: &Deps<'_, H>,
+    ) -> Result<Arc<Metadata>, UpstreamError> {
         let now = deps.clock.now();
         if let Some((metadata, fetched)) = self.metadata.lock().ok().and_then(|m| m.clone()) {
             if fetched.until(now) < CACHE_SECS {
@@ -69,7 +73,9 @@ impl ProviderCache {
                 }
             }
         }
-        let response = send(deps, config, get(&metadata.jwks_uri)).await.map_err(KeyError::Upstream)?;
+        let response = send(deps, config, get(&metadata.jwks_uri))
+            .await
+            .map_err(KeyError::Upstream)?;
         if !response.status().is_success() {
             return Err(KeyError::Upstream(unavailable_or_malformed(&response)));
         }
@@ -77,7 +83,10 @@ impl ProviderCache {
         if let Ok(mut slot) = self.jwks.lock() {
             *slot = Some((Arc::clone(&jwks), now));
         }
-        jwks.candidates(header.kid.as_deref(), &header.alg).next().cloned().ok_or(KeyError::Token(IdTokenError::Signature))
+        jwks.candidates(header.kid.as_deref(), &header.alg)
+            .next()
+            .cloned()
+            .ok_or(KeyError::Token(IdTokenError::Signature))
     }
 
     /// Validates an ID token end to end: algorithm allow-list, key, signature, claims.
@@ -90,12 +99,19 @@ impl ProviderCache {
     ) -> Result<id_token::Claims, KeyError> {
         let metadata = self.metadata(config, deps).await.map_err(KeyError::Upstream)?;
         let header = id_token::header(token).map_err(KeyError::Token)?;
-        let allowed = id_token::allowed_algs(config.id_token_algs.as_deref(), &metadata.id_token_signing_alg_values_supported);
+        let allowed = id_token::allowed_algs(
+            config.id_token_algs.as_deref(),
+            &metadata.id_token_signing_alg_values_supported,
+        );
         if !allowed.contains(&header.alg) {
             return Err(KeyError::Token(IdTokenError::Algorithm));
         }
         let key = self.verification_key(&metadata, &header, config, deps).await?;
-        let expected = id_token::Expected { issuer: &config.issuer, client_id: &config.client_id, nonce };
+        let expected = id_token::Expected {
+            issuer: &config.issuer,
+            client_id: &config.client_id,
+            nonce,
+        };
         id_token::verify(token, &header.alg, &key, &expected, deps.clock.now()).map_err(KeyError::Token)
     }
 }
@@ -111,7 +127,10 @@ pub(crate) enum KeyError {
 
 /// A GET for JSON.
 pub(crate) fn get(url: &str) -> http::Request<Vec<u8>> {
-    http::Request::get(url).header(ACCEPT, "application/json").body(Vec::new()).unwrap_or_default()
+    http::Request::get(url)
+        .header(ACCEPT, "application/json")
+        .body(Vec::new())
+        .unwrap_or_default()
 }
 
 /// Sends through the port; a transport failure is [`UpstreamError::Unavailable`].
@@ -122,11 +141,18 @@ pub(crate) async fn send<H: HttpClient>(
 ) -> Result<http::Response<Vec<u8>>, UpstreamError> {
     let target = request.uri().path().to_owned();
     deps.http.send(request, config.http_timeout).await.map_err(|e| {
-        deps.log.line(Level::Warn, &format!("authorization server request to {target} failed: {e}"));
+        deps.log.line(
+            Level::Warn,
+            &format!("authorization server request to {target} failed: {e}"),
+        );
         UpstreamError::Unavailable
     })
 }
 
 fn unavailable_or_malformed(response: &http::Response<Vec<u8>>) -> UpstreamError {
-    if response.status().is_server_error() { UpstreamError::Unavailable } else { UpstreamError::Malformed }
+    if response.status().is_server_error() {
+        UpstreamError::Unavailable
+    } else {
+        UpstreamError::Malformed
+    }
 }

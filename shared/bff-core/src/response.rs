@@ -45,7 +45,9 @@ pub(crate) fn redirect(location: &str) -> Response<Vec<u8>> {
     if let Ok(value) = HeaderValue::from_str(location) {
         response.headers_mut().insert(LOCATION, value);
     }
-    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -85,7 +87,12 @@ mod tests {
 
     #[test]
     fn pages_escape() {
-        let response = page(StatusCode::BAD_REQUEST, "Sign-in failed", "<script>alert(1)</script>", Some(("/bff/login?a=1&b=\"", "Try again")));
+        let response = page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in failed",
+            "<script>alert(1)</script>",
+            Some(("/bff/login?a=1&b=\"", "Try again")),
+        );
         let body = String::from_utf8(response.into_body()).unwrap();
         assert!(!body.contains("<script>"));
         assert!(body.contains("&lt;script&gt;"));

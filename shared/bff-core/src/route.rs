@@ -25,7 +25,9 @@ pub(crate) enum Miss {
 impl Route {
     /// Resolves `path` (without query) under `base`.
     pub(crate) fn resolve(method: &Method, path: &str, base: &str) -> Result<Self, Miss> {
-        let Some(rest) = path.strip_prefix(base) else { return Err(Miss::NotFound) };
+        let Some(rest) = path.strip_prefix(base) else {
+            return Err(Miss::NotFound);
+        };
         let (route, allow): (Self, &'static str) = match rest {
             "/.well-known/bff-token" => (Self::Token, "GET, POST"),
             "/.well-known/bff-sessioninfo" => (Self::SessionInfo, "GET"),
@@ -53,13 +55,22 @@ mod tests {
     fn table() {
         let get = Method::GET;
         assert_eq!(Route::resolve(&get, "/.well-known/bff-token", ""), Ok(Route::Token));
-        assert_eq!(Route::resolve(&Method::POST, "/.well-known/bff-token", ""), Ok(Route::Token));
+        assert_eq!(
+            Route::resolve(&Method::POST, "/.well-known/bff-token", ""),
+            Ok(Route::Token)
+        );
         assert_eq!(Route::resolve(&get, "/app/bff/login", "/app"), Ok(Route::Login));
         assert_eq!(Route::resolve(&get, "/bff/login", "/app"), Err(Miss::NotFound));
         assert_eq!(Route::resolve(&get, "/appx/bff/login", "/app"), Err(Miss::NotFound));
-        assert_eq!(Route::resolve(&Method::OPTIONS, "/.well-known/bff-token", ""), Err(Miss::Method("GET, POST")));
+        assert_eq!(
+            Route::resolve(&Method::OPTIONS, "/.well-known/bff-token", ""),
+            Err(Miss::Method("GET, POST"))
+        );
         assert_eq!(Route::resolve(&get, "/bff/logout", ""), Err(Miss::Method("POST")));
         assert_eq!(Route::resolve(&get, "/nope", ""), Err(Miss::NotFound));
-        assert_eq!(Route::resolve(&Method::POST, "/bff/backchannel-logout", ""), Ok(Route::BackchannelLogout));
+        assert_eq!(
+            Route::resolve(&Method::POST, "/bff/backchannel-logout", ""),
+            Ok(Route::BackchannelLogout)
+        );
     }
 }

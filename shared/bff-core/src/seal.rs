@@ -47,7 +47,13 @@ fn seal_with_nonce(key: &SealKey, name: &str, payload: &[u8], expires: UnixTime,
     let aad = associated_data(name);
     let cipher = Aes256Gcm::new(key.bytes().into());
     let sealed = cipher
-        .encrypt(&Nonce::from(nonce), Payload { msg: &plaintext, aad: &aad })
+        .encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: &plaintext,
+                aad: &aad,
+            },
+        )
         // AES-GCM encryption only fails for inputs over 64 GiB.
         .unwrap_or_default();
     let mut raw = Vec::with_capacity(NONCE_LEN + sealed.len());
@@ -74,7 +80,10 @@ pub(crate) fn unseal(keys: &[SealKey], name: &str, value: &str, now: UnixTime) -
     let mut plaintext = cipher
         .decrypt(&Nonce::from(nonce), Payload { msg: sealed, aad: &aad })
         .map_err(|_| SealError::Invalid)?;
-    let expiry: [u8; 8] = plaintext.get(..8).and_then(|b| b.try_into().ok()).ok_or(SealError::Invalid)?;
+    let expiry: [u8; 8] = plaintext
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(SealError::Invalid)?;
     if now.0 >= u64::from_be_bytes(expiry) {
         return Err(SealError::Expired);
     }
@@ -101,14 +110,26 @@ mod tests {
 
     #[test]
     fn known_answer() {
-        let sealed = seal_with_nonce(&key("k1", 0x42), "__Host-bff-session", b"hello, session", UnixTime(2_000_000_000), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        let sealed = seal_with_nonce(
+            &key("k1", 0x42),
+            "__Host-bff-session",
+            b"hello, session",
+            UnixTime(2_000_000_000),
+            [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+        );
         assert_eq!(sealed, FROZEN);
     }
 
     #[test]
     fn frozen_envelope_always_opens() {
         // Guards the wire format: sessions sealed by earlier releases must keep working.
-        let opened = unseal(&[key("k1", 0x42)], "__Host-bff-session", FROZEN, UnixTime(1_900_000_000)).unwrap();
+        let opened = unseal(
+            &[key("k1", 0x42)],
+            "__Host-bff-session",
+            FROZEN,
+            UnixTime(1_900_000_000),
+        )
+        .unwrap();
         assert_eq!(opened, b"hello, session");
     }
 
@@ -116,13 +137,19 @@ mod tests {
     fn expiry_is_checked() {
         let sealed = seal(&key("k1", 1), "n", b"x", UnixTime(100), &CounterRandom::default()).unwrap();
         assert_eq!(unseal(&[key("k1", 1)], "n", &sealed, UnixTime(99)).unwrap(), b"x");
-        assert_eq!(unseal(&[key("k1", 1)], "n", &sealed, UnixTime(100)), Err(SealError::Expired));
+        assert_eq!(
+            unseal(&[key("k1", 1)], "n", &sealed, UnixTime(100)),
+            Err(SealError::Expired)
+        );
     }
 
     #[test]
     fn name_is_bound() {
         let sealed = seal(&key("k1", 1), "a", b"x", UnixTime(100), &CounterRandom::default()).unwrap();
-        assert_eq!(unseal(&[key("k1", 1)], "b", &sealed, UnixTime(1)), Err(SealError::Invalid));
+        assert_eq!(
+            unseal(&[key("k1", 1)], "b", &sealed, UnixTime(1)),
+            Err(SealError::Invalid)
+        );
     }
 
     #[test]
@@ -130,11 +157,20 @@ mod tests {
         let old = key("old", 1);
         let sealed = seal(&old, "n", b"x", UnixTime(100), &CounterRandom::default()).unwrap();
         // A new key put first still opens values sealed with the old one.
-        assert_eq!(unseal(&[key("new", 2), key("old", 1)], "n", &sealed, UnixTime(1)).unwrap(), b"x");
+        assert_eq!(
+            unseal(&[key("new", 2), key("old", 1)], "n", &sealed, UnixTime(1)).unwrap(),
+            b"x"
+        );
         // Once the old key is removed, they no longer open.
-        assert_eq!(unseal(&[key("new", 2)], "n", &sealed, UnixTime(1)), Err(SealError::Invalid));
+        assert_eq!(
+            unseal(&[key("new", 2)], "n", &sealed, UnixTime(1)),
+            Err(SealError::Invalid)
+        );
         // A different key under the same id fails authentication.
-        assert_eq!(unseal(&[key("old", 9)], "n", &sealed, UnixTime(1)), Err(SealError::Invalid));
+        assert_eq!(
+            unseal(&[key("old", 9)], "n", &sealed, UnixTime(1)),
+            Err(SealError::Invalid)
+        );
     }
 
     #[test]

@@ -156,17 +156,28 @@ pub(crate) fn save(
 ) -> Result<Vec<SetCookie>, SaveError> {
     loop {
         let payload = serde_json::to_vec(&*session).unwrap_or_default();
-        let sealed = seal::seal(&config.keys[0], SESSION_COOKIE, &payload, UnixTime(session.expires), random)
-            .map_err(SaveError::Random)?;
+        let sealed = seal::seal(
+            &config.keys[0],
+            SESSION_COOKIE,
+            &payload,
+            UnixTime(session.expires),
+            random,
+        )
+        .map_err(SaveError::Random)?;
         let chunks = split(&sealed);
         let size: usize = chunks.iter().map(|(name, value)| name.len() + 1 + value.len()).sum();
         if size <= config.cookie_budget {
             let max_age = now.until(UnixTime(session.expires));
-            let mut cookies: Vec<SetCookie> =
-                chunks.into_iter().map(|(name, value)| SetCookie::new(name, value, config.same_site, max_age)).collect();
+            let mut cookies: Vec<SetCookie> = chunks
+                .into_iter()
+                .map(|(name, value)| SetCookie::new(name, value, config.same_site, max_age))
+                .collect();
             let set: Vec<String> = cookies.iter().map(|c| c.name().to_owned()).collect();
             cookies.extend(
-                chunk_names(config).into_iter().filter(|n| !set.contains(n)).map(|n| SetCookie::delete(n, config.same_site)),
+                chunk_names(config)
+                    .into_iter()
+                    .filter(|n| !set.contains(n))
+                    .map(|n| SetCookie::delete(n, config.same_site)),
             );
             return Ok(cookies);
         }
@@ -180,7 +191,10 @@ pub(crate) fn save(
 
 /// Deletes every session chunk name.
 pub(crate) fn clear(config: &Config) -> Vec<SetCookie> {
-    chunk_names(config).into_iter().map(|n| SetCookie::delete(n, config.same_site)).collect()
+    chunk_names(config)
+        .into_iter()
+        .map(|n| SetCookie::delete(n, config.same_site))
+        .collect()
 }
 
 /// Deletes every transaction cookie the request carried.
@@ -201,7 +215,12 @@ fn split(sealed: &str) -> Vec<(String, String)> {
         .as_bytes()
         .chunks(CHUNK)
         .enumerate()
-        .map(|(i, part)| (format!("{SESSION_COOKIE}.{i}"), String::from_utf8_lossy(part).into_owned()))
+        .map(|(i, part)| {
+            (
+                format!("{SESSION_COOKIE}.{i}"),
+                String::from_utf8_lossy(part).into_owned(),
+            )
+        })
         .collect()
 }
 
@@ -209,14 +228,27 @@ fn split(sealed: &str) -> Vec<(String, String)> {
 /// session cookie, so it deletes them all by name rather than by what the request carried.
 fn chunk_names(config: &Config) -> Vec<String> {
     let max_chunks = config.cookie_budget.div_ceil(CHUNK) + 1;
-    std::iter::once(SESSION_COOKIE.to_owned()).chain((0..max_chunks).map(|i| format!("{SESSION_COOKIE}.{i}"))).collect()
+    std::iter::once(SESSION_COOKIE.to_owned())
+        .chain((0..max_chunks).map(|i| format!("{SESSION_COOKIE}.{i}")))
+        .collect()
 }
 
 /// Seals a login transaction into its own cookie.
 pub(crate) fn seal_txn(txn: &LoginTxn, config: &Config, random: &dyn SecureRandom) -> Result<SetCookie, RandomError> {
     let payload = serde_json::to_vec(txn).unwrap_or_default();
-    let sealed = seal::seal(&config.keys[0], TXN_COOKIE, &payload, UnixTime(txn.created + TXN_LIFETIME), random)?;
-    Ok(SetCookie::new(txn_cookie_name(&txn.state), sealed, SameSite::Lax, TXN_LIFETIME))
+    let sealed = seal::seal(
+        &config.keys[0],
+        TXN_COOKIE,
+        &payload,
+        UnixTime(txn.created + TXN_LIFETIME),
+        random,
+    )?;
+    Ok(SetCookie::new(
+        txn_cookie_name(&txn.state),
+        sealed,
+        SameSite::Lax,
+        TXN_LIFETIME,
+    ))
 }
 
 /// Opens a transaction cookie value.

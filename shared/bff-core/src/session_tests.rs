@@ -51,11 +51,18 @@ fn small_session_is_one_cookie_and_round_trips() {
     assert!(set[0].render().starts_with("__Host-bff-session=v1.k1."));
     assert!(set[0].render().contains("Max-Age=86400"));
     // Every chunk name is deleted since the callback cannot know which ones exist.
-    assert!(set[1..].iter().all(|c| c.render().contains("Max-Age=0") && c.name().starts_with("__Host-bff-session.")));
+    assert!(
+        set[1..]
+            .iter()
+            .all(|c| c.render().contains("Max-Age=0") && c.name().starts_with("__Host-bff-session."))
+    );
     let loaded = load(&request_cookies(&set), &config, UnixTime(1001)).unwrap();
     assert_eq!(loaded.sub, "alice");
     assert_eq!(loaded.tokens.len(), 1);
-    assert!(load(&request_cookies(&set), &config, UnixTime(1000 + 86_400)).is_none(), "expired");
+    assert!(
+        load(&request_cookies(&set), &config, UnixTime(1000 + 86_400)).is_none(),
+        "expired"
+    );
 }
 
 #[test]
@@ -68,8 +75,17 @@ fn large_session_is_chunked_and_stale_names_deleted() {
     assert_eq!(live[0].0, "__Host-bff-session.0");
     assert_eq!(live[1].0, "__Host-bff-session.1");
     assert!(live.iter().all(|(n, v)| n.len() + v.len() < 4000));
-    assert!(set.iter().any(|c| c.name() == "__Host-bff-session" && c.render().contains("Max-Age=0")));
-    assert_eq!(load(&live, &config, UnixTime(1001)).unwrap().claims["big"].as_str().unwrap().len(), 4500);
+    assert!(
+        set.iter()
+            .any(|c| c.name() == "__Host-bff-session" && c.render().contains("Max-Age=0"))
+    );
+    assert_eq!(
+        load(&live, &config, UnixTime(1001)).unwrap().claims["big"]
+            .as_str()
+            .unwrap()
+            .len(),
+        4500
+    );
 }
 
 #[test]
@@ -80,9 +96,16 @@ fn budget_drops_least_recently_used_tokens_then_refuses() {
     let size: usize = request_cookies(&set).iter().map(|(n, v)| n.len() + 1 + v.len()).sum();
     assert!(size <= 7000, "{size}");
     assert!(s.tokens.len() < 12 && !s.tokens.is_empty());
-    assert_eq!(s.tokens.last().unwrap().resource.as_deref(), Some("https://api11.example/"), "newest kept");
+    assert_eq!(
+        s.tokens.last().unwrap().resource.as_deref(),
+        Some("https://api11.example/"),
+        "newest kept"
+    );
     let mut huge = session(9000, 0);
-    assert!(matches!(save(&mut huge, &config, &CounterRandom::default(), UnixTime(1000)), Err(SaveError::TooLarge { .. })));
+    assert!(matches!(
+        save(&mut huge, &config, &CounterRandom::default(), UnixTime(1000)),
+        Err(SaveError::TooLarge { .. })
+    ));
 }
 
 #[test]
@@ -97,16 +120,34 @@ fn tampered_swapped_or_foreign_cookies_are_no_session() {
     live[0].1 = good[..good.len() / 2].to_owned();
     assert!(load(&live, &config, UnixTime(1001)).is_none(), "truncated");
     // A transaction cookie's value moved into the session cookie fails its associated data.
-    let txn = LoginTxn { state: "s".into(), nonce: "n".into(), verifier: "v".into(), return_to: "/".into(), created: 1000, scope: "openid".into(), resources: vec![] };
+    let txn = LoginTxn {
+        state: "s".into(),
+        nonce: "n".into(),
+        verifier: "v".into(),
+        return_to: "/".into(),
+        created: 1000,
+        scope: "openid".into(),
+        resources: vec![],
+    };
     let txn_cookie = seal_txn(&txn, &config, &CounterRandom::default()).unwrap();
     let moved = request_cookies(&[txn_cookie]).remove(0).1;
-    assert!(load(&[(SESSION_COOKIE.into(), moved)], &config, UnixTime(1001)).is_none(), "swapped");
+    assert!(
+        load(&[(SESSION_COOKIE.into(), moved)], &config, UnixTime(1001)).is_none(),
+        "swapped"
+    );
 }
 
 #[test]
 fn freshness_rule() {
     let entry = |obtained, expires| CachedToken {
-        resource: None, key: String::new(), scope: String::new(), token: AccessToken::new("t"), obtained, expires, expires_known: true, forced: None,
+        resource: None,
+        key: String::new(),
+        scope: String::new(),
+        token: AccessToken::new("t"),
+        obtained,
+        expires,
+        expires_known: true,
+        forced: None,
     };
     // 10 s token: margin max(5, 2) = 5.
     assert!(entry(0, 10).is_fresh(UnixTime(5)));

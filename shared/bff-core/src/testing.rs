@@ -1,7 +1,7 @@
 //! Deterministic ports for tests: a clock that only moves when told, counter randomness.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use crate::ports::{Clock, Level, Log, RandomError, SecureRandom, UnixTime};
 

@@ -118,7 +118,21 @@ export function buildProvider({ cfg, store, keys, clients, counts, log }) {
       };
     },
     pkce: { required: () => true },
-    rotateRefreshToken: () => true,
+    // Rotate on every use. oidc-provider 9.13.3 rotates (consumes the presented token and
+    // stores a successor) *before* it checks the `resource` parameter, so a refresh asking
+    // for an ungranted or unknown resource would answer invalid_target and silently burn
+    // the client's refresh token. Production servers validate first; so do we.
+    rotateRefreshToken(ctx) {
+      const requested = ctx.oidc.params?.resource;
+      if (resourcesOn && requested) {
+        const granted = ctx.oidc.entities.RefreshToken?.resourceIndicators ?? new Set();
+        const values = Array.isArray(requested) ? requested : [requested];
+        if (values.length !== 1 || !granted.has(values[0]) || !resources[values[0]]) {
+          throw new errors.InvalidTarget();
+        }
+      }
+      return true;
+    },
     ttl: {
       AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL || cfg.access_token_ttl,
       AuthorizationCode: 60,

@@ -5,6 +5,7 @@ use http::Response;
 use http::header::AUTHORIZATION;
 use serde_json::{Map, Value};
 
+use crate::Ctx;
 use crate::config::SameSite;
 use crate::cookie::{self, SetCookie};
 use crate::error::PageError;
@@ -16,7 +17,6 @@ use crate::provider::{self, KeyError};
 use crate::response;
 use crate::secret::{AccessToken, IdToken, RefreshToken, constant_time_eq};
 use crate::session::{self, CachedToken, LoginTxn, SaveError, Session, scope_key};
-use crate::Ctx;
 
 pub(crate) async fn callback<H: HttpClient>(ctx: &Ctx<'_, H>) -> Response<Vec<u8>> {
     let login_path = ctx.login_path();
@@ -31,7 +31,9 @@ pub(crate) async fn callback<H: HttpClient>(ctx: &Ctx<'_, H>) -> Response<Vec<u8
     let delete_txn = SetCookie::delete(txn_name.clone(), SameSite::Lax);
     let outcome = match session::open_txn(value, ctx.config, ctx.now) {
         Ok(txn) if constant_time_eq(&txn.state, state) => finish(ctx, &params, txn).await,
-        _ => Err(PageError::BadRequest("This sign-in is unknown, expired or already finished. Please start again.")),
+        _ => Err(PageError::BadRequest(
+            "This sign-in is unknown, expired or already finished. Please start again.",
+        )),
     };
     match outcome {
         Ok((location, mut cookies)) => {
@@ -44,40 +46,66 @@ pub(crate) async fn callback<H: HttpClient>(ctx: &Ctx<'_, H>) -> Response<Vec<u8
     }
 }
 
-async fn finish<H: HttpClient>(ctx: &Ctx<'_, H>, params: &[(String, String)], txn: LoginTxn) -> Result<(String, Vec<SetCookie>), PageError> {
+async fn finish<H: HttpClient>(
+    ctx: &Ctx<'_, H>,
+    params: &[(String, String)],
+    txn: LoginTxn,
+) -> Result<(String, Vec<SetCookie>), PageError> {
     let config = ctx.config;
     let metadata = ctx.provider.metadata(config, ctx.deps).await?;
     // RFC 9207 §2.4: compare `iss` by simple string comparison; required when advertised.
     match single(params, "iss") {
         Ok(Some(iss)) if iss == config.issuer => {}
         Ok(None) if !metadata.authorization_response_iss_parameter_supported => {}
-        _ => return Err(PageError::BadRequest("The sign-in response did not come from the expected issuer.")),
+        _ => {
+            return Err(PageError::BadRequest(
+                "The sign-in response did not come from the expected issuer.",
+            ));
+        }
     }
     if let Ok(Some(error)) = single(params, "error") {
         let description = single(params, "error_description").ok().flatten().map(str::to_owned);
-        return Err(PageError::Provider { error: error.to_owned(), description });
+        return Err(PageError::Provider {
+            error: error.to_owned(),
+            description,
+        });
     }
     let Ok(Some(code)) = single(params, "code") else {
-        return Err(PageError::BadRequest("The sign-in response carried no authorization code."));
+        return Err(PageError::BadRequest(
+            "The sign-in response carried no authorization code.",
+        ));
     };
 
-    let request = token::token_request(config, &metadata.token_endpoint, &Grant::AuthorizationCode { code, verifier: &txn.verifier });
+    let request = token::token_request(
+        config,
+        &metadata.token_endpoint,
+        &Grant::AuthorizationCode {
+            code,
+            verifier: &txn.verifier,
+        },
+    );
     let response = provider::send(ctx.deps, config, request).await?;
     let tokens = token::parse_token_response(&response)?;
     let Some(raw_id_token) = tokens.id_token.as_deref() else {
         return Err(PageError::BadRequest("The sign-in service returned no ID token."));
     };
-    let claims = ctx.provider.validate_id_token(raw_id_token, Some(&txn.nonce), config, ctx.deps).await.map_err(|e| match e {
-        KeyError::Upstream(UpstreamError::Unavailable) => PageError::Unavailable,
-        KeyError::Upstream(other) => {
-            ctx.deps.log.line(Level::Warn, &format!("ID token not validated: {other:?}"));
-            PageError::BadRequest("The ID token from the sign-in service was not valid.")
-        }
-        KeyError::Token(reason) => {
-            ctx.deps.log.line(Level::Warn, &format!("ID token refused: {reason:?}"));
-            PageError::BadRequest("The ID token from the sign-in service was not valid.")
-        }
-    })?;
+    let claims = ctx
+        .provider
+        .validate_id_token(raw_id_token, Some(&txn.nonce), config, ctx.deps)
+        .await
+        .map_err(|e| match e {
+            KeyError::Upstream(UpstreamError::Unavailable) => PageError::Unavailable,
+            KeyError::Upstream(other) => {
+                ctx.deps
+                    .log
+                    .line(Level::Warn, &format!("ID token not validated: {other:?}"));
+                PageError::BadRequest("The ID token from the sign-in service was not valid.")
+            }
+            KeyError::Token(reason) => {
+                ctx.deps.log.line(Level::Warn, &format!("ID token refused: {reason:?}"));
+                PageError::BadRequest("The ID token from the sign-in service was not valid.")
+            }
+        })?;
 
     let mut projected = Map::new();
     let mut source = claims.other;
@@ -111,15 +139,27 @@ async fn finish<H: HttpClient>(ctx: &Ctx<'_, H>, params: &[(String, String)], tx
     };
     // The code's access token answers a request without resource and scope, unless the login
     // asked for resources other than the default one (then which audience it has is unclear).
-    if txn.resources.iter().all(|r| Some(r) == config.default_resource.as_ref()) {
-        session.tokens.push(cache_entry(config.default_resource.clone(), scope_key(&scope), &tokens, ctx.now.0));
+    if txn
+        .resources
+        .iter()
+        .all(|r| Some(r) == config.default_resource.as_ref())
+    {
+        session.tokens.push(cache_entry(
+            config.default_resource.clone(),
+            scope_key(&scope),
+            &tokens,
+            ctx.now.0,
+        ));
     }
     let cookies = session::save(&mut session, config, ctx.deps.random, ctx.now).map_err(|e| match e {
         SaveError::Random(_) => PageError::ServerError,
         SaveError::TooLarge { bytes } => {
             ctx.deps.log.line(
                 Level::Error,
-                &format!("session of {bytes} bytes exceeds BFF_COOKIE_BUDGET={}; use KV mode (BFF_SESSION_STORE=kv)", config.cookie_budget),
+                &format!(
+                    "session of {bytes} bytes exceeds BFF_COOKIE_BUDGET={}; use KV mode (BFF_SESSION_STORE=kv)",
+                    config.cookie_budget
+                ),
             );
             PageError::TooLarge
         }
@@ -136,11 +176,25 @@ pub(crate) fn cache_entry(resource: Option<String>, key: String, tokens: &TokenS
         _ => (now + 60, false),
     };
     let scope = tokens.scope.clone().unwrap_or_else(|| key.clone());
-    CachedToken { resource, key, scope, token: AccessToken::new(tokens.access_token.clone()), obtained: now, expires, expires_known, forced: None }
+    CachedToken {
+        resource,
+        key,
+        scope,
+        token: AccessToken::new(tokens.access_token.clone()),
+        obtained: now,
+        expires,
+        expires_known,
+        forced: None,
+    }
 }
 
 /// OpenID Connect Core §5.3: the UserInfo claims, whose `sub` must match the ID token's.
-async fn userinfo<H: HttpClient>(ctx: &Ctx<'_, H>, endpoint: &str, tokens: &TokenSet, sub: &str) -> Result<Map<String, Value>, PageError> {
+async fn userinfo<H: HttpClient>(
+    ctx: &Ctx<'_, H>,
+    endpoint: &str,
+    tokens: &TokenSet,
+    sub: &str,
+) -> Result<Map<String, Value>, PageError> {
     let mut request = provider::get(endpoint);
     if let Ok(value) = format!("Bearer {}", tokens.access_token).parse() {
         request.headers_mut().insert(AUTHORIZATION, value);
@@ -152,7 +206,9 @@ async fn userinfo<H: HttpClient>(ctx: &Ctx<'_, H>, endpoint: &str, tokens: &Toke
     let claims: Map<String, Value> = serde_json::from_slice(response.body())
         .ok()
         .filter(|_| response.status().is_success())
-        .ok_or(PageError::BadRequest("The sign-in service's UserInfo answer could not be used."))?;
+        .ok_or(PageError::BadRequest(
+            "The sign-in service's UserInfo answer could not be used.",
+        ))?;
     if claims.get("sub").and_then(Value::as_str) != Some(sub) {
         return Err(PageError::BadRequest("The UserInfo answer was for another user."));
     }

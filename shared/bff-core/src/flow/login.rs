@@ -6,6 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Response;
 use url::Url;
 
+use crate::Ctx;
 use crate::config::is_resource_uri;
 use crate::cookie::SetCookie;
 use crate::error::PageError;
@@ -14,7 +15,6 @@ use crate::oidc::pkce;
 use crate::ports::{HttpClient, RandomError, SecureRandom};
 use crate::response;
 use crate::session::{self, LoginTxn, TXN_COOKIE_PREFIX};
-use crate::Ctx;
 
 /// At most this many login transactions exist at a time (several tabs may log in at once).
 const MAX_TXNS: usize = 5;
@@ -39,9 +39,15 @@ async fn start<H: HttpClient>(ctx: &Ctx<'_, H>) -> Result<Response<Vec<u8>>, Pag
     let Ok(prompt) = single(&params, "prompt") else {
         return Err(PageError::BadRequest("prompt may be given once."));
     };
-    let extra_resources: Vec<&str> = params.iter().filter(|(k, _)| k == "resource").map(|(_, v)| v.as_str()).collect();
+    let extra_resources: Vec<&str> = params
+        .iter()
+        .filter(|(k, _)| k == "resource")
+        .map(|(_, v)| v.as_str())
+        .collect();
     if !extra_resources.iter().all(|r| is_resource_uri(r)) {
-        return Err(PageError::BadRequest("resource must be an absolute URI without a fragment."));
+        return Err(PageError::BadRequest(
+            "resource must be an absolute URI without a fragment.",
+        ));
     }
     let metadata = ctx.provider.metadata(config, ctx.deps).await?;
 
@@ -119,7 +125,11 @@ fn prune_txns<H>(ctx: &Ctx<'_, H>) -> Vec<SetCookie> {
     }
     live.sort_unstable();
     let excess = (live.len() + 1).saturating_sub(MAX_TXNS);
-    deletes.extend(live.into_iter().take(excess).map(|(_, n)| SetCookie::delete(n, crate::config::SameSite::Lax)));
+    deletes.extend(
+        live.into_iter()
+            .take(excess)
+            .map(|(_, n)| SetCookie::delete(n, crate::config::SameSite::Lax)),
+    );
     deletes
 }
 
@@ -147,7 +157,9 @@ pub(crate) fn is_local_path(path: &str) -> bool {
         return false;
     }
     // Parsed against a dummy origin, the path must stay on that origin.
-    Url::parse("https://origin.invalid").and_then(|base| base.join(path)).is_ok_and(|u| u.host_str() == Some("origin.invalid"))
+    Url::parse("https://origin.invalid")
+        .and_then(|base| base.join(path))
+        .is_ok_and(|u| u.host_str() == Some("origin.invalid"))
 }
 
 #[cfg(test)]

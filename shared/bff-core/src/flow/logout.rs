@@ -4,12 +4,12 @@ use http::{Response, StatusCode};
 use serde_json::json;
 use url::Url;
 
+use crate::Ctx;
 use crate::oidc::token;
 use crate::ports::{HttpClient, Level};
 use crate::provider;
 use crate::response;
 use crate::session;
-use crate::Ctx;
 
 pub(crate) async fn logout<H: HttpClient>(ctx: &Ctx<'_, H>) -> Response<Vec<u8>> {
     let config = ctx.config;
@@ -26,11 +26,18 @@ pub(crate) async fn logout<H: HttpClient>(ctx: &Ctx<'_, H>) -> Response<Vec<u8>>
                     let request = token::revocation_request(config, endpoint, refresh_token.expose());
                     match provider::send(ctx.deps, config, request).await {
                         Ok(response) if response.status().is_success() => {}
-                        Ok(response) => ctx.deps.log.line(Level::Warn, &format!("refresh token revocation answered {}", response.status())),
+                        Ok(response) => ctx.deps.log.line(
+                            Level::Warn,
+                            &format!("refresh token revocation answered {}", response.status()),
+                        ),
                         Err(_) => ctx.deps.log.line(Level::Warn, "refresh token revocation failed"),
                     }
                 }
-                if let Some(mut url) = metadata.end_session_endpoint.as_deref().and_then(|e| Url::parse(e).ok()) {
+                if let Some(mut url) = metadata
+                    .end_session_endpoint
+                    .as_deref()
+                    .and_then(|e| Url::parse(e).ok())
+                {
                     url.query_pairs_mut()
                         .append_pair("id_token_hint", session.id_token.expose())
                         .append_pair("client_id", &config.client_id)
@@ -38,8 +45,14 @@ pub(crate) async fn logout<H: HttpClient>(ctx: &Ctx<'_, H>) -> Response<Vec<u8>>
                     logout_url = url.into();
                 }
             }
-            Err(_) => ctx.deps.log.line(Level::Warn, "logout without revocation: issuer metadata unavailable"),
+            Err(_) => ctx
+                .deps
+                .log
+                .line(Level::Warn, "logout without revocation: issuer metadata unavailable"),
         }
     }
-    response::with_cookies(response::json(StatusCode::OK, &json!({"logout_url": logout_url})), &cookies)
+    response::with_cookies(
+        response::json(StatusCode::OK, &json!({"logout_url": logout_url})),
+        &cookies,
+    )
 }

@@ -29,7 +29,9 @@ pub(crate) fn check_csrf(parts: &Parts, config: &Config) -> Result<(), ApiError>
 
 /// The query parameters, in order (repeated names kept).
 pub(crate) fn query(parts: &Parts) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// The only value of `name`; `Err` when it is repeated.

@@ -5,10 +5,10 @@ use http::header::{CACHE_CONTROL, PRAGMA};
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::{Value, json};
 
+use crate::Ctx;
 use crate::error::ApiError;
 use crate::response;
 use crate::session;
-use crate::Ctx;
 
 pub(crate) fn session_info<H>(ctx: &Ctx<'_, H>) -> Response<Vec<u8>> {
     let Some(session) = session::load(&ctx.cookies, ctx.config, ctx.now) else {
@@ -38,7 +38,9 @@ pub(crate) fn configuration<H>(ctx: &Ctx<'_, H>) -> Response<Vec<u8>> {
         "csrf_header": "X-CSRF",
     });
     let mut response = response::json(StatusCode::OK, &body);
-    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
     response.headers_mut().remove(PRAGMA);
     response
 }

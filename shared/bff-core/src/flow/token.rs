@@ -4,6 +4,7 @@ use http::{Method, Response, StatusCode};
 use serde_json::json;
 use url::form_urlencoded::Serializer;
 
+use crate::Ctx;
 use crate::config::is_resource_uri;
 use crate::error::ApiError;
 use crate::flow::callback::cache_entry;
@@ -14,7 +15,6 @@ use crate::provider::{self, KeyError};
 use crate::response;
 use crate::secret::{IdToken, RefreshToken, constant_time_eq};
 use crate::session::{self, Session, scope_covered, scope_key};
-use crate::Ctx;
 
 /// A `rejected_token` forces a refresh of the same entry at most this often.
 const FORCED_REFRESH_SECS: u64 = 30;
@@ -34,9 +34,12 @@ async fn mediate<H: HttpClient>(ctx: &Ctx<'_, H>) -> Result<Response<Vec<u8>>, R
         query(ctx.parts)
     };
     let fail = |e: ApiError| e.into_response();
-    let resource = single(&params, "resource").map_err(|()| fail(ApiError::InvalidRequest("resource may be given once")))?;
+    let resource =
+        single(&params, "resource").map_err(|()| fail(ApiError::InvalidRequest("resource may be given once")))?;
     if resource.is_some_and(|r| !is_resource_uri(r)) {
-        return Err(fail(ApiError::InvalidRequest("resource must be an absolute URI without a fragment")));
+        return Err(fail(ApiError::InvalidRequest(
+            "resource must be an absolute URI without a fragment",
+        )));
     }
     let scope = single(&params, "scope").map_err(|()| fail(ApiError::InvalidRequest("scope may be given once")))?;
     let rejected = single(&params, "rejected_token").ok().flatten();
@@ -51,23 +54,39 @@ async fn mediate<H: HttpClient>(ctx: &Ctx<'_, H>) -> Result<Response<Vec<u8>>, R
         return Err(fail(not_ready(ctx, &session, &key, resource.as_deref())));
     }
 
-    let index = session.tokens.iter().position(|t| t.key == key && t.resource == resource);
+    let index = session
+        .tokens
+        .iter()
+        .position(|t| t.key == key && t.resource == resource);
     if let Some(entry) = index.map(|i| &session.tokens[i]) {
         let was_rejected = rejected.is_some_and(|r| constant_time_eq(r, entry.token.expose()));
-        let may_force = entry.forced.is_none_or(|at| ctx.now.0.saturating_sub(at) >= FORCED_REFRESH_SECS);
+        let may_force = entry
+            .forced
+            .is_none_or(|at| ctx.now.0.saturating_sub(at) >= FORCED_REFRESH_SECS);
         if entry.is_fresh(ctx.now) && !(was_rejected && may_force) {
             // A plain read: answered from the cookie, nothing is written.
             return Ok(response::json(StatusCode::OK, &body_of(ctx, entry)));
         }
     }
     let Some(refresh_token) = session.refresh_token.as_ref().map(|t| t.expose().to_owned()) else {
-        return Err(fail(ApiError::BackendNotReady { login_url: ctx.login_path(), description: "no refresh token; sign in again" }));
+        return Err(fail(ApiError::BackendNotReady {
+            login_url: ctx.login_path(),
+            description: "no refresh token; sign in again",
+        }));
     };
 
     // RFC 6749 §6: an omitted scope means the originally granted one.
     let narrowed = (key != scope_key(&session.scope)).then_some(wanted_scope.as_str());
-    let metadata = ctx.provider.metadata(config, ctx.deps).await.map_err(|e| fail(ApiError::Upstream(e)))?;
-    let grant = Grant::Refresh { refresh_token: &refresh_token, scope: narrowed, resource: resource.as_deref() };
+    let metadata = ctx
+        .provider
+        .metadata(config, ctx.deps)
+        .await
+        .map_err(|e| fail(ApiError::Upstream(e)))?;
+    let grant = Grant::Refresh {
+        refresh_token: &refresh_token,
+        scope: narrowed,
+        resource: resource.as_deref(),
+    };
     let request = token::token_request(config, &metadata.token_endpoint, &grant);
     let outcome = match provider::send(ctx.deps, config, request).await {
         Ok(response) => token::parse_token_response(&response),
@@ -89,7 +108,9 @@ async fn mediate<H: HttpClient>(ctx: &Ctx<'_, H>) -> Result<Response<Vec<u8>>, R
             Ok(claims) if claims.sub == session.sub => session.id_token = IdToken::new(id_token),
             Err(KeyError::Upstream(e)) => return Err(fail(ApiError::Upstream(e))),
             _ => {
-                ctx.deps.log.line(Level::Warn, "refresh returned an ID token that failed validation");
+                ctx.deps
+                    .log
+                    .line(Level::Warn, "refresh returned an ID token that failed validation");
                 return Err(fail(ApiError::Upstream(UpstreamError::Malformed)));
             }
         }
@@ -98,7 +119,8 @@ async fn mediate<H: HttpClient>(ctx: &Ctx<'_, H>) -> Result<Response<Vec<u8>>, R
         session.refresh_token = Some(RefreshToken::new(rotated.clone()));
     }
     let previous_force = index.and_then(|i| session.tokens[i].forced);
-    let forced_now = index.is_some_and(|i| rejected.is_some_and(|r| constant_time_eq(r, session.tokens[i].token.expose())));
+    let forced_now =
+        index.is_some_and(|i| rejected.is_some_and(|r| constant_time_eq(r, session.tokens[i].token.expose())));
     if let Some(i) = index {
         session.tokens.remove(i);
     }
@@ -132,7 +154,10 @@ fn body_of<H>(ctx: &Ctx<'_, H>, entry: &session::CachedToken) -> serde_json::Val
 /// `backend_not_ready` with a `login_url` asking for what is missing (CONTRACT §2.2).
 fn not_ready<H>(ctx: &Ctx<'_, H>, session: &Session, key: &str, resource: Option<&str>) -> ApiError {
     let mut query = Serializer::new(String::new());
-    let missing: Vec<&str> = key.split_whitespace().filter(|s| !scope_covered(s, &session.scope)).collect();
+    let missing: Vec<&str> = key
+        .split_whitespace()
+        .filter(|s| !scope_covered(s, &session.scope))
+        .collect();
     if !missing.is_empty() {
         query.append_pair("scope", &missing.join(" "));
     }

@@ -100,7 +100,11 @@ impl Jwks {
             keys: Vec<serde_json::Value>,
         }
         let raw: Raw = serde_json::from_slice(body).ok()?;
-        let keys = raw.keys.into_iter().filter_map(|k| serde_json::from_value(k).ok()).collect();
+        let keys = raw
+            .keys
+            .into_iter()
+            .filter_map(|k| serde_json::from_value(k).ok())
+            .collect();
         Some(Self { keys })
     }
 
@@ -129,7 +133,11 @@ mod tests {
         assert_eq!(jwks.keys.len(), 2);
         assert_eq!(jwks.candidates(Some("a"), "RS256").count(), 1);
         assert_eq!(jwks.candidates(Some("a"), "ES256").count(), 0);
-        assert_eq!(jwks.candidates(Some("b"), "ES256").count(), 0, "encryption keys never verify");
+        assert_eq!(
+            jwks.candidates(Some("b"), "ES256").count(),
+            0,
+            "encryption keys never verify"
+        );
         assert_eq!(jwks.candidates(None, "RS256").count(), 1);
         assert!(Jwks::parse(b"not json").is_none());
     }

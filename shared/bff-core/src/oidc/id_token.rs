@@ -18,7 +18,9 @@ use crate::secret::constant_time_eq;
 const LEEWAY_SECS: u64 = 60;
 
 /// Asymmetric algorithms this backend verifies. `none` and HMAC are never accepted.
-const SUPPORTED: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+const SUPPORTED: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
 
 /// Whether `alg` may appear on an allow-list.
 pub(crate) fn is_supported_alg(alg: &str) -> bool {
@@ -57,7 +59,10 @@ pub(crate) struct Header {
 /// Reads the (unverified) header.
 pub(crate) fn header(token: &str) -> Result<Header, IdTokenError> {
     let metadata = Token::decode_metadata(token).map_err(|_| IdTokenError::Malformed)?;
-    Ok(Header { alg: metadata.algorithm().to_owned(), kid: metadata.key_id().map(str::to_owned) })
+    Ok(Header {
+        alg: metadata.algorithm().to_owned(),
+        kid: metadata.key_id().map(str::to_owned),
+    })
 }
 
 /// What the token must say.
@@ -79,7 +84,13 @@ pub(crate) struct Claims {
 }
 
 /// Verifies `token` with `key` and checks the claims in Core §3.1.3.7's order.
-pub(crate) fn verify(token: &str, alg: &str, key: &Jwk, expected: &Expected<'_>, now: UnixTime) -> Result<Claims, IdTokenError> {
+pub(crate) fn verify(
+    token: &str,
+    alg: &str,
+    key: &Jwk,
+    expected: &Expected<'_>,
+    now: UnixTime,
+) -> Result<Claims, IdTokenError> {
     let options = VerificationOptions {
         artificial_time: Some(UnixTimeStamp::from_secs(now.0)),
         time_tolerance: Some(Duration::from_secs(LEEWAY_SECS)),
@@ -109,7 +120,10 @@ pub(crate) fn verify(token: &str, alg: &str, key: &Jwk, expected: &Expected<'_>,
     // 7. The current time MUST be before `exp` (jwt-simple checked it with the leeway when present).
     claims.expires_at.ok_or(IdTokenError::Claim("exp"))?;
     // 8. `iat` is required by Core §2 and must not be in the future.
-    let iat = claims.issued_at.map(|t| t.as_secs()).ok_or(IdTokenError::Claim("iat"))?;
+    let iat = claims
+        .issued_at
+        .map(|t| t.as_secs())
+        .ok_or(IdTokenError::Claim("iat"))?;
     if iat > now.0 + LEEWAY_SECS {
         return Err(IdTokenError::Claim("iat"));
     }
@@ -120,17 +134,34 @@ pub(crate) fn verify(token: &str, alg: &str, key: &Jwk, expected: &Expected<'_>,
         (Some(_), _) => return Err(IdTokenError::Claim("nonce")),
         (None, _) => {}
     }
-    let sub = claims.subject.clone().filter(|s| !s.is_empty()).ok_or(IdTokenError::Claim("sub"))?;
+    let sub = claims
+        .subject
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or(IdTokenError::Claim("sub"))?;
     let mut other = claims.custom;
     let sid = other.remove("sid").and_then(|v| v.as_str().map(str::to_owned));
     let auth_time = other.get("auth_time").and_then(Value::as_u64);
     other.remove("auth_time");
-    Ok(Claims { sub, sid, auth_time, other })
+    Ok(Claims {
+        sub,
+        sid,
+        auth_time,
+        other,
+    })
 }
 
-fn verify_signature(token: &str, alg: &str, key: &Jwk, options: VerificationOptions) -> Result<JWTClaims<Map<String, Value>>, IdTokenError> {
+fn verify_signature(
+    token: &str,
+    alg: &str,
+    key: &Jwk,
+    options: VerificationOptions,
+) -> Result<JWTClaims<Map<String, Value>>, IdTokenError> {
     let decode = |field: &Option<String>| {
-        field.as_deref().and_then(|v| URL_SAFE_NO_PAD.decode(v.trim_end_matches('=')).ok()).ok_or(IdTokenError::Signature)
+        field
+            .as_deref()
+            .and_then(|v| URL_SAFE_NO_PAD.decode(v.trim_end_matches('=')).ok())
+            .ok_or(IdTokenError::Signature)
     };
     let ec_point = || -> Result<Vec<u8>, IdTokenError> {
         let mut point = vec![0x04];
@@ -140,15 +171,27 @@ fn verify_signature(token: &str, alg: &str, key: &Jwk, options: VerificationOpti
     };
     let options = Some(options);
     let result = match alg {
-        "RS256" => RS256PublicKey::from_components(&decode(&key.n)?, &decode(&key.e)?).and_then(|k| k.verify_token(token, options)),
-        "RS384" => RS384PublicKey::from_components(&decode(&key.n)?, &decode(&key.e)?).and_then(|k| k.verify_token(token, options)),
-        "RS512" => RS512PublicKey::from_components(&decode(&key.n)?, &decode(&key.e)?).and_then(|k| k.verify_token(token, options)),
-        "PS256" => PS256PublicKey::from_components(&decode(&key.n)?, &decode(&key.e)?).and_then(|k| k.verify_token(token, options)),
-        "PS384" => PS384PublicKey::from_components(&decode(&key.n)?, &decode(&key.e)?).and_then(|k| k.verify_token(token, options)),
-        "PS512" => PS512PublicKey::from_components(&decode(&key.n)?, &decode(&key.e)?).and_then(|k| k.verify_token(token, options)),
-        "ES256" if key.crv.as_deref() == Some("P-256") => ES256PublicKey::from_bytes(&ec_point()?).and_then(|k| k.verify_token(token, options)),
-        "ES384" if key.crv.as_deref() == Some("P-384") => ES384PublicKey::from_bytes(&ec_point()?).and_then(|k| k.verify_token(token, options)),
-        "EdDSA" if key.crv.as_deref() == Some("Ed25519") => Ed25519PublicKey::from_bytes(&decode(&key.x)?).and_then(|k| k.verify_token(token, options)),
+        "RS256" => RS256PublicKey::from_components(&decode(&key.n)?, &decode(&key.e)?)
+            .and_then(|k| k.verify_token(token, options)),
+        "RS384" => RS384PublicKey::from_components(&decode(&key.n)?, &decode(&key.e)?)
+            .and_then(|k| k.verify_token(token, options)),
+        "RS512" => RS512PublicKey::from_components(&decode(&key.n)?, &decode(&key.e)?)
+            .and_then(|k| k.verify_token(token, options)),
+        "PS256" => PS256PublicKey::from_components(&decode(&key.n)?, &decode(&key.e)?)
+            .and_then(|k| k.verify_token(token, options)),
+        "PS384" => PS384PublicKey::from_components(&decode(&key.n)?, &decode(&key.e)?)
+            .and_then(|k| k.verify_token(token, options)),
+        "PS512" => PS512PublicKey::from_components(&decode(&key.n)?, &decode(&key.e)?)
+            .and_then(|k| k.verify_token(token, options)),
+        "ES256" if key.crv.as_deref() == Some("P-256") => {
+            ES256PublicKey::from_bytes(&ec_point()?).and_then(|k| k.verify_token(token, options))
+        }
+        "ES384" if key.crv.as_deref() == Some("P-384") => {
+            ES384PublicKey::from_bytes(&ec_point()?).and_then(|k| k.verify_token(token, options))
+        }
+        "EdDSA" if key.crv.as_deref() == Some("Ed25519") => {
+            Ed25519PublicKey::from_bytes(&decode(&key.x)?).and_then(|k| k.verify_token(token, options))
+        }
         _ => return Err(IdTokenError::Algorithm),
     };
     result.map_err(|_| IdTokenError::Signature)

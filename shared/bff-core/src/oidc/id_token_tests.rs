@@ -1,8 +1,8 @@
 use jwt_simple::prelude::*;
 use serde_json::{Map, Value, json};
 
-use super::*;
 use super::Claims;
+use super::*;
 use crate::oidc::discovery::Jwks;
 
 const NOW: u64 = 1_800_000_000;
@@ -39,7 +39,11 @@ fn sign(edit: impl FnOnce(&mut JWTClaims<Map<String, Value>>)) -> String {
 }
 
 fn check(token: &str, now: u64) -> Result<Claims, IdTokenError> {
-    let expected = Expected { issuer: "https://idp.example", client_id: "bff", nonce: Some("n-123") };
+    let expected = Expected {
+        issuer: "https://idp.example",
+        client_id: "bff",
+        nonce: Some("n-123"),
+    };
     verify(token, "ES256", &jwk(&key_pair()), &expected, UnixTime(now))
 }
 
@@ -56,14 +60,36 @@ fn valid_token() {
 #[test]
 fn each_rule_refuses() {
     let cases: Vec<(&str, String, IdTokenError)> = vec![
-        ("iss", sign(|c| c.issuer = Some("https://evil.example".into())), IdTokenError::Claim("iss")),
+        (
+            "iss",
+            sign(|c| c.issuer = Some("https://evil.example".into())),
+            IdTokenError::Claim("iss"),
+        ),
         ("no iss", sign(|c| c.issuer = None), IdTokenError::Claim("iss")),
-        ("aud", sign(|c| c.audiences = Some(Audiences::AsString("other".into()))), IdTokenError::Claim("aud")),
-        ("multi aud without azp", sign(|c| c.audiences = Some(Audiences::AsSet(["bff".to_owned(), "x".to_owned()].into()))), IdTokenError::Claim("azp")),
-        ("azp", sign(|c| { c.custom.insert("azp".into(), json!("other")); }), IdTokenError::Claim("azp")),
+        (
+            "aud",
+            sign(|c| c.audiences = Some(Audiences::AsString("other".into()))),
+            IdTokenError::Claim("aud"),
+        ),
+        (
+            "multi aud without azp",
+            sign(|c| c.audiences = Some(Audiences::AsSet(["bff".to_owned(), "x".to_owned()].into()))),
+            IdTokenError::Claim("azp"),
+        ),
+        (
+            "azp",
+            sign(|c| {
+                c.custom.insert("azp".into(), json!("other"));
+            }),
+            IdTokenError::Claim("azp"),
+        ),
         ("no exp", sign(|c| c.expires_at = None), IdTokenError::Claim("exp")),
         ("no iat", sign(|c| c.issued_at = None), IdTokenError::Claim("iat")),
-        ("nonce", sign(|c| c.nonce = Some("other".into())), IdTokenError::Claim("nonce")),
+        (
+            "nonce",
+            sign(|c| c.nonce = Some("other".into())),
+            IdTokenError::Claim("nonce"),
+        ),
         ("no nonce", sign(|c| c.nonce = None), IdTokenError::Claim("nonce")),
         ("no sub", sign(|c| c.subject = None), IdTokenError::Claim("sub")),
     ];
@@ -71,7 +97,10 @@ fn each_rule_refuses() {
         assert_eq!(check(&token, NOW + 1).unwrap_err(), error, "{name}");
     }
     // Expired (beyond the leeway) fails in the signature/time step.
-    assert_eq!(check(&sign(|_| {}), NOW + 300 + LEEWAY_SECS + 1).unwrap_err(), IdTokenError::Signature);
+    assert_eq!(
+        check(&sign(|_| {}), NOW + 300 + LEEWAY_SECS + 1).unwrap_err(),
+        IdTokenError::Signature
+    );
 }
 
 #[test]
@@ -81,13 +110,26 @@ fn bad_signatures_and_algorithms() {
     parts[1] = URL_SAFE_NO_PAD.encode(br#"{"iss":"https://idp.example","sub":"mallory","aud":"bff","iat":1800000000,"exp":1800000300,"nonce":"n-123"}"#);
     assert_eq!(check(&parts.join("."), NOW).unwrap_err(), IdTokenError::Signature);
     let other_key = ES256KeyPair::from_bytes(&[9u8; 32]).unwrap();
-    let expected = Expected { issuer: "https://idp.example", client_id: "bff", nonce: Some("n-123") };
-    assert_eq!(verify(&token, "ES256", &jwk(&other_key), &expected, UnixTime(NOW)).unwrap_err(), IdTokenError::Signature);
-    assert_eq!(verify(&token, "HS256", &jwk(&key_pair()), &expected, UnixTime(NOW)).unwrap_err(), IdTokenError::Algorithm);
+    let expected = Expected {
+        issuer: "https://idp.example",
+        client_id: "bff",
+        nonce: Some("n-123"),
+    };
+    assert_eq!(
+        verify(&token, "ES256", &jwk(&other_key), &expected, UnixTime(NOW)).unwrap_err(),
+        IdTokenError::Signature
+    );
+    assert_eq!(
+        verify(&token, "HS256", &jwk(&key_pair()), &expected, UnixTime(NOW)).unwrap_err(),
+        IdTokenError::Algorithm
+    );
     assert!(header("garbage").is_err());
     assert!(!is_supported_alg("none") && !is_supported_alg("HS256"));
     assert_eq!(allowed_algs(None, &[]), HashSet::from(["RS256".to_owned()]));
-    assert_eq!(allowed_algs(None, &["none".into(), "ES256".into()]), HashSet::from(["ES256".to_owned()]));
+    assert_eq!(
+        allowed_algs(None, &["none".into(), "ES256".into()]),
+        HashSet::from(["ES256".to_owned()])
+    );
 }
 
 #[test]

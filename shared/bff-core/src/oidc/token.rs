@@ -13,7 +13,11 @@ pub(crate) enum Grant<'a> {
     /// RFC 6749 §4.1.3 with the PKCE verifier (RFC 7636 §4.5).
     AuthorizationCode { code: &'a str, verifier: &'a str },
     /// RFC 6749 §6, optionally narrowed by `scope` and `resource` (RFC 8707 §2.2).
-    Refresh { refresh_token: &'a str, scope: Option<&'a str>, resource: Option<&'a str> },
+    Refresh {
+        refresh_token: &'a str,
+        scope: Option<&'a str>,
+        resource: Option<&'a str>,
+    },
 }
 
 /// Builds the token request for `grant`, authenticated as the configuration says.
@@ -26,8 +30,13 @@ pub(crate) fn token_request(config: &Config, endpoint: &str, grant: &Grant<'_>) 
                 .append_pair("redirect_uri", &config.redirect_uri())
                 .append_pair("code_verifier", verifier);
         }
-        Grant::Refresh { refresh_token, scope, resource } => {
-            form.append_pair("grant_type", "refresh_token").append_pair("refresh_token", refresh_token);
+        Grant::Refresh {
+            refresh_token,
+            scope,
+            resource,
+        } => {
+            form.append_pair("grant_type", "refresh_token")
+                .append_pair("refresh_token", refresh_token);
             if let Some(scope) = scope {
                 form.append_pair("scope", scope);
             }
@@ -42,7 +51,8 @@ pub(crate) fn token_request(config: &Config, endpoint: &str, grant: &Grant<'_>) 
 /// RFC 7009 §2.1: revoke a refresh token.
 pub(crate) fn revocation_request(config: &Config, endpoint: &str, refresh_token: &str) -> http::Request<Vec<u8>> {
     let mut form = Serializer::new(String::new());
-    form.append_pair("token", refresh_token).append_pair("token_type_hint", "refresh_token");
+    form.append_pair("token", refresh_token)
+        .append_pair("token_type_hint", "refresh_token");
     authenticated_post(config, endpoint, form)
 }
 
@@ -56,10 +66,14 @@ fn authenticated_post(config: &Config, endpoint: &str, mut form: Serializer<'_, 
             // RFC 6749 §2.3.1: both parts are form-urlencoded before Base64.
             let id: String = byte_serialize(config.client_id.as_bytes()).collect();
             let secret: String = byte_serialize(secret.as_bytes()).collect();
-            builder = builder.header(AUTHORIZATION, format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))));
+            builder = builder.header(
+                AUTHORIZATION,
+                format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
+            );
         }
         ClientAuth::SecretPost => {
-            form.append_pair("client_id", &config.client_id).append_pair("client_secret", secret);
+            form.append_pair("client_id", &config.client_id)
+                .append_pair("client_secret", secret);
         }
     }
     let body = form.finish().into_bytes();
@@ -83,7 +97,10 @@ pub(crate) struct TokenSet {
 
 impl std::fmt::Debug for TokenSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSet").field("expires_in", &self.expires_in).field("scope", &self.scope).finish_non_exhaustive()
+        f.debug_struct("TokenSet")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
     }
 }
 
@@ -129,8 +146,13 @@ pub(crate) fn parse_error(body: &[u8]) -> Option<UpstreamError> {
     if raw.error.is_empty() || !raw.error.chars().all(allowed) {
         return None;
     }
-    let description = raw.error_description.map(|d| d.chars().filter(|c| allowed(*c)).take(300).collect());
-    Some(UpstreamError::OAuth { error: raw.error, description })
+    let description = raw
+        .error_description
+        .map(|d| d.chars().filter(|c| allowed(*c)).take(300).collect());
+    Some(UpstreamError::OAuth {
+        error: raw.error,
+        description,
+    })
 }
 
 #[cfg(test)]
@@ -139,16 +161,26 @@ mod tests {
     use crate::config::tests_support::config;
 
     fn response(status: u16, body: &str) -> http::Response<Vec<u8>> {
-        http::Response::builder().status(status).body(body.as_bytes().to_vec()).unwrap()
+        http::Response::builder()
+            .status(status)
+            .body(body.as_bytes().to_vec())
+            .unwrap()
     }
 
     #[test]
     fn refresh_request_with_basic_auth() {
         let config = config(&[("BFF_CLIENT_ID", "my client"), ("BFF_CLIENT_SECRET", "p@ss:word")]);
-        let grant = Grant::Refresh { refresh_token: "rt", scope: Some("api:read"), resource: Some("https://api.example/") };
+        let grant = Grant::Refresh {
+            refresh_token: "rt",
+            scope: Some("api:read"),
+            resource: Some("https://api.example/"),
+        };
         let request = token_request(&config, "https://idp.example/token", &grant);
         assert_eq!(request.method(), "POST");
-        assert_eq!(request.body(), b"grant_type=refresh_token&refresh_token=rt&scope=api%3Aread&resource=https%3A%2F%2Fapi.example%2F");
+        assert_eq!(
+            request.body(),
+            b"grant_type=refresh_token&refresh_token=rt&scope=api%3Aread&resource=https%3A%2F%2Fapi.example%2F"
+        );
         let auth = request.headers()[AUTHORIZATION].to_str().unwrap();
         assert_eq!(auth, format!("Basic {}", STANDARD.encode("my+client:p%40ss%3Aword")));
     }
@@ -156,7 +188,14 @@ mod tests {
     #[test]
     fn code_request_with_post_auth() {
         let config = config(&[("BFF_CLIENT_AUTH", "client_secret_post")]);
-        let request = token_request(&config, "https://idp.example/token", &Grant::AuthorizationCode { code: "c", verifier: "v" });
+        let request = token_request(
+            &config,
+            "https://idp.example/token",
+            &Grant::AuthorizationCode {
+                code: "c",
+                verifier: "v",
+            },
+        );
         assert!(request.headers().get(AUTHORIZATION).is_none());
         assert_eq!(
             std::str::from_utf8(request.body()).unwrap(),
@@ -166,16 +205,39 @@ mod tests {
 
     #[test]
     fn responses() {
-        let ok = parse_token_response(&response(200, r#"{"access_token":"at","token_type":"Bearer","expires_in":10,"refresh_token":"rt"}"#)).unwrap();
+        let ok = parse_token_response(&response(
+            200,
+            r#"{"access_token":"at","token_type":"Bearer","expires_in":10,"refresh_token":"rt"}"#,
+        ))
+        .unwrap();
         assert_eq!((ok.access_token.as_str(), ok.expires_in), ("at", Some(10)));
-        assert_eq!(parse_token_response(&response(200, r#"{"access_token":"at","token_type":"DPoP"}"#)).unwrap_err(), UpstreamError::Malformed);
-        assert_eq!(parse_token_response(&response(200, "garbage")).unwrap_err(), UpstreamError::Malformed);
-        assert_eq!(parse_token_response(&response(502, "")).unwrap_err(), UpstreamError::Unavailable);
         assert_eq!(
-            parse_token_response(&response(400, r#"{"error":"invalid_grant","error_description":"grant \"x\" revoked"}"#)).unwrap_err(),
-            UpstreamError::OAuth { error: "invalid_grant".into(), description: Some("grant x revoked".into()) }
+            parse_token_response(&response(200, r#"{"access_token":"at","token_type":"DPoP"}"#)).unwrap_err(),
+            UpstreamError::Malformed
         );
-        assert_eq!(parse_token_response(&response(400, r#"{"error":"bad\"code"}"#)).unwrap_err(), UpstreamError::Malformed);
+        assert_eq!(
+            parse_token_response(&response(200, "garbage")).unwrap_err(),
+            UpstreamError::Malformed
+        );
+        assert_eq!(
+            parse_token_response(&response(502, "")).unwrap_err(),
+            UpstreamError::Unavailable
+        );
+        assert_eq!(
+            parse_token_response(&response(
+                400,
+                r#"{"error":"invalid_grant","error_description":"grant \"x\" revoked"}"#
+            ))
+            .unwrap_err(),
+            UpstreamError::OAuth {
+                error: "invalid_grant".into(),
+                description: Some("grant x revoked".into())
+            }
+        );
+        assert_eq!(
+            parse_token_response(&response(400, r#"{"error":"bad\"code"}"#)).unwrap_err(),
+            UpstreamError::Malformed
+        );
         assert!(!format!("{ok:?}").contains("at\""));
     }
 }

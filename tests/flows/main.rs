@@ -4,6 +4,8 @@
 //!
 //! `BFF_TEST_TARGETS=in-process,lambda` narrows the targets (all three by default).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step is a failed test
+
 mod cases;
 
 use std::future::Future;

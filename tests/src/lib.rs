@@ -1,6 +1,7 @@
 //! Test support for the integration suite: the OpenID provider harness, a browser-like HTTP
 //! client with its own cookie jar, and the three targets (in-process core, Lambda emulator,
 //! workerd) the same cases run against.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed step is a failed test
 
 pub mod browser;
 pub mod provider;

@@ -98,10 +98,10 @@ impl Target {
         let started = Instant::now();
         // The first start may compile the handler.
         while started.elapsed() < Duration::from_secs(900) {
-            if let Ok(response) = http.get(&url).timeout(Duration::from_secs(30)).send().await {
-                if response.status().is_success() {
-                    return;
-                }
+            if let Ok(response) = http.get(&url).timeout(Duration::from_secs(30)).send().await
+                && response.status().is_success()
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }

@@ -115,10 +115,10 @@ impl Backend {
             Err(Miss::Method(allow)) => return ApiError::MethodNotAllowed(allow).into_response(),
             Err(Miss::NotFound) => return ApiError::NotFound.into_response(),
         };
-        if matches!(route, Route::Token | Route::SessionInfo | Route::Logout) {
-            if let Err(refusal) = flow::check_csrf(&parts, &inner.config) {
-                return refusal.into_response();
-            }
+        if matches!(route, Route::Token | Route::SessionInfo | Route::Logout)
+            && let Err(refusal) = flow::check_csrf(&parts, &inner.config)
+        {
+            return refusal.into_response();
         }
         let ctx = Ctx {
             config: &inner.config,

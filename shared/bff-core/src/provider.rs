@@ -32,10 +32,10 @@ impl ProviderCache {
         deps: &Deps<'_, H>,
     ) -> Result<Arc<Metadata>, UpstreamError> {
         let now = deps.clock.now();
-        if let Some((metadata, fetched)) = self.metadata.lock().ok().and_then(|m| m.clone()) {
-            if fetched.until(now) < CACHE_SECS {
-                return Ok(metadata);
-            }
+        if let Some((metadata, fetched)) = self.metadata.lock().ok().and_then(|m| m.clone())
+            && fetched.until(now) < CACHE_SECS
+        {
+            return Ok(metadata);
         }
         let response = send(deps, config, get(&discovery::metadata_url(&config.issuer))).await?;
         if !response.status().is_success() {
@@ -63,14 +63,14 @@ impl ProviderCache {
     ) -> Result<Jwk, KeyError> {
         let now = deps.clock.now();
         let cached = self.jwks.lock().ok().and_then(|j| j.clone());
-        if let Some((jwks, fetched)) = &cached {
-            if fetched.until(now) < CACHE_SECS {
-                if let Some(key) = jwks.candidates(header.kid.as_deref(), &header.alg).next() {
-                    return Ok(key.clone());
-                }
-                if fetched.until(now) < REFETCH_SECS {
-                    return Err(KeyError::Token(IdTokenError::Signature));
-                }
+        if let Some((jwks, fetched)) = &cached
+            && fetched.until(now) < CACHE_SECS
+        {
+            if let Some(key) = jwks.candidates(header.kid.as_deref(), &header.alg).next() {
+                return Ok(key.clone());
+            }
+            if fetched.until(now) < REFETCH_SECS {
+                return Err(KeyError::Token(IdTokenError::Signature));
             }
         }
         let response = send(deps, config, get(&metadata.jwks_uri))

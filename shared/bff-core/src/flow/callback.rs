@@ -109,11 +109,9 @@ async fn finish<H: HttpClient>(
 
     let mut projected = Map::new();
     let mut source = claims.other;
-    if config.userinfo {
-        if let Some(endpoint) = &metadata.userinfo_endpoint {
-            for (name, value) in userinfo(ctx, endpoint, &tokens, &claims.sub).await? {
-                source.entry(name).or_insert(value);
-            }
+    if let Some(endpoint) = metadata.userinfo_endpoint.as_ref().filter(|_| config.userinfo) {
+        for (name, value) in userinfo(ctx, endpoint, &tokens, &claims.sub).await? {
+            source.entry(name).or_insert(value);
         }
     }
     for name in &config.sessioninfo_claims {

@@ -1,0 +1,152 @@
+//! AWS Lambda adapter of the TMI-BFF core: converts `lambda_http` requests and responses to and
+//! from the core's `http` types, and implements the core's ports for a Lambda container (reqwest,
+//! the system clock, the OS random source, stderr). It holds no BFF logic; the integration tests
+//! reuse the ports to run the core in-process.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bff_core::{
+    Backend, Clock, Deps, HttpClient, HttpError, Level, Log, RandomError, SecureRandom, UnixTime,
+};
+use http::Response;
+use lambda_http::{Body, Request, RequestExt};
+
+/// Answers one HTTP event (payload format 2.0) with the core.
+pub async fn serve(
+    backend: &Backend,
+    deps: &Deps<'_, ReqwestHttp>,
+    request: Request,
+) -> Response<Body> {
+    from_core_response(backend.handle(into_core_request(request), deps).await)
+}
+
+/// The core's view of an event: origin-form URI from the raw path the platform received (not
+/// lambda_http's normalised one) and the raw query string; every header, including the one
+/// `Cookie` header lambda_http joins from the event's `cookies` array; the decoded body bytes.
+pub fn into_core_request(request: Request) -> http::Request<Vec<u8>> {
+    let uri = origin_form(request.raw_http_path(), request.uri());
+    let (parts, body) = request.into_parts();
+    let mut core = http::Request::new(body.as_ref().to_vec());
+    *core.method_mut() = parts.method;
+    *core.uri_mut() = uri;
+    *core.version_mut() = parts.version;
+    *core.headers_mut() = parts.headers;
+    core
+}
+
+/// lambda_http's response; for payload 2.0 it moves every `Set-Cookie` header into the
+/// response's `cookies` array, one entry each, and base64-encodes non-text bodies.
+pub fn from_core_response(response: Response<Vec<u8>>) -> Response<Body> {
+    response.map(Body::from)
+}
+
+fn origin_form(raw_path: &str, uri: &http::Uri) -> http::Uri {
+    let path = if raw_path.starts_with('/') {
+        raw_path
+    } else {
+        uri.path()
+    };
+    let target = match uri.query() {
+        Some(query) if !query.is_empty() => format!("{path}?{query}"),
+        _ => path.to_owned(),
+    };
+    target.parse().unwrap_or_else(|_| {
+        // A raw path that is not a valid URI path: fall back to lambda_http's normalised one.
+        uri.path_and_query()
+            .map_or_else(|| http::Uri::from_static("/"), |pq| pq.clone().into())
+    })
+}
+
+/// Outbound HTTP with reqwest: rustls with ring and the platform's CA roots, the environment's
+/// proxy settings, no redirects followed, and one deadline covering connect to last body byte.
+#[derive(Clone, Debug)]
+pub struct ReqwestHttp {
+    client: reqwest::Client,
+}
+
+impl ReqwestHttp {
+    /// A client for the life of the container.
+    ///
+    /// # Errors
+    /// When reqwest cannot set up TLS (no CA roots readable).
+    pub fn new() -> Result<Self, reqwest::Error> {
+        // Err means a provider is already installed (by another user in this process): fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self { client })
+    }
+}
+
+impl HttpClient for ReqwestHttp {
+    async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<Response<Vec<u8>>, HttpError> {
+        let mut request = reqwest::Request::try_from(request).map_err(failure)?;
+        *request.timeout_mut() = Some(timeout);
+        let response = self.client.execute(request).await.map_err(failure)?;
+        let mut core = Response::new(Vec::new());
+        *core.status_mut() = response.status();
+        *core.version_mut() = response.version();
+        *core.headers_mut() = response.headers().clone();
+        *core.body_mut() = response.bytes().await.map_err(failure)?.to_vec();
+        Ok(core)
+    }
+}
+
+/// A transport failure as the core's error: the cause chain, without the URL.
+fn failure(error: reqwest::Error) -> HttpError {
+    if error.is_timeout() {
+        return HttpError::Timeout;
+    }
+    let error = error.without_url();
+    let mut message = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(inner) = cause {
+        message = format!("{message}: {inner}");
+        cause = inner.source();
+    }
+    HttpError::Connect(message)
+}
+
+/// The container's wall clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixTime {
+        UnixTime(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs()),
+        )
+    }
+}
+
+/// The operating system's random source (getrandom).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OsRandom;
+
+impl SecureRandom for OsRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), RandomError> {
+        getrandom::fill(buf).map_err(|_| RandomError)
+    }
+}
+
+/// Log lines on stderr, which Lambda sends to CloudWatch Logs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StderrLog;
+
+impl Log for StderrLog {
+    fn line(&self, level: Level, message: &str) {
+        let level = match level {
+            Level::Error => "ERROR",
+            Level::Warn => "WARN",
+            Level::Info => "INFO",
+        };
+        eprintln!("bff {level} {message}");
+    }
+}

@@ -1,0 +1,26 @@
+//! `bootstrap`: parses the configuration once per container, then serves every event.
+
+use bff_core::{Backend, Deps, Level, Log};
+use bff_lambda::{OsRandom, ReqwestHttp, StderrLog, SystemClock, serve};
+use lambda_http::{Request, service_fn};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_http::Error> {
+    let backend = Backend::from_lookup(|name| std::env::var(name).ok());
+    if let Some(problem) = backend.config_error() {
+        // Once per container; the core answers every request with 500 server_error.
+        StderrLog.line(Level::Error, &problem.to_string());
+    }
+    let http = ReqwestHttp::new()?;
+    let deps = Deps {
+        clock: &SystemClock,
+        random: &OsRandom,
+        http: &http,
+        log: &StderrLog,
+    };
+    let (backend, deps) = (&backend, &deps);
+    lambda_http::run(service_fn(move |request: Request| async move {
+        Ok::<_, std::convert::Infallible>(serve(backend, deps, request).await)
+    }))
+    .await
+}

@@ -212,3 +212,31 @@ async fn userinfo<H: HttpClient>(
     }
     Ok(claims)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(access_token: &str, expires_in: Option<u64>) -> TokenSet {
+        let body = serde_json::json!({"access_token": access_token, "token_type": "Bearer", "expires_in": expires_in});
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn lifetime_without_expires_in() {
+        // expires_in wins.
+        let entry = cache_entry(None, "openid".into(), &tokens("opaque", Some(300)), 1000);
+        assert_eq!((entry.expires, entry.expires_known), (1300, true));
+        // A JWT's exp when expires_in is missing.
+        let jwt = format!(
+            "e30.{}.sig",
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, br#"{"exp":1120}"#)
+        );
+        let entry = cache_entry(None, "openid".into(), &tokens(&jwt, None), 1000);
+        assert_eq!((entry.expires, entry.expires_known), (1120, true));
+        // Otherwise at most 60 s, and expires_in is not claimed.
+        let entry = cache_entry(None, "openid".into(), &tokens("opaque", None), 1000);
+        assert_eq!((entry.expires, entry.expires_known), (1060, false));
+        assert_eq!(entry.scope, "openid");
+    }
+}

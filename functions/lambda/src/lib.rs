@@ -5,18 +5,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bff_core::{
-    Backend, Clock, Deps, HttpClient, HttpError, Level, Log, RandomError, SecureRandom, UnixTime,
-};
+use bff_core::{Backend, Clock, Deps, HttpClient, HttpError, Level, Log, RandomError, SecureRandom, UnixTime};
 use http::Response;
 use lambda_http::{Body, Request, RequestExt};
 
 /// Answers one HTTP event (payload format 2.0) with the core.
-pub async fn serve(
-    backend: &Backend,
-    deps: &Deps<'_, ReqwestHttp>,
-    request: Request,
-) -> Response<Body> {
+pub async fn serve(backend: &Backend, deps: &Deps<'_, ReqwestHttp>, request: Request) -> Response<Body> {
     from_core_response(backend.handle(into_core_request(request), deps).await)
 }
 
@@ -80,11 +74,7 @@ impl ReqwestHttp {
 }
 
 impl HttpClient for ReqwestHttp {
-    async fn send(
-        &self,
-        request: http::Request<Vec<u8>>,
-        timeout: Duration,
-    ) -> Result<Response<Vec<u8>>, HttpError> {
+    async fn send(&self, request: http::Request<Vec<u8>>, timeout: Duration) -> Result<Response<Vec<u8>>, HttpError> {
         let mut request = reqwest::Request::try_from(request).map_err(failure)?;
         *request.timeout_mut() = Some(timeout);
         let response = self.client.execute(request).await.map_err(failure)?;

@@ -9,22 +9,15 @@ use std::{
 };
 
 use bff_core::{Backend, Deps, HttpClient, HttpError};
-use bff_lambda::{
-    OsRandom, ReqwestHttp, StderrLog, SystemClock, from_core_response, into_core_request, serve,
-};
-use lambda_http::{
-    Adapter, Context, IntoResponse, LambdaEvent, Request, Service, request::from_str, service_fn,
-};
+use bff_lambda::{OsRandom, ReqwestHttp, StderrLog, SystemClock, from_core_response, into_core_request, serve};
+use lambda_http::{Adapter, Context, IntoResponse, LambdaEvent, Request, Service, request::from_str, service_fn};
 use serde_json::{Value, json};
 
 const HTTP_API: &str = include_str!("data/apigw-v2-callback.json");
 const FUNCTION_URL: &str = include_str!("data/function-url-token.json");
 
 /// What `lambda_http::run` does with one event: the serialized Lambda response.
-async fn invoke<S: Service<Request, Error = Infallible, Future: Send>>(
-    event: &str,
-    service: S,
-) -> Value
+async fn invoke<S: Service<Request, Error = Infallible, Future: Send>>(event: &str, service: S) -> Value
 where
     S::Response: IntoResponse,
 {
@@ -40,10 +33,7 @@ fn http_api_event_reaches_the_core_in_origin_form() {
         core.uri(),
         "/bff/callback?code=c0de&state=st%2Fate&iss=https%3A%2F%2Fidp.example.com"
     );
-    assert_eq!(
-        core.headers()["cookie"],
-        "__Host-bff-txn.st=sealed-txn; theme=dark"
-    );
+    assert_eq!(core.headers()["cookie"], "__Host-bff-txn.st=sealed-txn; theme=dark");
     assert_eq!(core.headers()["sec-fetch-site"], "cross-site");
     assert!(core.body().is_empty());
 }
@@ -59,10 +49,7 @@ fn function_url_event_keeps_the_raw_path_and_decodes_the_body() {
         core.headers()["cookie"],
         "__Host-bff-session.0=part-one; __Host-bff-session.1=part-two"
     );
-    assert_eq!(
-        core.body(),
-        b"resource=https%3A%2F%2Fapi.example.com&scope=read"
-    );
+    assert_eq!(core.body(), b"resource=https%3A%2F%2Fapi.example.com&scope=read");
     // lambda_http's own URI resolves dot segments; the core sees what the client sent.
     let dotted = FUNCTION_URL.replace("\"/app/", "\"/x/%2e%2e/app/");
     assert_eq!(
@@ -110,12 +97,7 @@ async fn the_core_answers_through_the_adapter() {
         ("BFF_BASE_PATH", "/app"),
         ("BFF_COOKIE_KEYS", &key),
     ];
-    let backend = Backend::from_lookup(|name| {
-        settings
-            .iter()
-            .find(|s| s.0 == name)
-            .map(|s| s.1.to_owned())
-    });
+    let backend = Backend::from_lookup(|name| settings.iter().find(|s| s.0 == name).map(|s| s.1.to_owned()));
     assert!(
         backend.config_error().is_none(),
         "{:?}",
@@ -161,9 +143,7 @@ async fn reqwest_does_not_follow_redirects_and_maps_failures() {
         (302, &"http://127.0.0.1:1/".parse().unwrap())
     );
     assert_eq!(
-        http.send(get(), Duration::from_millis(300))
-            .await
-            .unwrap_err(),
+        http.send(get(), Duration::from_millis(300)).await.unwrap_err(),
         HttpError::Timeout
     );
     drop(replies.join());

@@ -16,5 +16,8 @@ export PATH
 # Installs worker-build and wasm-bindgen-cli once (wrangler's [build] runs the same script).
 sh scripts/worker-tools.sh >/dev/null
 
+# `cargo lambda watch` compiles the handler on its first request; build it now instead.
+cargo build --locked -p bff-lambda
+
 echo "== tests"
 cargo test --workspace --locked "$@"

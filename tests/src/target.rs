@@ -117,7 +117,13 @@ impl Target {
                     .arg(format!("-{pid}"))
                     .status();
             }
-            let _ = child.kill().await;
+            // Let the emulators stop their own workers before the hard kill.
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
         }
     }
 }
@@ -177,6 +183,9 @@ fn spawn_lambda(port: u16, settings: &[(String, String)]) -> Child {
             "lambda",
             "watch",
             "--disable-cors",
+            "--ignore-changes",
+            "--bin",
+            "bff-lambda",
             "--invoke-address",
             "127.0.0.1",
             "--invoke-port",

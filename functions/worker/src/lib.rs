@@ -1,0 +1,200 @@
+//! Cloudflare Workers adapter of the TMI-BFF core: converts workerd's request and response to and
+//! from `http` types and implements the core's ports with Workers APIs. No logic lives here.
+
+#[cfg(test)]
+mod tests;
+
+use std::cell::OnceCell;
+use std::pin::pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bff_core::{
+    Backend, Clock, Deps, HttpClient, HttpError, Level, Log, RandomError, SecureRandom, UnixTime,
+};
+use futures_util::future::{Either, select};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use worker::js_sys::Uint8Array;
+use worker::{
+    AbortController, AbortSignal, Context, Date, Delay, Env, Fetch, Headers, Method, Request,
+    RequestInit, RequestRedirect, Response, ResponseBuilder, Url, console_error, console_log,
+    console_warn, event,
+};
+
+thread_local! {
+    // One per isolate: the parsed configuration and the core's caches. Owned Rust data only:
+    // workerd refuses to use a JS I/O object (Request, Response, stream, fetch) from the context
+    // of another request. wasm32 is single-threaded, so this is the isolate's only copy.
+    static BACKEND: OnceCell<Rc<Backend>> = const { OnceCell::new() };
+}
+
+#[event(fetch)]
+async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    let backend = BACKEND.with(|cell| Rc::clone(cell.get_or_init(|| backend(&env))));
+    let headers = header_map(req.headers().entries());
+    let target = origin_form(&req.url()?);
+    let method = req.inner().method();
+    let body = req.bytes().await?;
+    let Ok(request) = core_request(&method, &target, headers, body) else {
+        return Response::error("Bad Request", 400);
+    };
+    let deps = Deps {
+        clock: &WorkerClock,
+        random: &WorkerRandom,
+        http: &WorkerHttp,
+        log: &Console,
+    };
+    let (parts, body) = backend.handle(request, &deps).await.into_parts();
+    let builder = ResponseBuilder::new()
+        .with_status(parts.status.as_u16())
+        .with_headers(js_headers(&parts.headers)?);
+    // An empty body stays null: workerd rejects any body, even an empty one, on 204 and 304.
+    Ok(if body.is_empty() {
+        builder.empty()
+    } else {
+        builder.fixed(body)
+    })
+}
+
+/// Parses the configuration once per isolate, from the Worker's vars and secrets.
+fn backend(env: &Env) -> Rc<Backend> {
+    // Vars and secrets are both plain string bindings on `env`; `Env::secret` and `Env::var`
+    // read the same thing, so one lookup finds either. A missing or non-string binding is `None`.
+    let backend = Backend::from_lookup(|name| env.var(name).ok().map(|value| value.to_string()));
+    if let Some(problem) = backend.config_error() {
+        console_error!("bff: {problem}");
+    }
+    Rc::new(backend)
+}
+
+/// Copies headers into a fresh JS `Headers`, one `append` per value (`Set-Cookie` stays apart).
+fn js_headers(map: &HeaderMap) -> worker::Result<Headers> {
+    let headers = Headers::new();
+    for (name, value) in header_pairs(map) {
+        headers.append(name, &value)?;
+    }
+    Ok(headers)
+}
+
+/// `Date.now()`: in workerd it advances only across I/O, which is all the core needs.
+struct WorkerClock;
+
+impl Clock for WorkerClock {
+    fn now(&self) -> UnixTime {
+        UnixTime(Date::now().as_millis() / 1000)
+    }
+}
+
+/// `crypto.getRandomValues` through getrandom's `wasm_js` backend.
+struct WorkerRandom;
+
+impl SecureRandom for WorkerRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), RandomError> {
+        getrandom::fill(buf).map_err(|_| RandomError)
+    }
+}
+
+/// Log lines go to the Workers console (`wrangler tail`, the dashboard's logs).
+struct Console;
+
+impl Log for Console {
+    fn line(&self, level: Level, message: &str) {
+        match level {
+            Level::Error => console_error!("bff: {message}"),
+            Level::Warn => console_warn!("bff: {message}"),
+            Level::Info => console_log!("bff: {message}"),
+        }
+    }
+}
+
+/// Outbound HTTP with the Workers fetch API: redirects are returned, never followed.
+struct WorkerHttp;
+
+impl HttpClient for WorkerHttp {
+    async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<http::Response<Vec<u8>>, HttpError> {
+        let abort = AbortController::default();
+        let exchange = pin!(exchange(request, abort.signal()));
+        match select(exchange, pin!(Delay::from(timeout))).await {
+            Either::Left((result, _)) => result.map_err(|e| HttpError::Connect(e.to_string())),
+            Either::Right(_) => {
+                abort.abort();
+                Err(HttpError::Timeout)
+            }
+        }
+    }
+}
+
+/// One fetch, including reading the whole response body (the timeout covers both).
+async fn exchange(
+    request: http::Request<Vec<u8>>,
+    signal: AbortSignal,
+) -> worker::Result<http::Response<Vec<u8>>> {
+    let (parts, body) = request.into_parts();
+    let mut init = RequestInit::new();
+    init.with_method(Method::from(parts.method.to_string()))
+        .with_headers(js_headers(&parts.headers)?)
+        .with_redirect(RequestRedirect::Manual);
+    if !body.is_empty() {
+        init.with_body(Some(Uint8Array::from(body.as_slice()).into()));
+    }
+    let outbound = Request::new_with_init(&parts.uri.to_string(), &init)?;
+    let mut response = Fetch::Request(outbound).send_with_signal(&signal).await?;
+    let headers = header_map(response.headers().entries());
+    let body = response.bytes().await?;
+    let mut upstream = http::Response::builder()
+        .status(response.status_code())
+        .body(body)?;
+    *upstream.headers_mut() = headers;
+    Ok(upstream)
+}
+
+// Pure conversions, tested on the host (src/tests.rs). JS header values are ByteStrings (one
+// char U+0000..=U+00FF per byte): Latin-1 both ways keeps every value `http` accepts.
+
+/// The origin-form request target (`/path?query`) of an absolute URL, as the core expects.
+fn origin_form(url: &Url) -> String {
+    match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    }
+}
+
+/// Collects JS header pairs, keeping repeated names as separate values and skipping any pair the
+/// `http` crate rejects (workerd has validated them already).
+fn header_map(pairs: impl IntoIterator<Item = (String, String)>) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        let bytes: Option<Vec<u8>> = value.chars().map(|c| u8::try_from(c).ok()).collect();
+        let value = bytes.and_then(|bytes| HeaderValue::from_bytes(&bytes).ok());
+        if let (Ok(name), Some(value)) = (HeaderName::from_bytes(name.as_bytes()), value) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+/// Each header value as its own pair, so several `Set-Cookie` headers stay separate.
+fn header_pairs(map: &HeaderMap) -> impl Iterator<Item = (&str, String)> {
+    let text = |value: &HeaderValue| value.as_bytes().iter().copied().map(char::from).collect();
+    map.iter()
+        .map(move |(name, value)| (name.as_str(), text(value)))
+}
+
+/// The core's request: method, origin-form target, all headers, the whole body.
+fn core_request(
+    method: &str,
+    target: &str,
+    headers: HeaderMap,
+    body: Vec<u8>,
+) -> http::Result<http::Request<Vec<u8>>> {
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(target)
+        .body(body)?;
+    *request.headers_mut() = headers;
+    Ok(request)
+}

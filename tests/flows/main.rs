@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step is a failed test
 
 mod cases;
+mod parity;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -9,16 +9,13 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bff_core::{
-    Backend, Clock, Deps, HttpClient, HttpError, Level, Log, RandomError, SecureRandom, UnixTime,
-};
+use bff_core::{Backend, Clock, Deps, HttpClient, HttpError, Level, Log, RandomError, SecureRandom, UnixTime};
 use futures_util::future::{Either, select};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use worker::js_sys::Uint8Array;
 use worker::{
-    AbortController, AbortSignal, Context, Date, Delay, Env, Fetch, Headers, Method, Request,
-    RequestInit, RequestRedirect, Response, ResponseBuilder, Url, console_error, console_log,
-    console_warn, event,
+    AbortController, AbortSignal, Context, Date, Delay, Env, Fetch, Headers, Method, Request, RequestInit,
+    RequestRedirect, Response, ResponseBuilder, Url, console_error, console_log, console_warn, event,
 };
 
 thread_local! {
@@ -129,10 +126,7 @@ impl HttpClient for WorkerHttp {
 }
 
 /// One fetch, including reading the whole response body (the timeout covers both).
-async fn exchange(
-    request: http::Request<Vec<u8>>,
-    signal: AbortSignal,
-) -> worker::Result<http::Response<Vec<u8>>> {
+async fn exchange(request: http::Request<Vec<u8>>, signal: AbortSignal) -> worker::Result<http::Response<Vec<u8>>> {
     let (parts, body) = request.into_parts();
     let mut init = RequestInit::new();
     init.with_method(Method::from(parts.method.to_string()))
@@ -145,9 +139,7 @@ async fn exchange(
     let mut response = Fetch::Request(outbound).send_with_signal(&signal).await?;
     let headers = header_map(response.headers().entries());
     let body = response.bytes().await?;
-    let mut upstream = http::Response::builder()
-        .status(response.status_code())
-        .body(body)?;
+    let mut upstream = http::Response::builder().status(response.status_code()).body(body)?;
     *upstream.headers_mut() = headers;
     Ok(upstream)
 }
@@ -180,21 +172,12 @@ fn header_map(pairs: impl IntoIterator<Item = (String, String)>) -> HeaderMap {
 /// Each header value as its own pair, so several `Set-Cookie` headers stay separate.
 fn header_pairs(map: &HeaderMap) -> impl Iterator<Item = (&str, String)> {
     let text = |value: &HeaderValue| value.as_bytes().iter().copied().map(char::from).collect();
-    map.iter()
-        .map(move |(name, value)| (name.as_str(), text(value)))
+    map.iter().map(move |(name, value)| (name.as_str(), text(value)))
 }
 
 /// The core's request: method, origin-form target, all headers, the whole body.
-fn core_request(
-    method: &str,
-    target: &str,
-    headers: HeaderMap,
-    body: Vec<u8>,
-) -> http::Result<http::Request<Vec<u8>>> {
-    let mut request = http::Request::builder()
-        .method(method)
-        .uri(target)
-        .body(body)?;
+fn core_request(method: &str, target: &str, headers: HeaderMap, body: Vec<u8>) -> http::Result<http::Request<Vec<u8>>> {
+    let mut request = http::Request::builder().method(method).uri(target).body(body)?;
     *request.headers_mut() = headers;
     Ok(request)
 }

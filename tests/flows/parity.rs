@@ -1,0 +1,153 @@
+//! Parity: the same scripted requests against the Lambda and the Worker give the same statuses,
+//! the same JSON bodies (token values, times and origins aside) and the same cookie names and
+//! attributes.
+
+use bff_tests::browser::{Answer, Browser};
+use bff_tests::free_port;
+use bff_tests::provider::Provider;
+use bff_tests::target::{self, Kind, Target};
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::ACCESS_TOKEN_TTL;
+
+/// One normalised line per step.
+async fn transcript(kind: Kind) -> Vec<String> {
+    let port = free_port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let provider = Provider::start(&origin, "", ACCESS_TOKEN_TTL).await;
+    let t = Target::start(kind, port, "", target::settings(&provider.issuer, &origin, "")).await;
+    let mut b = Browser::new();
+    let mut lines = Vec::new();
+    let mut record = |step: &str, answer: &Answer| {
+        lines.push(normalise(step, answer, &[&origin, &provider.issuer]));
+    };
+    record("configuration", &b.get(&t.url("/.well-known/bff-configuration")).await);
+    record(
+        "sessioninfo, no session",
+        &b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await,
+    );
+    record("token, no csrf", &b.get(&t.url("/.well-known/bff-token")).await);
+    record(
+        "options",
+        &b.send(Method::OPTIONS, &t.url("/.well-known/bff-token"), &[], None, false)
+            .await,
+    );
+    record("unknown", &b.get(&t.url("/bff/unknown")).await);
+    record(
+        "bad return_to",
+        &b.get(&t.url("/bff/login?return_to=//evil.example")).await,
+    );
+    let login = b.get(&t.url("/bff/login?return_to=/here")).await;
+    record("login", &login);
+    let callback = b.sign_in_at_provider(login.location().unwrap(), "pat", &t.origin).await;
+    record(
+        "callback",
+        &b.send(Method::GET, callback.as_str(), &[], None, true).await,
+    );
+    record(
+        "callback replay",
+        &b.send(Method::GET, callback.as_str(), &[], None, true).await,
+    );
+    record(
+        "sessioninfo",
+        &b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await,
+    );
+    record(
+        "token",
+        &b.api(Method::GET, &t.url("/.well-known/bff-token"), None).await,
+    );
+    record(
+        "token, ungranted scope",
+        &b.api(Method::GET, &t.url("/.well-known/bff-token?scope=admin"), None)
+            .await,
+    );
+    record("logout", &b.api(Method::POST, &t.url("/bff/logout"), None).await);
+    record(
+        "token after logout",
+        &b.api(Method::GET, &t.url("/.well-known/bff-token"), None).await,
+    );
+    t.stop().await;
+    provider.stop().await;
+    lines
+}
+
+fn normalise(step: &str, answer: &Answer, origins: &[&str]) -> String {
+    let mut headers: Vec<String> = [
+        "content-type",
+        "cache-control",
+        "pragma",
+        "location",
+        "retry-after",
+        "allow",
+    ]
+    .iter()
+    .filter_map(|name| answer.header(name).map(|v| format!("{name}={v}")))
+    .collect();
+    headers.extend(
+        answer
+            .headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("access-control"))
+            .map(|k| k.to_string()),
+    );
+    let cookies: Vec<String> = answer
+        .set_cookies()
+        .iter()
+        .map(|c| {
+            let mut parts = c.split(';').map(str::trim);
+            let name = parts
+                .next()
+                .and_then(|p| p.split_once('='))
+                .map(|(n, _)| n)
+                .unwrap_or_default();
+            let name = if name.starts_with("__Host-bff-txn.") {
+                "__Host-bff-txn.<id>"
+            } else {
+                name
+            };
+            let attributes: Vec<String> = parts
+                .map(|a| match a.split_once('=') {
+                    Some(("Max-Age", v)) if v != "0" && v != "600" => "Max-Age=<remaining>".to_owned(),
+                    _ => a.to_owned(),
+                })
+                .collect();
+            format!("{name}; {}", attributes.join("; "))
+        })
+        .collect();
+    let body = match serde_json::from_str::<Value>(&answer.body) {
+        Ok(mut json) => {
+            for field in ["access_token", "exp", "auth_time", "expires_in", "logout_url"] {
+                if let Some(value) = json.get_mut(field) {
+                    *value = Value::String(format!("<{field}>"));
+                }
+            }
+            json.to_string()
+        }
+        Err(_) => format!("<{} bytes of text>", if answer.body.is_empty() { 0 } else { 1 }),
+    };
+    let mut line = format!(
+        "{step}: {} {body} [{}] cookies {cookies:?}",
+        answer.status,
+        headers.join(", ")
+    );
+    for origin in origins {
+        line = line.replace(origin, "<origin>");
+    }
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_and_worker_answer_alike() {
+    if !(crate::enabled(Kind::Lambda) && crate::enabled(Kind::Worker)) {
+        eprintln!("parity needs both the lambda and the worker target; skipped");
+        return;
+    }
+    let lambda = transcript(Kind::Lambda).await;
+    let worker = transcript(Kind::Worker).await;
+    for (l, w) in lambda.iter().zip(&worker) {
+        assert_eq!(l, w, "lambda and worker differ");
+    }
+    assert_eq!(lambda.len(), worker.len());
+    assert!(lambda.iter().any(|l| l.starts_with("callback: 302")), "{lambda:#?}");
+}

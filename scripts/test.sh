@@ -20,4 +20,6 @@ sh scripts/worker-tools.sh >/dev/null
 cargo build --locked -p bff-lambda
 
 echo "== tests"
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --exclude bff-tests "$@"
+# The integration targets share two cores and time-based assertions: one target at a time.
+cargo test --locked -p bff-tests "$@" -- --test-threads=1

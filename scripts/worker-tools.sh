@@ -61,10 +61,31 @@ ESBUILD_BIN="$ROOT/node_modules/.bin/esbuild"   # wrangler's own; saves a downlo
 export WASM_BINDGEN_BIN WASM_OPT_BIN
 [ -x "$ESBUILD_BIN" ] && export ESBUILD_BIN
 
+# A digest of everything the wasm is built from. `wrangler dev` runs the build at every start and
+# again on a spurious watch event (wrangler 4.86); wasm-bindgen + wasm-opt alone take ~20 s, so an
+# unchanged input set skips the build. WORKER_BUILD_FORCE=1 rebuilds anyway.
+inputs_digest() {
+    cd "$ROOT"
+    {
+        find Cargo.toml Cargo.lock functions/worker/Cargo.toml functions/worker/src \
+            shared/bff-core/Cargo.toml shared/bff-core/src -type f | LC_ALL=C sort | xargs cksum
+        cksum scripts/worker-tools.sh
+        rustc -V
+        printf '%s|%s|%s\n' "${RUSTFLAGS:-}" "${CARGO_TARGET_DIR:-}" "$WASM_BINDGEN_BIN"
+    } | cksum
+}
+
 case "${1:-}" in
     build)
-        cd "$ROOT/functions/worker"
-        exec "$WORKER_BUILD" --release
+        out="$ROOT/functions/worker/build"
+        digest=$(inputs_digest)
+        if [ -z "${WORKER_BUILD_FORCE:-}" ] && [ -f "$out/index.js" ] && [ -f "$out/index_bg.wasm" ] &&
+            [ "$(cat "$out/.inputs" 2>/dev/null)" = "$digest" ]; then
+            say "inputs unchanged since the last build, keeping $out"
+            exit 0
+        fi
+        (cd "$ROOT/functions/worker" && "$WORKER_BUILD" --release)
+        printf '%s\n' "$digest" >"$out/.inputs"
         ;;
     '')
         printf 'export WASM_BINDGEN_BIN=%s WASM_OPT_BIN=%s\n' "$WASM_BINDGEN_BIN" "$WASM_OPT_BIN"

@@ -163,7 +163,10 @@ async fn login_token_refresh_logout(w: Arc<World>) {
     let (t, p) = (&w.target, &w.provider);
     let codes_before = p.count("authorization_code").await;
     let mut b = login(t, "alice").await;
-    assert_eq!(p.count("authorization_code").await, codes_before + 1);
+    assert_eq!(
+        p.count_settled("authorization_code", codes_before + 1).await,
+        codes_before + 1
+    );
 
     let info = b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await;
     assert_eq!(info.status, StatusCode::OK, "{}", info.body);
@@ -211,7 +214,7 @@ async fn login_token_refresh_logout(w: Arc<World>) {
     let second = second.json();
     assert_ne!(second["access_token"], first["access_token"]);
     assert!(second["expires_in"].as_u64().unwrap() > 5);
-    assert_eq!(p.count("refresh_token").await, refreshes + 1);
+    assert_eq!(p.count_settled("refresh_token", refreshes + 1).await, refreshes + 1);
     // The rotated refresh token works again (the old one would kill the grant).
     tokio::time::sleep(Duration::from_secs(
         second["expires_in"].as_u64().unwrap().saturating_sub(4),
@@ -219,7 +222,7 @@ async fn login_token_refresh_logout(w: Arc<World>) {
     .await;
     let third = token(&mut b, t, "").await.json();
     assert_ne!(third["access_token"], second["access_token"]);
-    assert_eq!(p.count("refresh_token").await, refreshes + 2);
+    assert_eq!(p.count_settled("refresh_token", refreshes + 2).await, refreshes + 2);
     assert_eq!(p.count("grant_error").await, 0, "no refresh ever failed");
 
     let refresh_token = p.newest_refresh_token().await;
@@ -234,7 +237,7 @@ async fn login_token_refresh_logout(w: Arc<World>) {
     assert!(params.contains(&("client_id".into(), "bff".into())));
     assert!(params.contains(&("post_logout_redirect_uri".into(), format!("{}/", t.origin))));
     assert!(session_cookies(&mut b, t).is_empty(), "cookies cleared");
-    assert_eq!(p.count("revocation").await, revocations + 1);
+    assert_eq!(p.count_settled("revocation", revocations + 1).await, revocations + 1);
     assert!(
         !p.is_active(&refresh_token).await,
         "the provider reports the refresh token inactive"
@@ -257,13 +260,13 @@ async fn rejected_token(w: Arc<World>) {
     assert_eq!(second.status, StatusCode::OK, "{}", second.body);
     let second = second.json()["access_token"].as_str().unwrap().to_owned();
     assert_ne!(second, first, "a rejected token is not handed out again");
-    assert_eq!(p.count("refresh_token").await, refreshes + 1);
+    assert_eq!(p.count_settled("refresh_token", refreshes + 1).await, refreshes + 1);
     // Within 30 s the same entry is not force-refreshed again: no loop, no unlimited refreshes.
     let third = token(&mut b, t, &format!("?rejected_token={second}")).await.json();
     assert_eq!(third["access_token"], second.as_str());
     let other = token(&mut b, t, "?rejected_token=some-other-token").await.json();
     assert_eq!(other["access_token"], second.as_str());
-    assert_eq!(p.count("refresh_token").await, refreshes + 1);
+    assert_eq!(p.count_settled("refresh_token", refreshes + 1).await, refreshes + 1);
     // POST form works the same.
     let posted = b
         .api(Method::POST, &t.url("/.well-known/bff-token"), Some("unknown=1".into()))

@@ -82,6 +82,7 @@ fn normalise(step: &str, answer: &Answer, origins: &[&str]) -> String {
         "allow",
     ]
     .iter()
+    .filter(|name| !(step == "login" && **name == "location"))
     .filter_map(|name| answer.header(name).map(|v| format!("{name}={v}")))
     .collect();
     headers.extend(

@@ -92,6 +92,19 @@ impl Provider {
         self.counts().await[name].as_u64().unwrap_or(0)
     }
 
+    /// The count once it reaches `expected` or two seconds pass: the provider counts from its
+    /// events, which may trail the response a client has already read.
+    pub async fn count_settled(&self, name: &str, expected: u64) -> u64 {
+        for _ in 0..20 {
+            let count = self.count(name).await;
+            if count >= expected {
+                return count;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.count(name).await
+    }
+
     /// `pass`, `refuse`, `500` or `hang`.
     pub async fn fault(&self, mode: &str) {
         let response = self

@@ -12,7 +12,8 @@ use std::time::Duration;
 use bff_core::{Backend, Clock, Deps, HttpClient, HttpError, Level, Log, RandomError, SecureRandom, UnixTime};
 use futures_util::future::{Either, select};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use worker::js_sys::Uint8Array;
+use worker::js_sys::{Reflect, Uint8Array};
+use worker::wasm_bindgen::JsValue;
 use worker::{
     AbortController, AbortSignal, Context, Date, Delay, Env, Fetch, Headers, Method, Request, RequestInit,
     RequestRedirect, Response, ResponseBuilder, Url, console_error, console_log, console_warn, event,
@@ -55,13 +56,21 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
 
 /// Parses the configuration once per isolate, from the Worker's vars and secrets.
 fn backend(env: &Env) -> Rc<Backend> {
-    // Vars and secrets are both plain string bindings on `env`; `Env::secret` and `Env::var`
-    // read the same thing, so one lookup finds either. A missing or non-string binding is `None`.
-    let backend = Backend::from_lookup(|name| env.var(name).ok().map(|value| value.to_string()));
+    let backend = Backend::from_lookup(|name| setting(env, name));
     if let Some(problem) = backend.config_error() {
         console_error!("bff: {problem}");
     }
     Rc::new(backend)
+}
+
+/// One var or secret as text. Both are properties of `env` (`Env::secret` and `Env::var` read the
+/// same string binding), but an unquoted TOML number or boolean in `[vars]` arrives as a JS number
+/// or boolean, which `Env::var` would refuse and the core would then silently take as unset.
+fn setting(env: &Env, name: &str) -> Option<String> {
+    let value = Reflect::get(env, &JsValue::from_str(name)).ok()?;
+    (value.as_string())
+        .or_else(|| value.as_f64().map(|number| number.to_string()))
+        .or_else(|| value.as_bool().map(|flag| flag.to_string()))
 }
 
 /// Copies headers into a fresh JS `Headers`, one `append` per value (`Set-Cookie` stays apart).

@@ -141,9 +141,7 @@ fn serve_in_process(port: u16, settings: Vec<(String, String)>) {
             let backend = Arc::new(Backend::from_lookup(|name| {
                 settings.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
             }));
-            if let Some(error) = backend.config_error() {
-                eprintln!("{error}");
-            }
+            backend.log_startup(&StderrLog);
             let http = Arc::new(ReqwestHttp::new().unwrap());
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
             loop {

@@ -1,16 +1,14 @@
 //! `bootstrap`: parses the configuration once per container, then serves every event.
 
-use bff_core::{Backend, Deps, Level, Log};
+use bff_core::{Backend, Deps};
 use bff_lambda::{OsRandom, ReqwestHttp, StderrLog, SystemClock, serve};
 use lambda_http::{Request, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     let backend = Backend::from_lookup(|name| std::env::var(name).ok());
-    if let Some(problem) = backend.config_error() {
-        // Once per container; the core answers every request with 500 server_error.
-        StderrLog.line(Level::Error, &problem.to_string());
-    }
+    // Once per container; with a configuration problem every request answers 500 server_error.
+    backend.log_startup(&StderrLog);
     let http = ReqwestHttp::new()?;
     let deps = Deps {
         clock: &SystemClock,

@@ -57,9 +57,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
 /// Parses the configuration once per isolate, from the Worker's vars and secrets.
 fn backend(env: &Env) -> Rc<Backend> {
     let backend = Backend::from_lookup(|name| setting(env, name));
-    if let Some(problem) = backend.config_error() {
-        console_error!("bff: {problem}");
-    }
+    backend.log_startup(&Console);
     Rc::new(backend)
 }
 

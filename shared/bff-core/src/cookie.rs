@@ -12,13 +12,14 @@ use crate::config::SameSite;
 const MAX_COOKIE_VALUE: usize = 8192;
 
 /// The request's cookies as `(name, value)` pairs, in order. Accepts several `Cookie` headers
-/// and `;` separators with or without a space (the Lambda runtime joins with `";"`).
+/// and `;` separators with or without a space (the Lambda runtime joins with `";"`), and `,`
+/// (workerd joins repeated headers with `", "`; a cookie value never holds a comma, RFC 6265 §4.1.1).
 pub(crate) fn parse(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|h| h.to_str().ok())
-        .flat_map(|h| h.split(';'))
+        .flat_map(|h| h.split([';', ',']))
         .filter_map(|pair| {
             let (name, value) = pair.split_once('=')?;
             let (name, value) = (name.trim(), value.trim().trim_matches('"'));
@@ -92,6 +93,8 @@ mod tests {
     #[test]
     fn parses_both_separators_and_several_headers() {
         let cookies = parse(&headers(&["a=1; b=2;c=3", "d=\"4\""]));
+        let joined = parse(&headers(&["a=1; b=2, c=3"]));
+        assert_eq!(joined.len(), 3);
         let names: Vec<_> = cookies.iter().map(|(n, v)| format!("{n}={v}")).collect();
         assert_eq!(names, ["a=1", "b=2", "c=3", "d=4"]);
         assert_eq!(find(&cookies, "c"), Some("3"));

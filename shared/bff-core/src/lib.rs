@@ -93,6 +93,18 @@ impl Backend {
         Self { state }
     }
 
+    /// Logs what an operator must know once per isolate or container: the configuration problem
+    /// (then every request answers 500), and features that are off (CONTRACT §2.7).
+    pub fn log_startup(&self, log: &dyn Log) {
+        match &self.state {
+            Err(problem) => log.line(Level::Error, &problem.to_string()),
+            Ok(_) => log.line(
+                Level::Info,
+                "back-channel logout is off: cookie sessions without a store",
+            ),
+        }
+    }
+
     /// The configuration problem, if any: one line naming the setting, never its value.
     pub fn config_error(&self) -> Option<&ConfigError> {
         self.state.as_ref().err()

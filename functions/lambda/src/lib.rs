@@ -85,6 +85,10 @@ impl HttpClient for ReqwestHttp {
         *core.body_mut() = response.bytes().await.map_err(failure)?.to_vec();
         Ok(core)
     }
+
+    async fn pause(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
 }
 
 /// A transport failure as the core's error: the cause chain, without the URL.

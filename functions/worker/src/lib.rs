@@ -130,6 +130,10 @@ impl HttpClient for WorkerHttp {
             }
         }
     }
+
+    async fn pause(&self, duration: Duration) {
+        Delay::from(duration).await;
+    }
 }
 
 /// One fetch, including reading the whole response body (the timeout covers both).

@@ -7,11 +7,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use url::Url;
 
+use crate::oidc::client_auth::{SigningKey, parse_private_key};
 use crate::secret::{ClientSecret, SealKey};
 
 /// How the backend authenticates at the token endpoint (RFC 6749 §2.3, RFC 7523).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum ClientAuth {
+    PrivateKeyJwt(SigningKey),
     SecretBasic,
     SecretPost,
 }
@@ -94,17 +96,27 @@ impl Config {
         check_https_url(&issuer, allow_insecure_issuer, "BFF_ISSUER")?;
 
         let client_id = required("BFF_CLIENT_ID")?;
-        let client_auth = match get("BFF_CLIENT_AUTH").as_deref() {
-            None | Some("client_secret_basic") => ClientAuth::SecretBasic,
-            Some("client_secret_post") => ClientAuth::SecretPost,
+        let (client_auth, client_secret) = match get("BFF_CLIENT_AUTH").as_deref() {
+            None | Some("client_secret_basic") => (
+                ClientAuth::SecretBasic,
+                Some(ClientSecret::new(required("BFF_CLIENT_SECRET")?)),
+            ),
+            Some("client_secret_post") => (
+                ClientAuth::SecretPost,
+                Some(ClientSecret::new(required("BFF_CLIENT_SECRET")?)),
+            ),
+            Some("private_key_jwt") => {
+                let key = parse_private_key(&required("BFF_CLIENT_PRIVATE_KEY")?)
+                    .map_err(|why| ConfigError::new("BFF_CLIENT_PRIVATE_KEY", why))?;
+                (ClientAuth::PrivateKeyJwt(key), None)
+            }
             Some(_) => {
                 return Err(ConfigError::new(
                     "BFF_CLIENT_AUTH",
-                    "must be client_secret_basic or client_secret_post",
+                    "must be client_secret_basic, client_secret_post or private_key_jwt",
                 ));
             }
         };
-        let client_secret = Some(ClientSecret::new(required("BFF_CLIENT_SECRET")?));
 
         let public_origin = parse_origin(&required("BFF_PUBLIC_ORIGIN")?)?;
         let base_path = parse_base_path(get("BFF_BASE_PATH"))?;

@@ -30,6 +30,7 @@ mod oidc;
 mod ports;
 mod provider;
 mod response;
+mod rotation;
 mod route;
 mod seal;
 mod secret;
@@ -45,6 +46,7 @@ pub use ports::{Clock, HttpClient, HttpError, Level, Log, RandomError, SecureRan
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::provider::ProviderCache;
+use crate::rotation::Rotations;
 use crate::route::{Miss, Route};
 
 /// What a request needs from the platform, borrowed for the request's duration.
@@ -68,12 +70,14 @@ pub struct Backend {
 struct Inner {
     config: Config,
     provider: ProviderCache,
+    rotations: Rotations,
 }
 
 /// Everything one request's flow works with.
 pub(crate) struct Ctx<'a, H> {
     pub(crate) config: &'a Config,
     pub(crate) provider: &'a ProviderCache,
+    pub(crate) rotations: &'a Rotations,
     pub(crate) deps: &'a Deps<'a, H>,
     pub(crate) parts: &'a Parts,
     pub(crate) body: &'a [u8],
@@ -89,6 +93,7 @@ impl Backend {
         let state = Config::from_lookup(lookup).map(|config| Inner {
             config,
             provider: ProviderCache::default(),
+            rotations: Rotations::default(),
         });
         Self { state }
     }
@@ -135,6 +140,7 @@ impl Backend {
         let ctx = Ctx {
             config: &inner.config,
             provider: &inner.provider,
+            rotations: &inner.rotations,
             deps,
             parts: &parts,
             body: &body,

@@ -67,6 +67,10 @@ pub trait HttpClient {
         request: http::Request<Vec<u8>>,
         timeout: Duration,
     ) -> Result<http::Response<Vec<u8>>, HttpError>;
+
+    /// Waits `duration` on the platform's timer: how a request waits for a refresh that another
+    /// request of the same isolate or container has in flight.
+    async fn pause(&self, duration: Duration);
 }
 
 /// No HTTP response came back.

@@ -50,7 +50,7 @@ pub(crate) struct Session {
 }
 
 /// One cached access token (draft-01 §4.2: cached with its expiry and scope).
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct CachedToken {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) resource: Option<String>,

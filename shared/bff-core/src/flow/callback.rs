@@ -76,14 +76,12 @@ async fn finish<H: HttpClient>(
         ));
     };
 
-    let request = token::token_request(
-        config,
-        &metadata.token_endpoint,
-        &Grant::AuthorizationCode {
-            code,
-            verifier: &txn.verifier,
-        },
-    );
+    let assertion = token::client_assertion(config, ctx.now, ctx.deps.random).map_err(|_| PageError::ServerError)?;
+    let grant = Grant::AuthorizationCode {
+        code,
+        verifier: &txn.verifier,
+    };
+    let request = token::token_request(config, &metadata.token_endpoint, &grant, assertion.as_deref());
     let response = provider::send(ctx.deps, config, request).await?;
     let tokens = token::parse_token_response(&response)?;
     let Some(raw_id_token) = tokens.id_token.as_deref() else {

@@ -23,7 +23,9 @@ pub(crate) async fn logout<H: HttpClient>(ctx: &Ctx<'_, H>) -> Response<Vec<u8>>
             Ok(metadata) => {
                 if let (Some(endpoint), Some(refresh_token)) = (&metadata.revocation_endpoint, &session.refresh_token) {
                     // Best effort: a failed revocation is logged, the logout still succeeds.
-                    let request = token::revocation_request(config, endpoint, refresh_token.expose());
+                    let assertion = token::client_assertion(config, ctx.now, ctx.deps.random).ok().flatten();
+                    let request =
+                        token::revocation_request(config, endpoint, refresh_token.expose(), assertion.as_deref());
                     match provider::send(ctx.deps, config, request).await {
                         Ok(response) if response.status().is_success() => {}
                         Ok(response) => ctx.deps.log.line(

@@ -1,7 +1,7 @@
 //! `B/.well-known/bff-token`: hand the frontend an access token (draft-01 §4; CONTRACT §2.2).
 
 use http::{Method, Response, StatusCode};
-use serde_json::json;
+use serde_json::{Map, json};
 use url::form_urlencoded::Serializer;
 
 use crate::Ctx;
@@ -13,8 +13,9 @@ use crate::oidc::token::{self, Grant, UpstreamError};
 use crate::ports::{HttpClient, Level, UnixTime};
 use crate::provider::{self, KeyError};
 use crate::response;
+use crate::rotation::{Claim, Rotation};
 use crate::secret::{IdToken, RefreshToken, constant_time_eq};
-use crate::session::{self, Session, scope_covered, scope_key};
+use crate::session::{self, CachedToken, Session, scope_covered, scope_key};
 
 /// A `rejected_token` forces a refresh of the same entry at most this often.
 const FORCED_REFRESH_SECS: u64 = 30;
@@ -68,68 +69,127 @@ async fn mediate<H: HttpClient>(ctx: &Ctx<'_, H>) -> Result<Response<Vec<u8>>, R
             return Ok(response::json(StatusCode::OK, &body_of(ctx, entry)));
         }
     }
-    let Some(refresh_token) = session.refresh_token.as_ref().map(|t| t.expose().to_owned()) else {
-        return Err(fail(ApiError::BackendNotReady {
-            login_url: ctx.login_path(),
-            description: "no refresh token; sign in again",
-        }));
-    };
-
-    // RFC 6749 §6: an omitted scope means the originally granted one.
-    let narrowed = (key != scope_key(&session.scope)).then_some(wanted_scope.as_str());
-    let metadata = ctx
-        .provider
-        .metadata(config, ctx.deps)
-        .await
-        .map_err(|e| fail(ApiError::Upstream(e)))?;
-    let grant = Grant::Refresh {
-        refresh_token: &refresh_token,
-        scope: narrowed,
-        resource: resource.as_deref(),
-    };
-    let request = token::token_request(config, &metadata.token_endpoint, &grant);
-    let outcome = match provider::send(ctx.deps, config, request).await {
-        Ok(response) => token::parse_token_response(&response),
-        Err(e) => Err(e),
-    };
-    let tokens = match outcome {
-        Ok(tokens) => tokens,
-        Err(UpstreamError::OAuth { error, description }) if error == "invalid_grant" => {
-            // RFC 10017 §6.1.2.2: the refresh token is dead, and so is the session.
-            let response = ApiError::Upstream(UpstreamError::OAuth { error, description }).into_response();
-            return Err(response::with_cookies(response, &session::clear(config)));
-        }
-        Err(e) => return Err(fail(ApiError::Upstream(e))),
-    };
-
-    // OpenID Connect Core §12.2: a new ID token keeps `iss`, `sub` and `aud`.
-    if let Some(id_token) = tokens.id_token.as_deref() {
-        match ctx.provider.validate_id_token(id_token, None, config, ctx.deps).await {
-            Ok(claims) if claims.sub == session.sub => session.id_token = IdToken::new(id_token),
-            Err(KeyError::Upstream(e)) => return Err(fail(ApiError::Upstream(e))),
-            _ => {
-                ctx.deps
-                    .log
-                    .line(Level::Warn, "refresh returned an ID token that failed validation");
-                return Err(fail(ApiError::Upstream(UpstreamError::Malformed)));
-            }
-        }
-    }
-    if let Some(rotated) = &tokens.refresh_token {
-        session.refresh_token = Some(RefreshToken::new(rotated.clone()));
-    }
     let previous_force = index.and_then(|i| session.tokens[i].forced);
     let forced_now =
         index.is_some_and(|i| rejected.is_some_and(|r| constant_time_eq(r, session.tokens[i].token.expose())));
-    if let Some(i) = index {
-        session.tokens.remove(i);
-    }
-    let mut entry = cache_entry(resource, key, &tokens, ctx.now.0);
+    let mut entry = refresh(ctx, &mut session, &key, resource.as_deref(), &wanted_scope).await?;
+    session.tokens.retain(|t| !(t.key == key && t.resource == resource));
     entry.forced = if forced_now { Some(ctx.now.0) } else { previous_force };
     let body = body_of(ctx, &entry);
     session.tokens.push(entry);
     let cookies = save_keeping_newest(&mut session, ctx);
     Ok(response::with_cookies(response::json(StatusCode::OK, &body), &cookies))
+}
+
+/// Refreshes through the rotation memory: one refresh per refresh token per isolate or
+/// container; requests that arrive with a token just rotated use the result (CONTRACT §2.2).
+async fn refresh<H: HttpClient>(
+    ctx: &Ctx<'_, H>,
+    session: &mut Session,
+    key: &str,
+    resource: Option<&str>,
+    wanted_scope: &str,
+) -> Result<CachedToken, Response<Vec<u8>>> {
+    let config = ctx.config;
+    let fail = |e: ApiError| e.into_response();
+    // Each pass either refreshes or follows one rotation someone else made; a chain longer than
+    // this means another client keeps rotating the same grant.
+    for _ in 0..4 {
+        let Some(refresh_token) = session.refresh_token.as_ref().map(|t| t.expose().to_owned()) else {
+            return Err(fail(ApiError::BackendNotReady {
+                login_url: ctx.login_path(),
+                description: "no refresh token; sign in again",
+            }));
+        };
+        let guard = match ctx.rotations.claim(&refresh_token, ctx.deps).await {
+            Claim::Rotated(rotation) => {
+                apply(session, &rotation);
+                if rotation.entry.key == key && rotation.entry.resource.as_deref() == resource {
+                    return Ok(rotation.entry.clone());
+                }
+                continue;
+            }
+            Claim::Mine(guard) => guard,
+        };
+
+        // RFC 6749 §6: an omitted scope means the originally granted one.
+        let narrowed = (key != scope_key(&session.scope)).then_some(wanted_scope);
+        let metadata = ctx
+            .provider
+            .metadata(config, ctx.deps)
+            .await
+            .map_err(|e| fail(ApiError::Upstream(e)))?;
+        let assertion = token::client_assertion(config, ctx.deps.clock.now(), ctx.deps.random)
+            .map_err(|_| fail(ApiError::ServerError))?;
+        let grant = Grant::Refresh {
+            refresh_token: &refresh_token,
+            scope: narrowed,
+            resource,
+        };
+        let request = token::token_request(config, &metadata.token_endpoint, &grant, assertion.as_deref());
+        let outcome = match provider::send(ctx.deps, config, request).await {
+            Ok(response) => token::parse_token_response(&response),
+            Err(e) => Err(e),
+        };
+        let tokens = match outcome {
+            Ok(tokens) => tokens,
+            Err(UpstreamError::OAuth { error, description }) if error == "invalid_grant" => {
+                // RFC 10017 §6.1.2.2: the refresh token is dead, and so is the session.
+                let response = ApiError::Upstream(UpstreamError::OAuth { error, description }).into_response();
+                return Err(response::with_cookies(response, &session::clear(config)));
+            }
+            Err(e) => return Err(fail(ApiError::Upstream(e))),
+        };
+
+        // OpenID Connect Core §12.2: a new ID token keeps `iss`, `sub` and `aud` (checked by the
+        // validation and here); its claims update the session's.
+        let mut id_token = None;
+        if let Some(raw) = tokens.id_token.as_deref() {
+            match ctx.provider.validate_id_token(raw, None, config, ctx.deps).await {
+                Ok(claims) if claims.sub == session.sub => {
+                    let mut projected = Map::new();
+                    let mut other = claims.other;
+                    for name in &config.sessioninfo_claims {
+                        if let Some(value) = other.remove(name) {
+                            projected.insert(name.clone(), value);
+                        }
+                    }
+                    id_token = Some((raw.to_owned(), projected));
+                }
+                Err(KeyError::Upstream(e)) => return Err(fail(ApiError::Upstream(e))),
+                _ => {
+                    ctx.deps
+                        .log
+                        .line(Level::Warn, "refresh returned an ID token that failed validation");
+                    return Err(fail(ApiError::Upstream(UpstreamError::Malformed)));
+                }
+            }
+        }
+        let now = ctx.deps.clock.now().0;
+        let rotation = Rotation {
+            refresh_token: tokens.refresh_token.clone(),
+            id_token,
+            entry: cache_entry(resource.map(str::to_owned), key.to_owned(), &tokens, now),
+        };
+        apply(session, &rotation);
+        let entry = rotation.entry.clone();
+        guard.complete(rotation, now);
+        return Ok(entry);
+    }
+    Err(fail(ApiError::Upstream(UpstreamError::Unavailable)))
+}
+
+/// Takes a rotation into the session: the new refresh token and ID token with its claims.
+fn apply(session: &mut Session, rotation: &Rotation) {
+    if let Some(rotated) = &rotation.refresh_token {
+        session.refresh_token = Some(RefreshToken::new(rotated.clone()));
+    }
+    if let Some((raw, claims)) = &rotation.id_token {
+        session.id_token = IdToken::new(raw.clone());
+        for (name, value) in claims {
+            session.claims.insert(name.clone(), value.clone());
+        }
+    }
 }
 
 /// Seals the session; if even the newest token does not fit, it is handed out uncached.
@@ -143,7 +203,7 @@ fn save_keeping_newest<H>(session: &mut Session, ctx: &Ctx<'_, H>) -> Vec<crate:
     }
 }
 
-fn body_of<H>(ctx: &Ctx<'_, H>, entry: &session::CachedToken) -> serde_json::Value {
+fn body_of<H>(ctx: &Ctx<'_, H>, entry: &CachedToken) -> serde_json::Value {
     let mut body = json!({"access_token": entry.token.expose(), "token_type": "Bearer", "scope": entry.scope});
     if entry.expires_known {
         body["expires_in"] = json!(ctx.now.until(UnixTime(entry.expires)));

@@ -7,6 +7,8 @@ use serde::Deserialize;
 use url::form_urlencoded::{Serializer, byte_serialize};
 
 use crate::config::{ClientAuth, Config};
+use crate::oidc::client_auth;
+use crate::ports::{RandomError, SecureRandom, UnixTime};
 
 /// What is being exchanged at the token endpoint.
 pub(crate) enum Grant<'a> {
@@ -20,8 +22,28 @@ pub(crate) enum Grant<'a> {
     },
 }
 
-/// Builds the token request for `grant`, authenticated as the configuration says.
-pub(crate) fn token_request(config: &Config, endpoint: &str, grant: &Grant<'_>) -> http::Request<Vec<u8>> {
+/// The `private_key_jwt` assertion for one request, when that is the configured method.
+pub(crate) fn client_assertion(
+    config: &Config,
+    now: UnixTime,
+    random: &dyn SecureRandom,
+) -> Result<Option<String>, RandomError> {
+    match &config.client_auth {
+        ClientAuth::PrivateKeyJwt(key) => {
+            client_auth::assertion(key, &config.client_id, &config.issuer, now, random).map(Some)
+        }
+        ClientAuth::SecretBasic | ClientAuth::SecretPost => Ok(None),
+    }
+}
+
+/// Builds the token request for `grant`, authenticated as the configuration says (`assertion`
+/// from [`client_assertion`]).
+pub(crate) fn token_request(
+    config: &Config,
+    endpoint: &str,
+    grant: &Grant<'_>,
+    assertion: Option<&str>,
+) -> http::Request<Vec<u8>> {
     let mut form = Serializer::new(String::new());
     match grant {
         Grant::AuthorizationCode { code, verifier } => {
@@ -45,23 +67,33 @@ pub(crate) fn token_request(config: &Config, endpoint: &str, grant: &Grant<'_>) 
             }
         }
     }
-    authenticated_post(config, endpoint, form)
+    authenticated_post(config, endpoint, form, assertion)
 }
 
 /// RFC 7009 §2.1: revoke a refresh token.
-pub(crate) fn revocation_request(config: &Config, endpoint: &str, refresh_token: &str) -> http::Request<Vec<u8>> {
+pub(crate) fn revocation_request(
+    config: &Config,
+    endpoint: &str,
+    refresh_token: &str,
+    assertion: Option<&str>,
+) -> http::Request<Vec<u8>> {
     let mut form = Serializer::new(String::new());
     form.append_pair("token", refresh_token)
         .append_pair("token_type_hint", "refresh_token");
-    authenticated_post(config, endpoint, form)
+    authenticated_post(config, endpoint, form, assertion)
 }
 
-fn authenticated_post(config: &Config, endpoint: &str, mut form: Serializer<'_, String>) -> http::Request<Vec<u8>> {
+fn authenticated_post(
+    config: &Config,
+    endpoint: &str,
+    mut form: Serializer<'_, String>,
+    assertion: Option<&str>,
+) -> http::Request<Vec<u8>> {
     let secret = config.client_secret.as_ref().map(|s| s.expose()).unwrap_or_default();
     let mut builder = http::Request::post(endpoint)
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(ACCEPT, "application/json");
-    match config.client_auth {
+    match &config.client_auth {
         ClientAuth::SecretBasic => {
             // RFC 6749 §2.3.1: both parts are form-urlencoded before Base64.
             let id: String = byte_serialize(config.client_id.as_bytes()).collect();
@@ -74,6 +106,15 @@ fn authenticated_post(config: &Config, endpoint: &str, mut form: Serializer<'_, 
         ClientAuth::SecretPost => {
             form.append_pair("client_id", &config.client_id)
                 .append_pair("client_secret", secret);
+        }
+        // RFC 7523 §2.2 and OpenID Connect Core §9.
+        ClientAuth::PrivateKeyJwt(_) => {
+            form.append_pair("client_id", &config.client_id)
+                .append_pair(
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                )
+                .append_pair("client_assertion", assertion.unwrap_or_default());
         }
     }
     let body = form.finish().into_bytes();
@@ -175,7 +216,7 @@ mod tests {
             scope: Some("api:read"),
             resource: Some("https://api.example/"),
         };
-        let request = token_request(&config, "https://idp.example/token", &grant);
+        let request = token_request(&config, "https://idp.example/token", &grant, None);
         assert_eq!(request.method(), "POST");
         assert_eq!(
             request.body(),
@@ -195,12 +236,33 @@ mod tests {
                 code: "c",
                 verifier: "v",
             },
+            None,
         );
         assert!(request.headers().get(AUTHORIZATION).is_none());
         assert_eq!(
             std::str::from_utf8(request.body()).unwrap(),
             "grant_type=authorization_code&code=c&redirect_uri=https%3A%2F%2Fapp.example%2Fbff%2Fcallback&code_verifier=v&client_id=bff&client_secret=s3cret"
         );
+    }
+
+    #[test]
+    fn private_key_jwt_form() {
+        let jwk = r#"{"kty":"EC","crv":"P-256","d":"BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQU"}"#;
+        let config = config(&[
+            ("BFF_CLIENT_AUTH", "private_key_jwt"),
+            ("BFF_CLIENT_SECRET", ""),
+            ("BFF_CLIENT_PRIVATE_KEY", jwk),
+        ]);
+        let random = crate::testing::CounterRandom::default();
+        let assertion = client_assertion(&config, UnixTime(1_900_000_000), &random).unwrap().unwrap();
+        let grant = Grant::Refresh { refresh_token: "rt", scope: None, resource: None };
+        let request = token_request(&config, "https://idp.example/token", &grant, Some(&assertion));
+        assert!(request.headers().get(AUTHORIZATION).is_none());
+        let body = std::str::from_utf8(request.body()).unwrap();
+        assert!(body.ends_with(&format!(
+            "&client_id=bff&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={assertion}"
+        )));
+        assert!(!body.contains("client_secret"));
     }
 
     #[test]

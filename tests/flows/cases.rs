@@ -54,7 +54,7 @@ pub async fn login(target: &Target, user: &str) -> Browser {
 }
 
 /// Runs `B/bff/login?<query>` and the provider's pages; returns the callback URL (unvisited).
-async fn start_login(browser: &mut Browser, target: &Target, query: &str, user: &str) -> Url {
+pub async fn start_login(browser: &mut Browser, target: &Target, query: &str, user: &str) -> Url {
     let answer = browser.get(&target.url(&format!("/bff/login{query}"))).await;
     assert_eq!(answer.status, StatusCode::FOUND, "login: {}", answer.body);
     let authorize = answer.location().unwrap();
@@ -178,6 +178,10 @@ async fn login_token_refresh_logout(w: Arc<World>) {
     assert!(info["exp"].as_u64().unwrap() > now() + 86_000);
     assert!(info["auth_time"].is_u64(), "{info}");
     assert_eq!(info["email"], "alice@example.test");
+    assert_eq!(
+        info["userinfo_only"], "from-userinfo",
+        "BFF_USERINFO merges UserInfo claims"
+    );
     assert!(
         info.get("id_token").is_none() && info.get("access_token").is_none() && info.get("refresh_token").is_none()
     );

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step is a failed test
 
 mod cases;
+mod mediation;
 mod parity;
 
 use std::future::Future;
@@ -42,7 +43,12 @@ async fn run(kind: Kind) {
     let port = free_port();
     let origin = format!("http://127.0.0.1:{port}");
     let provider = Provider::start(&origin, "", ACCESS_TOKEN_TTL).await;
-    let settings = target::settings(&provider.issuer, &origin, "");
+    let mut settings = target::settings(&provider.issuer, &origin, "");
+    settings.push(("BFF_USERINFO".into(), "true".into()));
+    settings.push((
+        "BFF_SESSIONINFO_CLAIMS".into(),
+        "name given_name family_name preferred_username email email_verified picture locale userinfo_only".into(),
+    ));
     let target = Target::start(kind, port, "", settings).await;
     let world = Arc::new(World { provider, target });
     let mut failures = Vec::new();
@@ -96,4 +102,19 @@ async fn lambda() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker() {
     run(Kind::Worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mediation_in_process() {
+    mediation::run(Kind::InProcess).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mediation_lambda() {
+    mediation::run(Kind::Lambda).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mediation_worker() {
+    mediation::run(Kind::Worker).await;
 }

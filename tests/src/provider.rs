@@ -23,6 +23,12 @@ pub struct Provider {
 impl Provider {
     /// Starts a provider whose client `bff` may redirect to `origin` + `base` + `/bff/callback`.
     pub async fn start(origin: &str, base: &str, access_token_ttl: u64) -> Provider {
+        Self::start_with(origin, base, access_token_ttl, json!({}), json!({})).await
+    }
+
+    /// Like [`Provider::start`], with extra provider configuration (`resources`, ...) and extra
+    /// client metadata (`token_endpoint_auth_method`, `jwks`, ...) merged in.
+    pub async fn start_with(origin: &str, base: &str, access_token_ttl: u64, extra: Value, client: Value) -> Provider {
         let dir = std::env::temp_dir().join(format!("bff-idp-{}", free_port()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("idp.json");
@@ -40,6 +46,13 @@ impl Provider {
                 "post_logout_redirect_uris": [format!("{origin}{base}/")],
             }],
         });
+        let mut body = body;
+        for (key, value) in extra.as_object().into_iter().flatten() {
+            body[key] = value.clone();
+        }
+        for (key, value) in client.as_object().into_iter().flatten() {
+            body["clients"][0][key] = value.clone();
+        }
         std::fs::write(&config, body.to_string()).unwrap();
         let mut child = Command::new("node")
             .arg(repo_root().join("tests/harness/idp.mjs"))
@@ -148,6 +161,18 @@ impl Provider {
             .await
             .unwrap();
         response["active"].as_bool().unwrap_or(false)
+    }
+
+    /// `POST /rotate-keys`: a new signing key first in the JWKS.
+    pub async fn rotate_keys(&self) -> Value {
+        self.http
+            .post(format!("{}/rotate-keys", self.control))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     pub async fn stop(mut self) {

@@ -77,9 +77,17 @@ async fn finish<H: HttpClient>(
     };
 
     let assertion = token::client_assertion(config, ctx.now, ctx.deps.random).map_err(|_| PageError::ServerError)?;
+    // The first access token is for the default resource when it was asked for, else the first.
+    let first_resource = txn
+        .resources
+        .iter()
+        .find(|r| Some(*r) == config.default_resource.as_ref())
+        .or(txn.resources.first())
+        .cloned();
     let grant = Grant::AuthorizationCode {
         code,
         verifier: &txn.verifier,
+        resource: first_resource.as_deref(),
     };
     let request = token::token_request(config, &metadata.token_endpoint, &grant, assertion.as_deref());
     let response = provider::send(ctx.deps, config, request).await?;
@@ -118,7 +126,16 @@ async fn finish<H: HttpClient>(
         }
     }
 
-    let scope = tokens.scope.clone().unwrap_or_else(|| txn.scope.clone());
+    // What the grant covers: what was asked and consented to, plus what the token response names.
+    // With resource indicators a token response lists only one resource's scopes, so it alone
+    // would lose the others.
+    let mut scope = txn.scope.clone();
+    for extra in tokens.scope.as_deref().unwrap_or_default().split_whitespace() {
+        if !scope.split_whitespace().any(|s| s == extra) {
+            scope.push(' ');
+            scope.push_str(extra);
+        }
+    }
     let mut session = Session {
         iss: config.issuer.clone(),
         sub: claims.sub,
@@ -133,20 +150,10 @@ async fn finish<H: HttpClient>(
         resources: txn.resources.clone(),
         tokens: Vec::new(),
     };
-    // The code's access token answers a request without resource and scope, unless the login
-    // asked for resources other than the default one (then which audience it has is unclear).
-    if txn
-        .resources
-        .iter()
-        .all(|r| Some(r) == config.default_resource.as_ref())
-    {
-        session.tokens.push(cache_entry(
-            config.default_resource.clone(),
-            scope_key(&scope),
-            &tokens,
-            ctx.now.0,
-        ));
-    }
+    // The code's access token answers requests for that resource with the whole grant's scope.
+    session
+        .tokens
+        .push(cache_entry(first_resource, scope_key(&scope), &tokens, ctx.now.0));
     let cookies = session::save(&mut session, config, ctx.deps.random, ctx.now).map_err(|e| match e {
         SaveError::Random(_) => PageError::ServerError,
         SaveError::TooLarge { bytes } => {

@@ -13,7 +13,13 @@ use crate::ports::{RandomError, SecureRandom, UnixTime};
 /// What is being exchanged at the token endpoint.
 pub(crate) enum Grant<'a> {
     /// RFC 6749 §4.1.3 with the PKCE verifier (RFC 7636 §4.5).
-    AuthorizationCode { code: &'a str, verifier: &'a str },
+    /// With several resources granted, `resource` picks the one the first token is for (RFC 8707
+    /// §2.2: one token has one audience).
+    AuthorizationCode {
+        code: &'a str,
+        verifier: &'a str,
+        resource: Option<&'a str>,
+    },
     /// RFC 6749 §6, optionally narrowed by `scope` and `resource` (RFC 8707 §2.2).
     Refresh {
         refresh_token: &'a str,
@@ -46,11 +52,18 @@ pub(crate) fn token_request(
 ) -> http::Request<Vec<u8>> {
     let mut form = Serializer::new(String::new());
     match grant {
-        Grant::AuthorizationCode { code, verifier } => {
+        Grant::AuthorizationCode {
+            code,
+            verifier,
+            resource,
+        } => {
             form.append_pair("grant_type", "authorization_code")
                 .append_pair("code", code)
                 .append_pair("redirect_uri", &config.redirect_uri())
                 .append_pair("code_verifier", verifier);
+            if let Some(resource) = resource {
+                form.append_pair("resource", resource);
+            }
         }
         Grant::Refresh {
             refresh_token,
@@ -235,6 +248,7 @@ mod tests {
             &Grant::AuthorizationCode {
                 code: "c",
                 verifier: "v",
+                resource: None,
             },
             None,
         );
@@ -254,8 +268,14 @@ mod tests {
             ("BFF_CLIENT_PRIVATE_KEY", jwk),
         ]);
         let random = crate::testing::CounterRandom::default();
-        let assertion = client_assertion(&config, UnixTime(1_900_000_000), &random).unwrap().unwrap();
-        let grant = Grant::Refresh { refresh_token: "rt", scope: None, resource: None };
+        let assertion = client_assertion(&config, UnixTime(1_900_000_000), &random)
+            .unwrap()
+            .unwrap();
+        let grant = Grant::Refresh {
+            refresh_token: "rt",
+            scope: None,
+            resource: None,
+        };
         let request = token_request(&config, "https://idp.example/token", &grant, Some(&assertion));
         assert!(request.headers().get(AUTHORIZATION).is_none());
         let body = std::str::from_utf8(request.body()).unwrap();

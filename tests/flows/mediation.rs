@@ -118,10 +118,7 @@ pub async fn run(kind: Kind) {
         return;
     }
     let w = Arc::new(world(kind).await);
-    let cases: &[(
-        &str,
-        fn(Arc<World>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-    )] = &[
+    let cases: &[(&str, crate::Case)] = &[
         ("down_scoping", |w| Box::pin(down_scoping(w))),
         ("incremental_consent", |w| Box::pin(incremental_consent(w))),
         ("single_flight", |w| Box::pin(single_flight(w))),
@@ -244,7 +241,10 @@ async fn incremental_consent(w: Arc<World>) {
     // A scope the provider silently left out of the grant: asking for it on refresh gets the
     // provider's own error, unchanged, and the refresh token survives.
     let callback = start_login(&mut b, t, "?scope=ghost", "nina").await;
-    assert_eq!(b.send(Method::GET, callback.as_str(), &[], None, true).await.status, StatusCode::FOUND);
+    assert_eq!(
+        b.send(Method::GET, callback.as_str(), &[], None, true).await.status,
+        StatusCode::FOUND
+    );
     let errors = p.count("grant_error").await;
     let (status, refused) = token(&mut b, t, &format!("?resource={}&scope=ghost", encode(API_ONE))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -160,6 +160,7 @@ fn serve_in_process(port: u16, settings: Vec<(String, String)>) {
                                 random: &OsRandom,
                                 http: &*http,
                                 log: &StderrLog,
+                                store: None::<&bff_core::NoStore>,
                             };
                             let response = backend.handle(http::Request::from_parts(parts, body), &deps).await;
                             Ok::<_, Infallible>(response.map(|b| Full::new(Bytes::from(b))))

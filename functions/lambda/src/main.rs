@@ -15,6 +15,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         random: &OsRandom,
         http: &http,
         log: &StderrLog,
+        store: None::<&bff_core::NoStore>,
     };
     let (backend, deps) = (&backend, &deps);
     lambda_http::run(service_fn(move |request: Request| async move {

@@ -109,6 +109,7 @@ async fn the_core_answers_through_the_adapter() {
         random: &OsRandom,
         http: &http,
         log: &StderrLog,
+        store: None::<&bff_core::NoStore>,
     };
     let (backend, deps) = (&backend, &deps);
     let lambda = invoke(

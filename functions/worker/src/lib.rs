@@ -41,6 +41,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
         random: &WorkerRandom,
         http: &WorkerHttp,
         log: &Console,
+        store: None::<&bff_core::NoStore>,
     };
     let (parts, body) = backend.handle(request, &deps).await.into_parts();
     let builder = ResponseBuilder::new()

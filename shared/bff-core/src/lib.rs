@@ -41,7 +41,9 @@ pub mod testing;
 use http::request::Parts;
 
 pub use config::ConfigError;
-pub use ports::{Clock, HttpClient, HttpError, Level, Log, RandomError, SecureRandom, UnixTime};
+pub use ports::{
+    Clock, HttpClient, HttpError, KvError, KvStore, Level, Log, NoStore, RandomError, SecureRandom, UnixTime,
+};
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -50,7 +52,7 @@ use crate::rotation::Rotations;
 use crate::route::{Miss, Route};
 
 /// What a request needs from the platform, borrowed for the request's duration.
-pub struct Deps<'a, H> {
+pub struct Deps<'a, H, K = NoStore> {
     /// Wall clock.
     pub clock: &'a dyn Clock,
     /// Secure randomness.
@@ -59,6 +61,8 @@ pub struct Deps<'a, H> {
     pub http: &'a H,
     /// Operational log lines.
     pub log: &'a dyn Log,
+    /// The shared store (Workers KV, DynamoDB), where the deployment has one.
+    pub store: Option<&'a K>,
 }
 
 /// The backend of one isolate or container: configuration parsed once, plus caches of the
@@ -74,11 +78,11 @@ struct Inner {
 }
 
 /// Everything one request's flow works with.
-pub(crate) struct Ctx<'a, H> {
+pub(crate) struct Ctx<'a, H, K> {
     pub(crate) config: &'a Config,
     pub(crate) provider: &'a ProviderCache,
     pub(crate) rotations: &'a Rotations,
-    pub(crate) deps: &'a Deps<'a, H>,
+    pub(crate) deps: &'a Deps<'a, H, K>,
     pub(crate) parts: &'a Parts,
     pub(crate) body: &'a [u8],
     pub(crate) cookies: Vec<(String, String)>,
@@ -118,10 +122,10 @@ impl Backend {
     /// Answers one request. `request`'s URI is origin-form (path and query); its headers are as
     /// the client sent them (one or more `Cookie` headers). Never panics and never fails: every
     /// error is a response.
-    pub async fn handle<H: HttpClient>(
+    pub async fn handle<H: HttpClient, K: KvStore>(
         &self,
         request: http::Request<Vec<u8>>,
-        deps: &Deps<'_, H>,
+        deps: &Deps<'_, H, K>,
     ) -> http::Response<Vec<u8>> {
         let Ok(inner) = &self.state else {
             return ApiError::ServerError.into_response();
@@ -160,7 +164,7 @@ impl Backend {
     }
 }
 
-impl<H> Ctx<'_, H> {
+impl<H, K> Ctx<'_, H, K> {
     /// `B/bff/login`, where "sign in again" leads.
     pub(crate) fn login_path(&self) -> String {
         format!("{}/bff/login", self.config.base_path)

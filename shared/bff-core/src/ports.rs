@@ -111,3 +111,71 @@ pub enum Level {
     /// Normal operation worth a line.
     Info,
 }
+
+/// A key-value store shared by every isolate or container of one deployment: Workers KV, or a
+/// DynamoDB table. Values are opaque bytes the core seals itself (the record's key is the
+/// associated data and its expiry is inside), so the store is trusted with neither secrecy nor
+/// expiry: the time-to-live only keeps it tidy.
+#[allow(async_fn_in_trait)]
+pub trait KvStore {
+    /// The value under `key`, if any.
+    ///
+    /// # Errors
+    /// [`KvError`] when the store could not be read.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError>;
+
+    /// Stores `value` under `key` for about `ttl_secs` seconds (a store may round up: Workers KV
+    /// keeps at least 60 s).
+    ///
+    /// # Errors
+    /// [`KvError`] when the write failed.
+    async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<(), KvError>;
+
+    /// Stores `value` only when `key` holds nothing; `Ok(false)` when something was there. On a
+    /// store with conditional writes (DynamoDB) exactly one caller wins; on an eventually
+    /// consistent store without them (Workers KV) it is a read followed by a write.
+    ///
+    /// # Errors
+    /// [`KvError`] when the store could not be asked.
+    async fn put_if_absent(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<bool, KvError>;
+
+    /// Removes `key` (absent is fine).
+    ///
+    /// # Errors
+    /// [`KvError`] when the delete failed.
+    async fn delete(&self, key: &str) -> Result<(), KvError>;
+}
+
+/// The store failed; the message names the operation, never a value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvError(pub String);
+
+impl fmt::Display for KvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "session store failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for KvError {}
+
+/// The store of a deployment that has none (cookie mode without back-channel logout).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoStore;
+
+impl KvStore for NoStore {
+    async fn get(&self, _key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(None)
+    }
+
+    async fn put(&self, _key: &str, _value: Vec<u8>, _ttl_secs: u64) -> Result<(), KvError> {
+        Err(KvError("no store is configured".into()))
+    }
+
+    async fn put_if_absent(&self, _key: &str, _value: Vec<u8>, _ttl_secs: u64) -> Result<bool, KvError> {
+        Err(KvError("no store is configured".into()))
+    }
+
+    async fn delete(&self, _key: &str) -> Result<(), KvError> {
+        Ok(())
+    }
+}

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::oidc::discovery::{self, Jwk, Jwks, Metadata};
 use crate::oidc::id_token::{self, Header, IdTokenError};
 use crate::oidc::token::UpstreamError;
-use crate::ports::{HttpClient, Level, UnixTime};
+use crate::ports::{HttpClient, KvStore, Level, UnixTime};
 
 /// Metadata and keys are refetched after this long.
 const CACHE_SECS: u64 = 3600;
@@ -26,10 +26,10 @@ pub(crate) struct ProviderCache {
 
 impl ProviderCache {
     /// The issuer's metadata, from cache or fetched.
-    pub(crate) async fn metadata<H: HttpClient>(
+    pub(crate) async fn metadata<H: HttpClient, K: KvStore>(
         &self,
         config: &Config,
-        deps: &Deps<'_, H>,
+        deps: &Deps<'_, H, K>,
     ) -> Result<Arc<Metadata>, UpstreamError> {
         let now = deps.clock.now();
         if let Some((metadata, fetched)) = self.metadata.lock().ok().and_then(|m| m.clone())
@@ -54,12 +54,12 @@ impl ProviderCache {
 
     /// The key that verifies a token with `header`, refetching the JWKS once (rate-limited) when
     /// the `kid` is unknown, as after a key rotation at the issuer.
-    pub(crate) async fn verification_key<H: HttpClient>(
+    pub(crate) async fn verification_key<H: HttpClient, K: KvStore>(
         &self,
         metadata: &Metadata,
         header: &Header,
         config: &Config,
-        deps: &Deps<'_, H>,
+        deps: &Deps<'_, H, K>,
     ) -> Result<Jwk, KeyError> {
         let now = deps.clock.now();
         let cached = self.jwks.lock().ok().and_then(|j| j.clone());
@@ -90,12 +90,12 @@ impl ProviderCache {
     }
 
     /// Validates an ID token end to end: algorithm allow-list, key, signature, claims.
-    pub(crate) async fn validate_id_token<H: HttpClient>(
+    pub(crate) async fn validate_id_token<H: HttpClient, K: KvStore>(
         &self,
         token: &str,
         nonce: Option<&str>,
         config: &Config,
-        deps: &Deps<'_, H>,
+        deps: &Deps<'_, H, K>,
     ) -> Result<id_token::Claims, KeyError> {
         let metadata = self.metadata(config, deps).await.map_err(KeyError::Upstream)?;
         let header = id_token::header(token).map_err(KeyError::Token)?;
@@ -134,8 +134,8 @@ pub(crate) fn get(url: &str) -> http::Request<Vec<u8>> {
 }
 
 /// Sends through the port; a transport failure is [`UpstreamError::Unavailable`].
-pub(crate) async fn send<H: HttpClient>(
-    deps: &Deps<'_, H>,
+pub(crate) async fn send<H: HttpClient, K: KvStore>(
+    deps: &Deps<'_, H, K>,
     config: &Config,
     request: http::Request<Vec<u8>>,
 ) -> Result<http::Response<Vec<u8>>, UpstreamError> {

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::Deps;
-use crate::ports::HttpClient;
+use crate::ports::{HttpClient, KvStore};
 use crate::session::CachedToken;
 
 /// A rotation is remembered this long.
@@ -57,7 +57,11 @@ pub(crate) enum Claim<'a> {
 
 impl Rotations {
     /// Claims the right to refresh with `refresh_token`, waiting while another request does.
-    pub(crate) async fn claim<H: HttpClient>(&self, refresh_token: &str, deps: &Deps<'_, H>) -> Claim<'_> {
+    pub(crate) async fn claim<H: HttpClient, K: KvStore>(
+        &self,
+        refresh_token: &str,
+        deps: &Deps<'_, H, K>,
+    ) -> Claim<'_> {
         let key: [u8; 32] = Sha256::digest(refresh_token.as_bytes()).into();
         loop {
             let now = deps.clock.now().0;

@@ -12,13 +12,13 @@ use crate::error::PageError;
 use crate::flow::{query, single};
 use crate::oidc::id_token;
 use crate::oidc::token::{self, Grant, TokenSet, UpstreamError};
-use crate::ports::{HttpClient, Level};
+use crate::ports::{HttpClient, KvStore, Level};
 use crate::provider::{self, KeyError};
 use crate::response;
 use crate::secret::{AccessToken, IdToken, RefreshToken, constant_time_eq};
 use crate::session::{self, CachedToken, LoginTxn, SaveError, Session, scope_key};
 
-pub(crate) async fn callback<H: HttpClient>(ctx: &Ctx<'_, H>) -> Response<Vec<u8>> {
+pub(crate) async fn callback<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
     let login_path = ctx.login_path();
     let params = query(ctx.parts);
     let state = single(&params, "state").ok().flatten().unwrap_or_default();
@@ -46,8 +46,8 @@ pub(crate) async fn callback<H: HttpClient>(ctx: &Ctx<'_, H>) -> Response<Vec<u8
     }
 }
 
-async fn finish<H: HttpClient>(
-    ctx: &Ctx<'_, H>,
+async fn finish<H: HttpClient, K: KvStore>(
+    ctx: &Ctx<'_, H, K>,
     params: &[(String, String)],
     txn: LoginTxn,
 ) -> Result<(String, Vec<SetCookie>), PageError> {
@@ -192,8 +192,8 @@ pub(crate) fn cache_entry(resource: Option<String>, key: String, tokens: &TokenS
 }
 
 /// OpenID Connect Core §5.3: the UserInfo claims, whose `sub` must match the ID token's.
-async fn userinfo<H: HttpClient>(
-    ctx: &Ctx<'_, H>,
+async fn userinfo<H: HttpClient, K: KvStore>(
+    ctx: &Ctx<'_, H, K>,
     endpoint: &str,
     tokens: &TokenSet,
     sub: &str,

@@ -12,7 +12,7 @@ use crate::cookie::SetCookie;
 use crate::error::PageError;
 use crate::flow::{query, single};
 use crate::oidc::pkce;
-use crate::ports::{HttpClient, RandomError, SecureRandom};
+use crate::ports::{HttpClient, KvStore, RandomError, SecureRandom};
 use crate::response;
 use crate::session::{self, LoginTxn, TXN_COOKIE_PREFIX};
 
@@ -20,7 +20,7 @@ use crate::session::{self, LoginTxn, TXN_COOKIE_PREFIX};
 const MAX_TXNS: usize = 5;
 const MAX_RETURN_TO: usize = 1024;
 
-pub(crate) async fn login<H: HttpClient>(ctx: &Ctx<'_, H>) -> Response<Vec<u8>> {
+pub(crate) async fn login<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
     let login_path = ctx.login_path();
     match start(ctx).await {
         Ok(response) => response,
@@ -28,7 +28,7 @@ pub(crate) async fn login<H: HttpClient>(ctx: &Ctx<'_, H>) -> Response<Vec<u8>> 
     }
 }
 
-async fn start<H: HttpClient>(ctx: &Ctx<'_, H>) -> Result<Response<Vec<u8>>, PageError> {
+async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Response<Vec<u8>>, PageError> {
     let config = ctx.config;
     let params = query(ctx.parts);
     let return_to = match single(&params, "return_to") {
@@ -114,7 +114,7 @@ async fn start<H: HttpClient>(ctx: &Ctx<'_, H>) -> Result<Response<Vec<u8>>, Pag
 
 /// Deletes transaction cookies that no longer open, then the oldest ones until a new one fits
 /// under [`MAX_TXNS`].
-fn prune_txns<H>(ctx: &Ctx<'_, H>) -> Vec<SetCookie> {
+fn prune_txns<H, K>(ctx: &Ctx<'_, H, K>) -> Vec<SetCookie> {
     let mut deletes = Vec::new();
     let mut live: Vec<(u64, &str)> = Vec::new();
     for (name, value) in ctx.cookies.iter().filter(|(n, _)| n.starts_with(TXN_COOKIE_PREFIX)) {

@@ -6,12 +6,12 @@ use url::Url;
 
 use crate::Ctx;
 use crate::oidc::token;
-use crate::ports::{HttpClient, Level};
+use crate::ports::{HttpClient, KvStore, Level};
 use crate::provider;
 use crate::response;
 use crate::session;
 
-pub(crate) async fn logout<H: HttpClient>(ctx: &Ctx<'_, H>) -> Response<Vec<u8>> {
+pub(crate) async fn logout<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
     let config = ctx.config;
     let post_logout = format!("{}{}", config.public_origin, config.post_logout_path);
     let mut cookies = session::clear(config);

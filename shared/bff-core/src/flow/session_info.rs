@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::response;
 use crate::session;
 
-pub(crate) fn session_info<H>(ctx: &Ctx<'_, H>) -> Response<Vec<u8>> {
+pub(crate) fn session_info<H, K>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
     let Some(session) = session::load(&ctx.cookies, ctx.config, ctx.now) else {
         return ApiError::InvalidSession.into_response();
     };
@@ -28,7 +28,7 @@ pub(crate) fn session_info<H>(ctx: &Ctx<'_, H>) -> Response<Vec<u8>> {
     response::json(StatusCode::OK, &body)
 }
 
-pub(crate) fn configuration<H>(ctx: &Ctx<'_, H>) -> Response<Vec<u8>> {
+pub(crate) fn configuration<H, K>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
     let base = &ctx.config.base_path;
     let body = json!({
         "bff_token_endpoint": format!("{base}/.well-known/bff-token"),

@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::flow::callback::cache_entry;
 use crate::flow::{query, single};
 use crate::oidc::token::{self, Grant, UpstreamError};
-use crate::ports::{HttpClient, Level, UnixTime};
+use crate::ports::{HttpClient, KvStore, Level, UnixTime};
 use crate::provider::{self, KeyError};
 use crate::response;
 use crate::rotation::{Claim, Rotation};
@@ -20,14 +20,14 @@ use crate::session::{self, CachedToken, Session, scope_covered, scope_key};
 /// A `rejected_token` forces a refresh of the same entry at most this often.
 const FORCED_REFRESH_SECS: u64 = 30;
 
-pub(crate) async fn token<H: HttpClient>(ctx: &Ctx<'_, H>) -> Response<Vec<u8>> {
+pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
     match mediate(ctx).await {
         Ok(response) => response,
         Err(error) => error,
     }
 }
 
-async fn mediate<H: HttpClient>(ctx: &Ctx<'_, H>) -> Result<Response<Vec<u8>>, Response<Vec<u8>>> {
+async fn mediate<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Response<Vec<u8>>, Response<Vec<u8>>> {
     let config = ctx.config;
     let params = if ctx.parts.method == Method::POST {
         url::form_urlencoded::parse(ctx.body).into_owned().collect()
@@ -83,8 +83,8 @@ async fn mediate<H: HttpClient>(ctx: &Ctx<'_, H>) -> Result<Response<Vec<u8>>, R
 
 /// Refreshes through the rotation memory: one refresh per refresh token per isolate or
 /// container; requests that arrive with a token just rotated use the result (CONTRACT §2.2).
-async fn refresh<H: HttpClient>(
-    ctx: &Ctx<'_, H>,
+async fn refresh<H: HttpClient, K: KvStore>(
+    ctx: &Ctx<'_, H, K>,
     session: &mut Session,
     key: &str,
     resource: Option<&str>,
@@ -193,7 +193,7 @@ fn apply(session: &mut Session, rotation: &Rotation) {
 }
 
 /// Seals the session; if even the newest token does not fit, it is handed out uncached.
-fn save_keeping_newest<H>(session: &mut Session, ctx: &Ctx<'_, H>) -> Vec<crate::cookie::SetCookie> {
+fn save_keeping_newest<H, K>(session: &mut Session, ctx: &Ctx<'_, H, K>) -> Vec<crate::cookie::SetCookie> {
     match session::save(session, ctx.config, ctx.deps.random, ctx.now) {
         Ok(cookies) => cookies,
         Err(_) => {
@@ -203,7 +203,7 @@ fn save_keeping_newest<H>(session: &mut Session, ctx: &Ctx<'_, H>) -> Vec<crate:
     }
 }
 
-fn body_of<H>(ctx: &Ctx<'_, H>, entry: &CachedToken) -> serde_json::Value {
+fn body_of<H, K>(ctx: &Ctx<'_, H, K>, entry: &CachedToken) -> serde_json::Value {
     let mut body = json!({"access_token": entry.token.expose(), "token_type": "Bearer", "scope": entry.scope});
     if entry.expires_known {
         body["expires_in"] = json!(ctx.now.until(UnixTime(entry.expires)));
@@ -212,7 +212,7 @@ fn body_of<H>(ctx: &Ctx<'_, H>, entry: &CachedToken) -> serde_json::Value {
 }
 
 /// `backend_not_ready` with a `login_url` asking for what is missing (CONTRACT §2.2).
-fn not_ready<H>(ctx: &Ctx<'_, H>, session: &Session, key: &str, resource: Option<&str>) -> ApiError {
+fn not_ready<H, K>(ctx: &Ctx<'_, H, K>, session: &Session, key: &str, resource: Option<&str>) -> ApiError {
     let mut query = Serializer::new(String::new());
     let missing: Vec<&str> = key
         .split_whitespace()

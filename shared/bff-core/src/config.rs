@@ -18,6 +18,15 @@ pub(crate) enum ClientAuth {
     SecretPost,
 }
 
+/// Where sessions live (CONTRACT §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SessionStore {
+    /// Sealed into the session cookie itself.
+    Cookie,
+    /// In the deployment's store; the cookie holds only a sealed session id.
+    Kv,
+}
+
 /// `SameSite` of the session cookie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SameSite {
@@ -41,6 +50,7 @@ pub(crate) struct Config {
     pub(crate) scopes: Vec<String>,
     pub(crate) authorization_params: Vec<(String, String)>,
     pub(crate) default_resource: Option<String>,
+    pub(crate) session_store: SessionStore,
     pub(crate) session_max_age: u64,
     pub(crate) sessioninfo_claims: Vec<String>,
     pub(crate) userinfo: bool,
@@ -141,16 +151,11 @@ impl Config {
             }
             None => None,
         };
-        match get("BFF_SESSION_STORE").as_deref() {
-            None | Some("cookie") => {}
-            Some("kv") => {
-                return Err(ConfigError::new(
-                    "BFF_SESSION_STORE",
-                    "kv needs a KV store, which this deployment does not provide",
-                ));
-            }
+        let session_store = match get("BFF_SESSION_STORE").as_deref() {
+            None | Some("cookie") => SessionStore::Cookie,
+            Some("kv") => SessionStore::Kv,
             Some(_) => return Err(ConfigError::new("BFF_SESSION_STORE", "must be cookie or kv")),
-        }
+        };
         let session_max_age = parse_number(get("BFF_SESSION_MAX_AGE"), "BFF_SESSION_MAX_AGE", 86_400, 1)?;
         let sessioninfo_claims = get("BFF_SESSIONINFO_CLAIMS")
             .unwrap_or_else(|| DEFAULT_CLAIMS.to_owned())
@@ -208,6 +213,7 @@ impl Config {
             scopes,
             authorization_params,
             default_resource,
+            session_store,
             session_max_age,
             sessioninfo_claims,
             userinfo,

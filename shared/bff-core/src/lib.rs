@@ -35,6 +35,7 @@ mod route;
 mod seal;
 mod secret;
 mod session;
+mod store;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
@@ -109,7 +110,7 @@ impl Backend {
             Err(problem) => log.line(Level::Error, &problem.to_string()),
             Ok(_) => log.line(
                 Level::Info,
-                "back-channel logout is off: cookie sessions without a store",
+                "back-channel logout needs a store (the BFF_KV binding or BFF_DYNAMODB_TABLE); without one it answers 501",
             ),
         }
     }
@@ -153,13 +154,12 @@ impl Backend {
         };
         match route {
             Route::Token => flow::token::token(&ctx).await,
-            Route::SessionInfo => flow::session_info::session_info(&ctx),
+            Route::SessionInfo => flow::session_info::session_info(&ctx).await,
             Route::Configuration => flow::session_info::configuration(&ctx),
             Route::Login => flow::login::login(&ctx).await,
             Route::Callback => flow::callback::callback(&ctx).await,
             Route::Logout => flow::logout::logout(&ctx).await,
-            // Cookie mode without a store cannot revoke stateless sessions (CONTRACT §2.7).
-            Route::BackchannelLogout => ApiError::Unsupported.into_response(),
+            Route::BackchannelLogout => flow::backchannel::backchannel_logout(&ctx).await,
         }
     }
 }

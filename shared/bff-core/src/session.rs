@@ -143,7 +143,11 @@ pub(crate) fn load(cookies: &[(String, String)], config: &Config, now: UnixTime)
 #[derive(Debug)]
 pub(crate) enum SaveError {
     Random(RandomError),
-    TooLarge { bytes: usize },
+    /// The session store failed (KV mode).
+    Store,
+    TooLarge {
+        bytes: usize,
+    },
 }
 
 /// Seals `session` into `Set-Cookie`s within the budget, dropping the least recently used cached

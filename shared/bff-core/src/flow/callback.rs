@@ -17,6 +17,7 @@ use crate::provider::{self, KeyError};
 use crate::response;
 use crate::secret::{AccessToken, IdToken, RefreshToken, constant_time_eq};
 use crate::session::{self, CachedToken, LoginTxn, SaveError, Session, scope_key};
+use crate::store;
 
 pub(crate) async fn callback<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
     let login_path = ctx.login_path();
@@ -154,8 +155,9 @@ async fn finish<H: HttpClient, K: KvStore>(
     session
         .tokens
         .push(cache_entry(first_resource, scope_key(&scope), &tokens, ctx.now.0));
-    let cookies = session::save(&mut session, config, ctx.deps.random, ctx.now).map_err(|e| match e {
+    let cookies = store::create(ctx, session).await.map_err(|e| match e {
         SaveError::Random(_) => PageError::ServerError,
+        SaveError::Store => PageError::Unavailable,
         SaveError::TooLarge { bytes } => {
             ctx.deps.log.line(
                 Level::Error,

@@ -15,6 +15,7 @@ use crate::oidc::pkce;
 use crate::ports::{HttpClient, KvStore, RandomError, SecureRandom};
 use crate::response;
 use crate::session::{self, LoginTxn, TXN_COOKIE_PREFIX};
+use crate::store;
 
 /// At most this many login transactions exist at a time (several tabs may log in at once).
 const MAX_TXNS: usize = 5;
@@ -54,7 +55,10 @@ async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respons
     // An incremental login asks for the union of what the session already has and what is new,
     // so no earlier grant is lost (CONTRACT §2.2 backend_not_ready). The session cookie is
     // visible here: this is a same-site navigation.
-    let existing = session::load(&ctx.cookies, config, ctx.now);
+    let existing = match store::load(ctx).await {
+        Ok(store::Lookup::Found(loaded)) => Some(loaded.session),
+        _ => None,
+    };
     let mut scopes: Vec<String> = config.scopes.clone();
     let granted = existing.as_ref().map(|s| s.scope.as_str()).unwrap_or_default();
     let extra = params.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.as_str());

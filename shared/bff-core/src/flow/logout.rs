@@ -10,15 +10,20 @@ use crate::ports::{HttpClient, KvStore, Level};
 use crate::provider;
 use crate::response;
 use crate::session;
+use crate::store::{self, Lookup};
 
 pub(crate) async fn logout<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
     let config = ctx.config;
     let post_logout = format!("{}{}", config.public_origin, config.post_logout_path);
-    let mut cookies = session::clear(config);
+    let loaded = match store::load(ctx).await {
+        Ok(Lookup::Found(loaded)) => Some(loaded),
+        _ => None,
+    };
+    let mut cookies = store::end(ctx, loaded.as_ref()).await;
     cookies.extend(session::clear_txns(&ctx.cookies));
     let mut logout_url = post_logout.clone();
 
-    if let Some(session) = session::load(&ctx.cookies, config, ctx.now) {
+    if let Some(session) = loaded.as_ref().map(|l| &l.session) {
         match ctx.provider.metadata(config, ctx.deps).await {
             Ok(metadata) => {
                 if let (Some(endpoint), Some(refresh_token)) = (&metadata.revocation_endpoint, &session.refresh_token) {

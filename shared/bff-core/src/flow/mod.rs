@@ -1,5 +1,6 @@
 //! One function per endpoint: pure decisions, awaiting the ports in between.
 
+pub(crate) mod backchannel;
 pub(crate) mod callback;
 pub(crate) mod login;
 pub(crate) mod logout;

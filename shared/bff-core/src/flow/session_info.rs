@@ -7,12 +7,20 @@ use serde_json::{Value, json};
 
 use crate::Ctx;
 use crate::error::ApiError;
+use crate::oidc::token::UpstreamError;
+use crate::ports::{HttpClient, KvStore};
 use crate::response;
-use crate::session;
+use crate::store::{self, Lookup};
 
-pub(crate) fn session_info<H, K>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
-    let Some(session) = session::load(&ctx.cookies, ctx.config, ctx.now) else {
-        return ApiError::InvalidSession.into_response();
+pub(crate) async fn session_info<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
+    let session = match store::load(ctx).await {
+        Ok(Lookup::Found(loaded)) => loaded.session,
+        Ok(Lookup::Missing) => return ApiError::InvalidSession.into_response(),
+        Ok(Lookup::Revoked) => {
+            let cookies = store::end(ctx, None).await;
+            return response::with_cookies(ApiError::InvalidSession.into_response(), &cookies);
+        }
+        Err(_) => return ApiError::Upstream(UpstreamError::Unavailable).into_response(),
     };
     let mut body = json!({"iss": session.iss, "sub": session.sub, "exp": session.expires});
     if let Some(auth_time) = session.auth_time {

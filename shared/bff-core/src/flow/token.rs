@@ -13,9 +13,10 @@ use crate::oidc::token::{self, Grant, UpstreamError};
 use crate::ports::{HttpClient, KvStore, Level, UnixTime};
 use crate::provider::{self, KeyError};
 use crate::response;
-use crate::rotation::{Claim, Rotation};
+use crate::rotation::{self, Claim, Rotation};
 use crate::secret::{IdToken, RefreshToken, constant_time_eq};
-use crate::session::{self, CachedToken, Session, scope_covered, scope_key};
+use crate::session::{CachedToken, Session, scope_covered, scope_key};
+use crate::store::{self, Loaded, Lookup};
 
 /// A `rejected_token` forces a refresh of the same entry at most this often.
 const FORCED_REFRESH_SECS: u64 = 30;
@@ -44,7 +45,16 @@ async fn mediate<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respo
     }
     let scope = single(&params, "scope").map_err(|()| fail(ApiError::InvalidRequest("scope may be given once")))?;
     let rejected = single(&params, "rejected_token").ok().flatten();
-    let mut session = session::load(&ctx.cookies, config, ctx.now).ok_or_else(|| fail(ApiError::InvalidSession))?;
+    let mut loaded = match store::load(ctx).await {
+        Ok(Lookup::Found(loaded)) => loaded,
+        Ok(Lookup::Missing) => return Err(fail(ApiError::InvalidSession)),
+        Ok(Lookup::Revoked) => {
+            let cookies = store::end(ctx, None).await;
+            return Err(response::with_cookies(fail(ApiError::InvalidSession), &cookies));
+        }
+        Err(_) => return Err(fail(ApiError::Upstream(UpstreamError::Unavailable))),
+    };
+    let session = &mut loaded.session;
 
     // Which token the request means (CONTRACT §2.2).
     let resource = resource.map(str::to_owned).or_else(|| config.default_resource.clone());
@@ -52,7 +62,7 @@ async fn mediate<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respo
     let key = scope_key(&wanted_scope);
     let resource_granted = resource.as_ref().is_none_or(|r| session.resources.contains(r));
     if !scope_covered(&key, &session.scope) || !resource_granted {
-        return Err(fail(not_ready(ctx, &session, &key, resource.as_deref())));
+        return Err(fail(not_ready(ctx, session, &key, resource.as_deref())));
     }
 
     let index = session
@@ -72,12 +82,19 @@ async fn mediate<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respo
     let previous_force = index.and_then(|i| session.tokens[i].forced);
     let forced_now =
         index.is_some_and(|i| rejected.is_some_and(|r| constant_time_eq(r, session.tokens[i].token.expose())));
-    let mut entry = refresh(ctx, &mut session, &key, resource.as_deref(), &wanted_scope).await?;
+    let mut entry = match refresh(ctx, session, &key, resource.as_deref(), &wanted_scope).await {
+        Ok(entry) => entry,
+        Err(Refused::Answer(response)) => return Err(response),
+        Err(Refused::SessionDead(error)) => {
+            let cookies = store::end(ctx, Some(&loaded)).await;
+            return Err(response::with_cookies(error.into_response(), &cookies));
+        }
+    };
     session.tokens.retain(|t| !(t.key == key && t.resource == resource));
     entry.forced = if forced_now { Some(ctx.now.0) } else { previous_force };
     let body = body_of(ctx, &entry);
     session.tokens.push(entry);
-    let cookies = save_keeping_newest(&mut session, ctx);
+    let cookies = save_keeping_newest(&mut loaded, ctx).await;
     Ok(response::with_cookies(response::json(StatusCode::OK, &body), &cookies))
 }
 
@@ -89,9 +106,9 @@ async fn refresh<H: HttpClient, K: KvStore>(
     key: &str,
     resource: Option<&str>,
     wanted_scope: &str,
-) -> Result<CachedToken, Response<Vec<u8>>> {
+) -> Result<CachedToken, Refused> {
     let config = ctx.config;
-    let fail = |e: ApiError| e.into_response();
+    let fail = |e: ApiError| Refused::Answer(e.into_response());
     // Each pass either refreshes or follows one rotation someone else made; a chain longer than
     // this means another client keeps rotating the same grant.
     for _ in 0..4 {
@@ -111,6 +128,16 @@ async fn refresh<H: HttpClient, K: KvStore>(
             }
             Claim::Mine(guard) => guard,
         };
+        if let Some(rotation) = rotation::shared_claim(ctx, &refresh_token).await {
+            apply(session, &rotation);
+            let matches = rotation.entry.key == key && rotation.entry.resource.as_deref() == resource;
+            let entry = rotation.entry.clone();
+            guard.complete(rotation, ctx.deps.clock.now().0);
+            if matches {
+                return Ok(entry);
+            }
+            continue;
+        }
 
         // RFC 6749 §6: an omitted scope means the originally granted one.
         let narrowed = (key != scope_key(&session.scope)).then_some(wanted_scope);
@@ -135,8 +162,10 @@ async fn refresh<H: HttpClient, K: KvStore>(
             Ok(tokens) => tokens,
             Err(UpstreamError::OAuth { error, description }) if error == "invalid_grant" => {
                 // RFC 10017 §6.1.2.2: the refresh token is dead, and so is the session.
-                let response = ApiError::Upstream(UpstreamError::OAuth { error, description }).into_response();
-                return Err(response::with_cookies(response, &session::clear(config)));
+                return Err(Refused::SessionDead(ApiError::Upstream(UpstreamError::OAuth {
+                    error,
+                    description,
+                })));
             }
             Err(e) => return Err(fail(ApiError::Upstream(e))),
         };
@@ -172,6 +201,7 @@ async fn refresh<H: HttpClient, K: KvStore>(
             entry: cache_entry(resource.map(str::to_owned), key.to_owned(), &tokens, now),
         };
         apply(session, &rotation);
+        rotation::publish(ctx, &refresh_token, &rotation).await;
         let entry = rotation.entry.clone();
         guard.complete(rotation, now);
         return Ok(entry);
@@ -192,13 +222,21 @@ fn apply(session: &mut Session, rotation: &Rotation) {
     }
 }
 
-/// Seals the session; if even the newest token does not fit, it is handed out uncached.
-fn save_keeping_newest<H, K>(session: &mut Session, ctx: &Ctx<'_, H, K>) -> Vec<crate::cookie::SetCookie> {
-    match session::save(session, ctx.config, ctx.deps.random, ctx.now) {
+/// Why a refresh produced no token.
+enum Refused {
+    /// Answer this.
+    Answer(Response<Vec<u8>>),
+    /// The refresh token is dead: end the session, then answer the error.
+    SessionDead(ApiError),
+}
+
+/// Stores the session; if even the newest token does not fit, it is handed out uncached.
+async fn save_keeping_newest<H, K: KvStore>(loaded: &mut Loaded, ctx: &Ctx<'_, H, K>) -> Vec<crate::cookie::SetCookie> {
+    match store::save(ctx, loaded).await {
         Ok(cookies) => cookies,
         Err(_) => {
-            session.tokens.clear();
-            session::save(session, ctx.config, ctx.deps.random, ctx.now).unwrap_or_default()
+            loaded.session.tokens.clear();
+            store::save(ctx, loaded).await.unwrap_or_default()
         }
     }
 }

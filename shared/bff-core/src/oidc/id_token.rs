@@ -151,7 +151,7 @@ pub(crate) fn verify(
     })
 }
 
-fn verify_signature(
+pub(crate) fn verify_signature(
     token: &str,
     alg: &str,
     key: &Jwk,

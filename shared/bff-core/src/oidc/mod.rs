@@ -3,5 +3,6 @@
 pub(crate) mod client_auth;
 pub(crate) mod discovery;
 pub(crate) mod id_token;
+pub(crate) mod logout_token;
 pub(crate) mod pkce;
 pub(crate) mod token;

@@ -149,7 +149,13 @@ async fn configuration_and_routing(w: Arc<World>) {
     // Cookie mode without a store cannot end stateless sessions: back-channel logout is off. The
     // Worker always has its KV binding, so there a bad logout token is simply refused.
     let backchannel = b
-        .send(Method::POST, &t.url("/bff/backchannel-logout"), &[], Some("logout_token=x".into()), false)
+        .send(
+            Method::POST,
+            &t.url("/bff/backchannel-logout"),
+            &[],
+            Some("logout_token=x".into()),
+            false,
+        )
         .await;
     if t.kind == Kind::Worker {
         assert_error(&backchannel, StatusCode::BAD_REQUEST, "invalid_request");

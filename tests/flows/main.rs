@@ -9,6 +9,7 @@
 mod cases;
 mod mediation;
 mod parity;
+mod store_modes;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,9 +25,26 @@ pub const ACCESS_TOKEN_TTL: u64 = 10;
 pub struct World {
     pub provider: Provider,
     pub target: Target,
+    /// Sessions in the store (`BFF_SESSION_STORE=kv`).
+    pub kv: bool,
+    /// The target's settings, to start a twin instance of the same deployment.
+    pub settings: Vec<(String, String)>,
+    /// The DynamoDB stand-in this world's store lives in, if any.
+    pub stand_in: Option<bff_tests::dynamodb::StandIn>,
 }
 
 type Case = fn(Arc<World>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// UserInfo claims merged into sessioninfo, so the suite sees `BFF_USERINFO` work.
+pub fn userinfo_settings() -> Vec<(String, String)> {
+    vec![
+        ("BFF_USERINFO".into(), "true".into()),
+        (
+            "BFF_SESSIONINFO_CLAIMS".into(),
+            "name given_name family_name preferred_username email email_verified picture locale userinfo_only".into(),
+        ),
+    ]
+}
 
 fn enabled(kind: Kind) -> bool {
     match std::env::var("BFF_TEST_TARGETS") {
@@ -44,13 +62,15 @@ async fn run(kind: Kind) {
     let origin = format!("http://127.0.0.1:{port}");
     let provider = Provider::start(&origin, "", ACCESS_TOKEN_TTL).await;
     let mut settings = target::settings(&provider.issuer, &origin, "");
-    settings.push(("BFF_USERINFO".into(), "true".into()));
-    settings.push((
-        "BFF_SESSIONINFO_CLAIMS".into(),
-        "name given_name family_name preferred_username email email_verified picture locale userinfo_only".into(),
-    ));
+    settings.extend(userinfo_settings());
     let target = Target::start(kind, port, "", settings).await;
-    let world = Arc::new(World { provider, target });
+    let world = Arc::new(World {
+        provider,
+        target,
+        kv: false,
+        settings: Vec::new(),
+        stand_in: None,
+    });
     let mut failures = Vec::new();
     for (name, case) in cases::ALL {
         let started = std::time::Instant::now();
@@ -117,4 +137,22 @@ async fn mediation_lambda() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mediation_worker() {
     mediation::run(Kind::Worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_in_process() {
+    store_modes::run(Kind::InProcess, false).await;
+    store_modes::run(Kind::InProcess, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_lambda() {
+    store_modes::run(Kind::Lambda, false).await;
+    store_modes::run(Kind::Lambda, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_worker() {
+    store_modes::run(Kind::Worker, false).await;
+    store_modes::run(Kind::Worker, true).await;
 }

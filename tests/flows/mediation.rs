@@ -74,7 +74,13 @@ async fn world(kind: Kind) -> World {
     ));
     settings.push(("BFF_DEFAULT_RESOURCE".into(), API_ONE.into()));
     let target = Target::start(kind, port, "", settings).await;
-    World { provider, target }
+    World {
+        provider,
+        target,
+        kv: false,
+        settings: Vec::new(),
+        stand_in: None,
+    }
 }
 
 async fn token(b: &mut Browser, t: &Target, query: &str) -> (StatusCode, Value) {

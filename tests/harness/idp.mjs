@@ -7,6 +7,7 @@
 // See tests/harness/README.md for the configuration keys, the control API and the
 // login sequence.
 
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import { parseArgs } from 'node:util';
@@ -185,6 +186,23 @@ async function control(req, res) {
       await rebuild();
       log(`rotated keys: new ${key.kid} first`);
       return send(res, 200, { kid: key.kid, kids: state.keys.map((k) => k.kid) });
+    }
+    case 'POST /sign': {
+      // Test-only: signs arbitrary claims with the provider's current key, for logout tokens a
+      // real provider would never send (wrong aud, a nonce, no events, expired, ...).
+      let body;
+      try {
+        body = await readJson(req);
+      } catch (err) {
+        return send(res, 400, { error: 'invalid_json', error_description: err.message });
+      }
+      const key = state.keys[0];
+      const header = { alg: key.alg, kid: key.kid, typ: body.typ ?? 'logout+jwt' };
+      const part = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+      const input = `${part(header)}.${part(body.claims ?? {})}`;
+      const privateKey = crypto.createPrivateKey({ key, format: 'jwk' });
+      const signature = crypto.sign('sha256', Buffer.from(input), privateKey).toString('base64url');
+      return send(res, 200, { jwt: `${input}.${signature}` });
     }
     case 'GET /clients':
       return send(res, 200, state.clients);

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed step is a failed test
 
 pub mod browser;
+pub mod dynamodb;
 pub mod provider;
 pub mod target;
 

@@ -163,6 +163,23 @@ impl Provider {
         response["active"].as_bool().unwrap_or(false)
     }
 
+    /// Test-only `POST /sign`: `claims` signed with the provider's current key, for logout
+    /// tokens a real provider would never send.
+    pub async fn sign(&self, claims: &Value) -> String {
+        let body = json!({ "claims": claims });
+        let answer: Value = self
+            .http
+            .post(format!("{}/sign", self.control))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["jwt"].as_str().unwrap().to_owned()
+    }
+
     /// `POST /rotate-keys`: a new signing key first in the JWKS.
     pub async fn rotate_keys(&self) -> Value {
         self.http

@@ -142,16 +142,18 @@ fn serve_in_process(port: u16, settings: Vec<(String, String)>) {
                 settings.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
             }));
             backend.log_startup(&StderrLog);
+            let lookup = |name: &str| settings.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            let store = Arc::new(bff_dynamodb::DynamoDb::from_lookup(lookup).unwrap());
             let http = Arc::new(ReqwestHttp::new().unwrap());
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (backend, http) = (Arc::clone(&backend), Arc::clone(&http));
+                let (backend, http, store) = (Arc::clone(&backend), Arc::clone(&http), Arc::clone(&store));
                 tokio::task::spawn_local(async move {
                     let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                        let (backend, http) = (Arc::clone(&backend), Arc::clone(&http));
+                        let (backend, http, store) = (Arc::clone(&backend), Arc::clone(&http), Arc::clone(&store));
                         async move {
                             let (parts, body) = request.into_parts();
                             let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
@@ -160,7 +162,7 @@ fn serve_in_process(port: u16, settings: Vec<(String, String)>) {
                                 random: &OsRandom,
                                 http: &*http,
                                 log: &StderrLog,
-                                store: None::<&bff_core::NoStore>,
+                                store: store.as_ref().as_ref(),
                             };
                             let response = backend.handle(http::Request::from_parts(parts, body), &deps).await;
                             Ok::<_, Infallible>(response.map(|b| Full::new(Bytes::from(b))))
@@ -219,4 +221,13 @@ fn spawn_group(mut command: Command) -> Child {
         .process_group(0)
         .kill_on_drop(true);
     command.spawn().expect("could not start the target")
+}
+
+/// A store for a target: the Worker always has its `BFF_KV` binding (wrangler.toml); the Lambda
+/// and the in-process core get a DynamoDB table on a local stand-in of their own.
+pub async fn store_settings(kind: Kind) -> Option<crate::dynamodb::StandIn> {
+    match kind {
+        Kind::Worker => None,
+        Kind::Lambda | Kind::InProcess => Some(crate::dynamodb::StandIn::start().await),
+    }
 }

@@ -5,12 +5,16 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bff_core::{Backend, Clock, Deps, HttpClient, HttpError, Level, Log, RandomError, SecureRandom, UnixTime};
+use bff_core::{Backend, Clock, Deps, HttpClient, HttpError, KvStore, Level, Log, RandomError, SecureRandom, UnixTime};
 use http::Response;
 use lambda_http::{Body, Request, RequestExt};
 
+/// The DynamoDB session store `bootstrap` builds when `BFF_DYNAMODB_TABLE` is set (re-exported for
+/// the integration tests, which run the core in-process with the same ports).
+pub use bff_dynamodb::DynamoDb;
+
 /// Answers one HTTP event (payload format 2.0) with the core.
-pub async fn serve(backend: &Backend, deps: &Deps<'_, ReqwestHttp>, request: Request) -> Response<Body> {
+pub async fn serve<K: KvStore>(backend: &Backend, deps: &Deps<'_, ReqwestHttp, K>, request: Request) -> Response<Body> {
     from_core_response(backend.handle(into_core_request(request), deps).await)
 }
 

@@ -1,6 +1,7 @@
 //! `bootstrap`: parses the configuration once per container, then serves every event.
 
-use bff_core::{Backend, Deps};
+use bff_core::{Backend, Deps, Level, Log};
+use bff_dynamodb::DynamoDb;
 use bff_lambda::{OsRandom, ReqwestHttp, StderrLog, SystemClock, serve};
 use lambda_http::{Request, service_fn};
 
@@ -10,12 +11,24 @@ async fn main() -> Result<(), lambda_http::Error> {
     // Once per container; with a configuration problem every request answers 500 server_error.
     backend.log_startup(&StderrLog);
     let http = ReqwestHttp::new()?;
+    // The shared store when BFF_DYNAMODB_TABLE names a table (template.yaml creates it for
+    // BffSessionStore=kv or BffBackchannelLogout=true); one client and pool per container.
+    let store = match DynamoDb::from_env() {
+        Ok(store) => store,
+        Err(problem) => {
+            StderrLog.line(Level::Error, &format!("session store off: {problem}"));
+            None
+        }
+    };
+    if let Some(store) = &store {
+        StderrLog.line(Level::Info, &format!("session store: DynamoDB table {}", store.table()));
+    }
     let deps = Deps {
         clock: &SystemClock,
         random: &OsRandom,
         http: &http,
         log: &StderrLog,
-        store: None::<&bff_core::NoStore>,
+        store: store.as_ref(),
     };
     let (backend, deps) = (&backend, &deps);
     lambda_http::run(service_fn(move |request: Request| async move {

@@ -1,6 +1,7 @@
 //! Cloudflare Workers adapter of the TMI-BFF core: converts workerd's request and response to and
 //! from `http` types and implements the core's ports with Workers APIs. No logic lives here.
 
+mod kv;
 #[cfg(test)]
 mod tests;
 
@@ -36,12 +37,14 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     let Ok(request) = core_request(&method, &target, headers, body) else {
         return Response::error("Bad Request", 400);
     };
+    // Per request (see kv.rs); wrangler.toml always binds BFF_KV.
+    let store = env.kv("BFF_KV").ok().map(kv::WorkerKv);
     let deps = Deps {
         clock: &WorkerClock,
         random: &WorkerRandom,
         http: &WorkerHttp,
         log: &Console,
-        store: None::<&bff_core::NoStore>,
+        store: store.as_ref(),
     };
     let (parts, body) = backend.handle(request, &deps).await.into_parts();
     let builder = ResponseBuilder::new()

@@ -178,6 +178,13 @@ pub(crate) async fn publish<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>, refr
     let _ = store::put_sealed(ctx, store, &done_key, &payload, expires, false).await;
 }
 
+/// Gives up a claim after a failed refresh, so other instances need not wait it out.
+pub(crate) async fn release<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>, refresh_token: &str) {
+    if let Some(store) = ctx.deps.store {
+        let _ = store.delete(&shared_keys(refresh_token).1).await;
+    }
+}
+
 fn shared_keys(refresh_token: &str) -> (String, String) {
     let hash = URL_SAFE_NO_PAD.encode(Sha256::digest(refresh_token.as_bytes()));
     (format!("rotation:{hash}"), format!("rotating:{hash}"))

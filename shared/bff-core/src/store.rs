@@ -29,7 +29,7 @@ pub(crate) struct Loaded {
 
 /// What the request's cookies lead to.
 pub(crate) enum Lookup {
-    Found(Loaded),
+    Found(Box<Loaded>),
     /// None, unreadable, expired, or deleted: no session.
     Missing,
     /// Ended by a back-channel logout; its cookies should be cleared.
@@ -121,7 +121,7 @@ pub(crate) async fn load<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Resu
     if revoked(ctx, &loaded.session).await? {
         return Ok(Lookup::Revoked);
     }
-    Ok(Lookup::Found(loaded))
+    Ok(Lookup::Found(Box::new(loaded)))
 }
 
 /// A revocation entry: sessions created at or before `iat` are ended (CONTRACT §2.7).

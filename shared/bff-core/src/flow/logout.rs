@@ -16,7 +16,7 @@ pub(crate) async fn logout<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Re
     let config = ctx.config;
     let post_logout = format!("{}{}", config.public_origin, config.post_logout_path);
     let loaded = match store::load(ctx).await {
-        Ok(Lookup::Found(loaded)) => Some(loaded),
+        Ok(Lookup::Found(loaded)) => Some(*loaded),
         _ => None,
     };
     let mut cookies = store::end(ctx, loaded.as_ref()).await;

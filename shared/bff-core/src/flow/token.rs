@@ -46,7 +46,7 @@ async fn mediate<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respo
     let scope = single(&params, "scope").map_err(|()| fail(ApiError::InvalidRequest("scope may be given once")))?;
     let rejected = single(&params, "rejected_token").ok().flatten();
     let mut loaded = match store::load(ctx).await {
-        Ok(Lookup::Found(loaded)) => loaded,
+        Ok(Lookup::Found(loaded)) => *loaded,
         Ok(Lookup::Missing) => return Err(fail(ApiError::InvalidSession)),
         Ok(Lookup::Revoked) => {
             let cookies = store::end(ctx, None).await;
@@ -128,6 +128,13 @@ async fn refresh<H: HttpClient, K: KvStore>(
             }
             Claim::Mine(guard) => guard,
         };
+        // RFC 6749 §6: an omitted scope means the originally granted one.
+        let narrowed = (key != scope_key(&session.scope)).then_some(wanted_scope);
+        let metadata = ctx
+            .provider
+            .metadata(config, ctx.deps)
+            .await
+            .map_err(|e| fail(ApiError::Upstream(e)))?;
         if let Some(rotation) = rotation::shared_claim(ctx, &refresh_token).await {
             apply(session, &rotation);
             let matches = rotation.entry.key == key && rotation.entry.resource.as_deref() == resource;
@@ -139,13 +146,6 @@ async fn refresh<H: HttpClient, K: KvStore>(
             continue;
         }
 
-        // RFC 6749 §6: an omitted scope means the originally granted one.
-        let narrowed = (key != scope_key(&session.scope)).then_some(wanted_scope);
-        let metadata = ctx
-            .provider
-            .metadata(config, ctx.deps)
-            .await
-            .map_err(|e| fail(ApiError::Upstream(e)))?;
         let assertion = token::client_assertion(config, ctx.deps.clock.now(), ctx.deps.random)
             .map_err(|_| fail(ApiError::ServerError))?;
         let grant = Grant::Refresh {
@@ -162,12 +162,16 @@ async fn refresh<H: HttpClient, K: KvStore>(
             Ok(tokens) => tokens,
             Err(UpstreamError::OAuth { error, description }) if error == "invalid_grant" => {
                 // RFC 10017 §6.1.2.2: the refresh token is dead, and so is the session.
+                rotation::release(ctx, &refresh_token).await;
                 return Err(Refused::SessionDead(ApiError::Upstream(UpstreamError::OAuth {
                     error,
                     description,
                 })));
             }
-            Err(e) => return Err(fail(ApiError::Upstream(e))),
+            Err(e) => {
+                rotation::release(ctx, &refresh_token).await;
+                return Err(fail(ApiError::Upstream(e)));
+            }
         };
 
         // OpenID Connect Core §12.2: a new ID token keeps `iss`, `sub` and `aud` (checked by the
@@ -185,8 +189,12 @@ async fn refresh<H: HttpClient, K: KvStore>(
                     }
                     id_token = Some((raw.to_owned(), projected));
                 }
-                Err(KeyError::Upstream(e)) => return Err(fail(ApiError::Upstream(e))),
+                Err(KeyError::Upstream(e)) => {
+                    rotation::release(ctx, &refresh_token).await;
+                    return Err(fail(ApiError::Upstream(e)));
+                }
                 _ => {
+                    rotation::release(ctx, &refresh_token).await;
                     ctx.deps
                         .log
                         .line(Level::Warn, "refresh returned an ID token that failed validation");

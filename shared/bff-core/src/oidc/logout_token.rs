@@ -82,7 +82,6 @@ pub(crate) fn verify(
     }
     let jti = claims
         .jwt_id
-        .clone()
         .filter(|j| !j.is_empty())
         .ok_or(IdTokenError::Claim("jti"))?;
     Ok(Logout {

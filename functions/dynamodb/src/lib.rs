@@ -1,0 +1,441 @@
+//! A DynamoDB table as the core's [`KvStore`]: the Lambda deployment's session store and
+//! back-channel logout memory (CONTRACT §2.7, §4 `BFF_SESSION_STORE`).
+//!
+//! Four calls of DynamoDB's JSON API (`GetItem` with strongly consistent reads, `PutItem`,
+//! `PutItem` with a condition, `DeleteItem`), signed with AWS Signature Version 4 ([`sigv4`]) and
+//! sent with reqwest (rustls with ring, no redirects, a deadline per call). No AWS SDK.
+//!
+//! Table: partition key `pk` (string), value `v` (binary), `ttl` (number, Unix seconds), the
+//! table's time-to-live attribute. DynamoDB deletes expired items only eventually (typically
+//! within days), so every read ignores items whose `ttl` has passed and a conditional write
+//! treats them as absent.
+
+mod sigv4;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bff_core::{Clock, KvError, KvStore, UnixTime};
+use serde_json::{Value, json};
+
+/// The environment variable naming the table; unset or empty means no DynamoDB store.
+pub const TABLE_VAR: &str = "BFF_DYNAMODB_TABLE";
+
+/// Deadline for one call, connect to last byte (DynamoDB answers in milliseconds).
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause before the one retry of a call that failed in a retryable way.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
+/// DynamoDB's error types that mean "slow down, nothing was done".
+const THROTTLED: [&str; 3] = [
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+];
+
+/// AWS credentials: an access key pair and, for temporary credentials (Lambda's execution role),
+/// a session token. `Debug` shows only the access key id.
+#[derive(Clone)]
+pub struct Credentials {
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: Option<String>,
+}
+
+impl Credentials {
+    /// Credentials from their parts.
+    pub fn new(
+        access_key_id: impl Into<String>,
+        secret_access_key: impl Into<String>,
+        session_token: Option<String>,
+    ) -> Self {
+        Self {
+            access_key_id: access_key_id.into(),
+            secret_access_key: secret_access_key.into(),
+            session_token: session_token.filter(|token| !token.is_empty()),
+        }
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"[redacted]")
+            .field("session_token", &self.session_token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// A DynamoDB table used as a [`KvStore`]. Build one per container (it holds the connection pool)
+/// and lend it to every request; it is `Send + Sync`.
+pub struct DynamoDb {
+    http: reqwest::Client,
+    endpoint: url::Url,
+    /// `Host` as sent and signed: the endpoint's host, with its port when not the default.
+    host: String,
+    region: String,
+    table: String,
+    credentials: Credentials,
+    clock: Box<dyn Clock>,
+}
+
+impl DynamoDb {
+    /// A store for `table` at `endpoint` (e.g. `https://dynamodb.eu-west-1.amazonaws.com`, or a
+    /// local stand-in such as `http://127.0.0.1:8000`), signing for `region`.
+    ///
+    /// # Errors
+    /// [`SetupError::Endpoint`] when the endpoint is not an `https://` URL with a host and no path
+    /// (`http://` only for a loopback host); [`SetupError::Tls`] when reqwest cannot set up TLS.
+    pub fn new(endpoint: &str, region: &str, table: &str, credentials: Credentials) -> Result<Self, SetupError> {
+        let endpoint = parse_endpoint(endpoint).ok_or(SetupError::Endpoint)?;
+        let host = match (endpoint.host_str(), endpoint.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => return Err(SetupError::Endpoint),
+        };
+        // Err means a provider is already installed (by bff-lambda's client, say): fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
+            .build()
+            .map_err(|_| SetupError::Tls)?;
+        Ok(Self {
+            http,
+            endpoint,
+            host,
+            region: region.to_owned(),
+            table: table.to_owned(),
+            credentials,
+            clock: Box::new(SystemClock),
+        })
+    }
+
+    /// The store the environment describes, as a Lambda container sees it: `None` when
+    /// `BFF_DYNAMODB_TABLE` is unset or empty. Credentials from `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`; region from `AWS_REGION` (or
+    /// `AWS_DEFAULT_REGION`); endpoint from `AWS_ENDPOINT_URL_DYNAMODB`, else `AWS_ENDPOINT_URL`,
+    /// else `https://dynamodb.<region>.amazonaws.com`.
+    ///
+    /// # Errors
+    /// [`SetupError`] naming the missing or malformed variable (never its value).
+    pub fn from_env() -> Result<Option<Self>, SetupError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`DynamoDb::from_env`] with the variables read from `lookup`.
+    ///
+    /// # Errors
+    /// As [`DynamoDb::from_env`].
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, SetupError> {
+        let setting = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let Some(table) = setting(TABLE_VAR) else {
+            return Ok(None);
+        };
+        let required = |name: &'static str| setting(name).ok_or(SetupError::Missing(name));
+        let region = setting("AWS_REGION")
+            .or_else(|| setting("AWS_DEFAULT_REGION"))
+            .ok_or(SetupError::Missing("AWS_REGION"))?;
+        let credentials = Credentials::new(
+            required("AWS_ACCESS_KEY_ID")?,
+            required("AWS_SECRET_ACCESS_KEY")?,
+            setting("AWS_SESSION_TOKEN"),
+        );
+        let endpoint = (setting("AWS_ENDPOINT_URL_DYNAMODB"))
+            .or_else(|| setting("AWS_ENDPOINT_URL"))
+            .unwrap_or_else(|| format!("https://dynamodb.{region}.amazonaws.com"));
+        Self::new(&endpoint, &region, &table, credentials).map(Some)
+    }
+
+    /// Replaces the system clock, which dates signatures and decides expiry (tests).
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    fn key(&self, key: &str) -> Value {
+        json!({ "pk": { "S": key } })
+    }
+
+    fn item(&self, key: &str, value: &[u8], ttl_secs: u64) -> Value {
+        json!({
+            "pk": { "S": key },
+            "v": { "B": BASE64.encode(value) },
+            "ttl": { "N": self.now().plus(ttl_secs).0.to_string() },
+        })
+    }
+
+    /// One call, retried once after a short pause when it failed in a way that allows it.
+    async fn call(&self, operation: Operation, body: &Value) -> Result<Value, Failure> {
+        let payload = body.to_string().into_bytes();
+        match self.call_once(operation, &payload).await {
+            Err(failure) if failure.retryable(operation.idempotent()) => {
+                tokio::time::sleep(RETRY_PAUSE).await;
+                self.call_once(operation, &payload).await
+            }
+            outcome => outcome,
+        }
+    }
+
+    async fn call_once(&self, operation: Operation, payload: &[u8]) -> Result<Value, Failure> {
+        let mut request = self.http.post(self.endpoint.clone()).body(payload.to_vec());
+        for (name, value) in self.signed_headers(operation, payload) {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(transport)?;
+        let parsed = serde_json::from_slice::<Value>(&body).ok();
+        match parsed {
+            Some(reply) if (200..300).contains(&status) => Ok(reply),
+            _ => Err(Failure::Refused {
+                status,
+                kind: parsed.as_ref().and_then(error_kind).unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// Every header of one call, signed now, `Host` included so that what is sent is what was
+    /// signed, `Authorization` last.
+    fn signed_headers(&self, operation: Operation, payload: &[u8]) -> Vec<(&'static str, String)> {
+        let amz_date = sigv4::amz_date(self.now().0);
+        let mut headers = vec![
+            ("content-type", CONTENT_TYPE.to_owned()),
+            ("host", self.host.clone()),
+            ("x-amz-date", amz_date.clone()),
+            ("x-amz-target", format!("DynamoDB_20120810.{}", operation.name())),
+        ];
+        if let Some(token) = &self.credentials.session_token {
+            headers.push(("x-amz-security-token", token.clone()));
+        }
+        let signer = sigv4::Signer {
+            access_key_id: &self.credentials.access_key_id,
+            secret_access_key: &self.credentials.secret_access_key,
+            region: &self.region,
+            service: "dynamodb",
+            amz_date: &amz_date,
+        };
+        let signed: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+        let authorization = signer.authorization(&sigv4::Request {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &signed,
+            payload,
+        });
+        headers.push(("authorization", authorization));
+        headers
+    }
+}
+
+impl fmt::Debug for DynamoDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamoDb")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("region", &self.region)
+            .field("table", &self.table)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KvStore for DynamoDb {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let operation = Operation::GetItem;
+        let body = json!({ "TableName": self.table, "Key": self.key(key), "ConsistentRead": true });
+        let reply = self.call(operation, &body).await.map_err(|f| f.into_kv(operation))?;
+        let Some(item) = reply.get("Item") else {
+            return Ok(None);
+        };
+        let malformed = || KvError(format!("DynamoDB {}: malformed item", operation.name()));
+        let expiry = item.pointer("/ttl/N").and_then(Value::as_str).map(str::parse::<u64>);
+        match expiry {
+            Some(Ok(expiry)) if expiry <= self.now().0 => return Ok(None),
+            Some(Err(_)) => return Err(malformed()),
+            _ => {}
+        }
+        let value = item.pointer("/v/B").and_then(Value::as_str).ok_or_else(malformed)?;
+        BASE64.decode(value).map(Some).map_err(|_| malformed())
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<(), KvError> {
+        let operation = Operation::PutItem;
+        let body = json!({ "TableName": self.table, "Item": self.item(key, &value, ttl_secs) });
+        self.call(operation, &body).await.map_err(|f| f.into_kv(operation))?;
+        Ok(())
+    }
+
+    /// A conditional `PutItem`: DynamoDB applies the condition and the write atomically, so of
+    /// several concurrent callers exactly one wins. An item whose `ttl` has passed (expired, not
+    /// yet deleted by DynamoDB) counts as absent.
+    async fn put_if_absent(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<bool, KvError> {
+        let operation = Operation::PutItemIfAbsent;
+        let body = json!({
+            "TableName": self.table,
+            "Item": self.item(key, &value, ttl_secs),
+            // `ttl` is a reserved word in DynamoDB expressions, hence the placeholder.
+            "ConditionExpression": "attribute_not_exists(pk) OR #ttl <= :now",
+            "ExpressionAttributeNames": { "#ttl": "ttl" },
+            "ExpressionAttributeValues": { ":now": { "N": self.now().0.to_string() } },
+        });
+        match self.call(operation, &body).await {
+            Ok(_) => Ok(true),
+            Err(Failure::Refused { kind, .. }) if kind == "ConditionalCheckFailedException" => Ok(false),
+            Err(failure) => Err(failure.into_kv(operation)),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), KvError> {
+        let operation = Operation::DeleteItem;
+        let body = json!({ "TableName": self.table, "Key": self.key(key) });
+        self.call(operation, &body).await.map_err(|f| f.into_kv(operation))?;
+        Ok(())
+    }
+}
+
+/// Why a store could not be built; names a setting, never its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// A required environment variable is unset or empty.
+    Missing(&'static str),
+    /// The endpoint is not an `https://` URL with a host and no path (`http://` for loopback only).
+    Endpoint,
+    /// reqwest could not set up TLS.
+    Tls,
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing(name) => write!(f, "{TABLE_VAR} is set but {name} is missing"),
+            Self::Endpoint => f.write_str(
+                "AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL is not an https:// URL without a path \
+                 (http:// only for a loopback host)",
+            ),
+            Self::Tls => f.write_str("the DynamoDB client could not set up TLS"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Operation {
+    GetItem,
+    PutItem,
+    PutItemIfAbsent,
+    DeleteItem,
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Self::GetItem => "GetItem",
+            Self::PutItem | Self::PutItemIfAbsent => "PutItem",
+            Self::DeleteItem => "DeleteItem",
+        }
+    }
+
+    /// Whether repeating the call after an unknown outcome is harmless. A conditional put is not:
+    /// if the first attempt was applied, the repeat would report the caller's own write as a loss.
+    fn idempotent(self) -> bool {
+        self != Self::PutItemIfAbsent
+    }
+}
+
+/// A call that did not succeed.
+#[derive(Debug)]
+enum Failure {
+    /// DynamoDB answered with an error: its status and short error type (`…#Type` → `Type`).
+    Refused { status: u16, kind: String },
+    /// No answer. `sent` is false when the connection was never made, so nothing was applied.
+    Transport { sent: bool, message: String },
+}
+
+impl Failure {
+    fn retryable(&self, idempotent: bool) -> bool {
+        match self {
+            Self::Refused { status, kind } => THROTTLED.contains(&kind.as_str()) || (idempotent && *status >= 500),
+            Self::Transport { sent, .. } => !sent || idempotent,
+        }
+    }
+
+    fn into_kv(self, operation: Operation) -> KvError {
+        let operation = operation.name();
+        KvError(match self {
+            Self::Refused { status, kind } if kind.is_empty() => format!("DynamoDB {operation}: HTTP {status}"),
+            Self::Refused { status, kind } => format!("DynamoDB {operation}: {kind} (HTTP {status})"),
+            Self::Transport { message, .. } => format!("DynamoDB {operation}: {message}"),
+        })
+    }
+}
+
+/// The short error type of an error reply (`com.amazonaws.dynamodb.v20120810#Type` → `Type`).
+fn error_kind(reply: &Value) -> Option<String> {
+    let kind = reply.get("__type")?.as_str()?;
+    Some(kind.rsplit('#').next().unwrap_or(kind).to_owned())
+}
+
+/// A transport failure: the cause chain without the URL.
+fn transport(error: reqwest::Error) -> Failure {
+    let sent = !error.is_connect();
+    if error.is_timeout() {
+        return Failure::Transport {
+            sent,
+            message: "timed out".into(),
+        };
+    }
+    let error = error.without_url();
+    let mut message = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(inner) = cause {
+        message = format!("{message}: {inner}");
+        cause = inner.source();
+    }
+    Failure::Transport { sent, message }
+}
+
+/// An `https://` URL with a host and no path, query or credentials; `http://` only for a
+/// loopback host (a local stand-in).
+fn parse_endpoint(text: &str) -> Option<url::Url> {
+    let url = url::Url::parse(text.trim()).ok()?;
+    let loopback = match url.host()? {
+        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+    let bare = url.path() == "/" && url.query().is_none() && url.username().is_empty() && url.password().is_none();
+    (scheme_ok && bare).then_some(url)
+}
+
+/// The container's wall clock.
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixTime {
+        UnixTime(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs()),
+        )
+    }
+}

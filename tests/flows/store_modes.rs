@@ -1,0 +1,280 @@
+//! With a store: sessions in KV mode (every case of the cookie suite again), and back-channel
+//! logout end to end in both modes, the provider calling the backend when the user signs out
+//! there (OpenID Connect Back-Channel Logout 1.0).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bff_tests::browser::Browser;
+use bff_tests::free_port;
+use bff_tests::provider::Provider;
+use bff_tests::target::{self, Kind, Target};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::cases::{self, login};
+use crate::{ACCESS_TOKEN_TTL, Case, World};
+
+const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+async fn world(kind: Kind, kv: bool) -> World {
+    let port = free_port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let client = json!({
+        "backchannel_logout_uri": format!("{origin}/bff/backchannel-logout"),
+        "backchannel_logout_session_required": true,
+    });
+    let provider = Provider::start_with(&origin, "", ACCESS_TOKEN_TTL, json!({}), client).await;
+    let mut settings = target::settings(&provider.issuer, &origin, "");
+    settings.extend(crate::userinfo_settings());
+    if kv {
+        settings.push(("BFF_SESSION_STORE".into(), "kv".into()));
+    }
+    let stand_in = target::store_settings(kind).await;
+    settings.extend(stand_in.iter().flat_map(|s| s.settings.clone()));
+    let target = Target::start(kind, port, "", settings.clone()).await;
+    World {
+        provider,
+        target,
+        kv,
+        settings,
+        stand_in,
+    }
+}
+
+pub async fn run(kind: Kind, kv: bool) {
+    if !crate::enabled(kind) {
+        return;
+    }
+    let mode = if kv { "kv" } else { "cookie+store" };
+    let w = Arc::new(world(kind, kv).await);
+    let mut all: Vec<(&str, Case)> = vec![
+        ("backchannel_logout_end_to_end", |w| {
+            Box::pin(backchannel_logout_end_to_end(w))
+        }),
+        ("bad_logout_tokens", |w| Box::pin(bad_logout_tokens(w))),
+    ];
+    if kind != Kind::Worker {
+        // Two wrangler dev processes would not share one KV namespace, and Workers KV has no
+        // conditional write anyway: cross-instance single refresh is a DynamoDB guarantee.
+        all.push(("two_instances_one_refresh", |w| Box::pin(two_instances_one_refresh(w))));
+    }
+    if kv {
+        all.extend(cases::ALL.iter().copied());
+    }
+    let mut failures = Vec::new();
+    for (name, case) in all {
+        let started = std::time::Instant::now();
+        let ok = tokio::spawn(case(Arc::clone(&w))).await.is_ok();
+        eprintln!(
+            "[{} {mode}] {name} ... {} ({:.1} s)",
+            kind.name(),
+            if ok { "ok" } else { "FAILED" },
+            started.elapsed().as_secs_f64()
+        );
+        if !ok {
+            failures.push(name);
+        }
+    }
+    if let Ok(world) = Arc::try_unwrap(w) {
+        world.target.stop().await;
+        world.provider.stop().await;
+        if let Some(stand_in) = world.stand_in {
+            stand_in.stop().await;
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "target {} ({mode}): failed cases: {failures:?}",
+        kind.name()
+    );
+}
+
+async fn sessioninfo(b: &mut Browser, t: &Target) -> (StatusCode, Value) {
+    let answer = b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await;
+    (answer.status, answer.json())
+}
+
+/// The user signs out at the provider; the provider calls the backend; the session is gone.
+async fn backchannel_logout_end_to_end(w: Arc<World>) {
+    let (t, p) = (&w.target, &w.provider);
+    let mut b = login(t, "una").await;
+    let (status, info) = sessioninfo(&mut b, t).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(info["sid"].is_string(), "the provider's sid is in the session: {info}");
+    let calls = p.count("backchannel_success").await;
+
+    // End the session at the provider, as the user would on its logout page.
+    let form = b.get(&format!("{}/session/end", p.issuer)).await;
+    let xsrf = form
+        .body
+        .split("name=\"xsrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the end-session form")
+        .to_owned();
+    let done = b
+        .send(
+            Method::POST,
+            &format!("{}/session/end/confirm", p.issuer),
+            &[],
+            Some(format!("xsrf={xsrf}&logout=yes")),
+            false,
+        )
+        .await;
+    assert!(done.status.is_redirection(), "{}: {}", done.status, done.body);
+    assert_eq!(
+        p.count_settled("backchannel_success", calls + 1).await,
+        calls + 1,
+        "the backend accepted the logout token"
+    );
+
+    let answer = b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json()["error"], "invalid_session");
+    assert_eq!(
+        b.api(Method::GET, &t.url("/.well-known/bff-token"), None).await.json()["error"],
+        "invalid_session"
+    );
+    // The user can sign in again at once (sessions created after the logout are not ended).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut again = login(t, "una").await;
+    assert_eq!(sessioninfo(&mut again, t).await.0, StatusCode::OK);
+}
+
+/// Bad logout tokens get 400 and end nothing (Back-Channel Logout 1.0 §2.6).
+async fn bad_logout_tokens(w: Arc<World>) {
+    let (t, p) = (&w.target, &w.provider);
+    let mut b = login(t, "vera").await;
+    let info = sessioninfo(&mut b, t).await.1;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let base = json!({
+        "iss": p.issuer, "aud": "bff", "iat": now, "exp": now + 120, "jti": format!("j-{now}-{}", free_port()),
+        "sub": "vera", "sid": info["sid"], "events": {EVENT: {}},
+    });
+    let variant = |edit: &dyn Fn(&mut Value)| {
+        let mut claims = base.clone();
+        edit(&mut claims);
+        claims
+    };
+    let cases: Vec<(&str, Value)> = vec![
+        ("wrong aud", variant(&|c| c["aud"] = json!("someone-else"))),
+        ("nonce present", variant(&|c| c["nonce"] = json!("n"))),
+        (
+            "no events",
+            variant(&|c| drop(c.as_object_mut().unwrap().remove("events"))),
+        ),
+        (
+            "expired",
+            variant(&|c| {
+                c["iat"] = json!(now - 900);
+                c["exp"] = json!(now - 600);
+            }),
+        ),
+        ("wrong iss", variant(&|c| c["iss"] = json!("http://127.0.0.1:1"))),
+        (
+            "no sub or sid",
+            variant(&|c| {
+                let o = c.as_object_mut().unwrap();
+                o.remove("sub");
+                o.remove("sid");
+            }),
+        ),
+    ];
+    let post = async |b: &mut Browser, jwt: &str| {
+        b.send(
+            Method::POST,
+            &t.url("/bff/backchannel-logout"),
+            &[],
+            Some(format!("logout_token={jwt}")),
+            false,
+        )
+        .await
+    };
+    for (name, claims) in cases {
+        let jwt = p.sign(&claims).await;
+        let answer = post(&mut b, &jwt).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{name}: {}", answer.body);
+        assert_eq!(answer.json()["error"], "invalid_request", "{name}");
+    }
+    let valid = p.sign(&base).await;
+    let mut forged = valid.clone();
+    forged.pop();
+    forged.push(if valid.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(
+        post(&mut b, &forged).await.status,
+        StatusCode::BAD_REQUEST,
+        "bad signature"
+    );
+    assert_eq!(
+        sessioninfo(&mut b, t).await.0,
+        StatusCode::OK,
+        "no bad token ended the session"
+    );
+
+    // A valid one works once; the same jti again is a replay.
+    let first = post(&mut b, &valid).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(first.header("cache-control"), Some("no-store"));
+    assert_eq!(
+        post(&mut b, &valid).await.status,
+        StatusCode::BAD_REQUEST,
+        "replayed jti"
+    );
+    assert_eq!(
+        sessioninfo(&mut b, t).await.1["error"],
+        "invalid_session",
+        "the valid token ended it"
+    );
+}
+
+/// Two instances of one deployment (two Lambda containers) get the same cookie at once: the
+/// provider sees one refresh, and both answers carry the same new token.
+async fn two_instances_one_refresh(w: Arc<World>) {
+    let (t, p) = (&w.target, &w.provider);
+    let mut b = login(t, "wes").await;
+    let first = b.api(Method::GET, &t.url("/.well-known/bff-token"), None).await.json();
+    let current = first["access_token"].as_str().unwrap().to_owned();
+    let twin_port = free_port();
+    let mut settings = w.settings.clone();
+    for (k, v) in settings.iter_mut() {
+        if k == "BFF_PUBLIC_ORIGIN" {
+            *v = format!("http://127.0.0.1:{twin_port}");
+        }
+    }
+    let twin = Target::start(t.kind, twin_port, "", settings).await;
+    let jar: Vec<_> = b.jar(&t.origin).iter().map(|(n, c)| (n.clone(), c.clone())).collect();
+    let refreshes = p.count("refresh_token").await;
+    let errors = p.count("grant_error").await;
+    let mut tasks = Vec::new();
+    for target_url in [t.url("/.well-known/bff-token"), twin.url("/.well-known/bff-token")] {
+        let jar = jar.clone();
+        let url = format!("{target_url}?rejected_token={current}");
+        tasks.push(tokio::spawn(async move {
+            let mut browser = Browser::new();
+            let origin = url::Url::parse(&url).unwrap().origin().ascii_serialization();
+            browser.jar(&origin).extend(jar);
+            let answer = browser.api(Method::GET, &url, None).await;
+            (answer.status, answer.json())
+        }));
+    }
+    let mut tokens = Vec::new();
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        tokens.push(body["access_token"].as_str().unwrap().to_owned());
+    }
+    twin.stop().await;
+    assert_eq!(tokens[0], tokens[1], "both instances answer with the one rotation");
+    assert_ne!(tokens[0], current);
+    assert_eq!(
+        p.count_settled("refresh_token", refreshes + 1).await,
+        refreshes + 1,
+        "one refresh at the provider"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(p.count("grant_error").await, errors);
+}

@@ -1,0 +1,132 @@
+// Shared by the browser tests: where the stack is (scripts/browser-test.sh starts it and sets the
+// BROWSER_TEST_* variables), Chromium through playwright-core, the provider's login pages, and
+// the control APIs of the provider and the demo API.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { chromium } from 'playwright-core';
+
+function need(name) {
+  const value = process.env[name];
+  if (!value) {
+    throw new Error(`${name} is not set: run the browser tests with scripts/browser-test.sh, which starts the servers`);
+  }
+  return value.replace(/\/$/, '');
+}
+
+export const env = {
+  get app() { return need('BROWSER_TEST_APP'); },
+  get sub() { return need('BROWSER_TEST_SUB'); },
+  get api() { return `${need('BROWSER_TEST_API')}/`; },
+  get issuer() { return need('BROWSER_TEST_ISSUER'); },
+  get idpControl() { return need('BROWSER_TEST_IDP_CONTROL'); },
+  get screenshot() { return process.env.BROWSER_TEST_SCREENSHOT || 'target/demo-logged-in.png'; },
+};
+
+/** Debian's Chromium, headless, with a fresh profile; no connection leaves loopback. */
+export async function launch() {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'tmi-bff-chromium-'));
+  const browser = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    chromiumSandbox: false,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+    viewport: { width: 1000, height: 1100 },
+  });
+  const close = async () => {
+    await browser.close().catch(() => {});
+    fs.rmSync(profile, { recursive: true, force: true });
+  };
+  return { context: browser, close };
+}
+
+/** A fresh, isolated context (its own cookies) in a browser of its own. */
+export async function freshContext(t) {
+  const { context, close } = await launch();
+  t.after(close);
+  const errors = [];
+  context.on('weberror', (e) => errors.push(String(e.error())));
+  return { context, errors };
+}
+
+/** Text of `selector` once it contains `text`. */
+export async function waitText(page, selector, text, timeout = 15_000) {
+  const locator = page.locator(selector).filter({ hasText: text });
+  await locator.first().waitFor({ timeout });
+  return page.locator(selector).first().textContent();
+}
+
+/**
+ * The demo page at `url` (not logged in) → Log in → the provider's login form → its consent
+ * form → back on the page, logged in.
+ */
+export async function logIn(page, url, user = 'alice') {
+  await page.goto(url);
+  await waitText(page, '#who', 'Not logged in');
+  await page.click('#login');
+  await page.waitForURL((u) => u.href.startsWith(env.issuer));
+  await page.fill('input[name=login]', user);
+  await page.fill('input[name=password]', 'secret');
+  await page.click('button[type=submit]');
+  await page.locator('button[type=submit]', { hasText: 'Continue' }).click();
+  await page.waitForURL((u) => u.href.startsWith(url));
+  await waitText(page, '#who', 'Logged in as');
+}
+
+/** Requests the page's JS makes to the backend's token endpoint, with their form bodies. */
+export function recordTokenRequests(target) {
+  const seen = [];
+  target.on('request', (request) => {
+    if (request.url().includes('/.well-known/bff-token')) {
+      seen.push({ url: request.url(), form: new URLSearchParams(request.postData() ?? '') });
+    }
+  });
+  return seen;
+}
+
+async function call(url, method = 'GET', body) {
+  const response = await fetch(url, {
+    method,
+    headers: body ? { 'content-type': 'application/json' } : {},
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  assert.equal(response.status, 200, `${method} ${url}`);
+  return response.json();
+}
+
+export const idp = {
+  counts: () => call(`${env.idpControl}/counts`),
+  resetCounts: () => call(`${env.idpControl}/counts/reset`, 'POST'),
+  refreshTokens: () => call(`${env.idpControl}/refresh-tokens`),
+};
+
+export const api = {
+  reject: (body) => call(`${env.api}__reject`, 'POST', body),
+  reset: () => call(`${env.api}__reset`, 'POST'),
+  stats: () => call(`${env.api}__stats`),
+};
+
+/** The payload of a JWT. */
+export function claimsOf(jwt) {
+  return JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString('utf8'));
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The page client's token, with at least 6 s before the client would replace it (it does so
+ * about 4 s before `exp`), so that a step right after this one uses the very same token.
+ */
+export async function steadyToken(page) {
+  for (;;) {
+    const token = await page.evaluate(() => window.bff.getToken());
+    const left = claimsOf(token).exp * 1000 - Date.now();
+    if (left > 6_000) return token;
+    await sleep(left - 3_500);
+  }
+}

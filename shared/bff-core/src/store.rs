@@ -36,9 +36,22 @@ pub(crate) enum Lookup {
     Revoked,
 }
 
-/// The store failed, or KV mode has none: the request cannot be answered now.
-#[derive(Debug)]
-pub(crate) struct Unavailable;
+/// The store failed (try again later), or KV mode has none (a deployment error).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Unavailable {
+    Failed,
+    NotConfigured,
+}
+
+impl Unavailable {
+    /// The answer of a JSON endpoint: 500 for a deployment without its store, 503 otherwise.
+    pub(crate) fn into_api_error(self) -> crate::error::ApiError {
+        match self {
+            Self::Failed => crate::error::ApiError::Upstream(crate::oidc::token::UpstreamError::Unavailable),
+            Self::NotConfigured => crate::error::ApiError::ServerError,
+        }
+    }
+}
 
 /// The deployment's store, or `Unavailable` with one log line when KV mode has none.
 fn required<'a, H, K: KvStore>(ctx: &Ctx<'a, H, K>) -> Result<&'a K, Unavailable> {
@@ -47,13 +60,13 @@ fn required<'a, H, K: KvStore>(ctx: &Ctx<'a, H, K>) -> Result<&'a K, Unavailable
             Level::Error,
             "BFF_SESSION_STORE=kv but no store is bound (BFF_KV or BFF_DYNAMODB_TABLE)",
         );
-        Unavailable
+        Unavailable::NotConfigured
     })
 }
 
 fn failed<H, K>(ctx: &Ctx<'_, H, K>, error: &KvError) -> Unavailable {
     ctx.deps.log.line(Level::Warn, &error.to_string());
-    Unavailable
+    Unavailable::Failed
 }
 
 /// Reads and opens a sealed record; one that does not open is absent.
@@ -77,7 +90,8 @@ pub(crate) async fn put_sealed<H, K: KvStore>(
     expires: UnixTime,
     only_if_absent: bool,
 ) -> Result<bool, Unavailable> {
-    let sealed = seal::seal(&ctx.config.keys[0], key, payload, expires, ctx.deps.random).map_err(|_| Unavailable)?;
+    let sealed =
+        seal::seal(&ctx.config.keys[0], key, payload, expires, ctx.deps.random).map_err(|_| Unavailable::Failed)?;
     let ttl = ctx.now.until(expires).max(1);
     if only_if_absent {
         store

@@ -10,7 +10,6 @@ use crate::error::ApiError;
 use crate::flow::single;
 use crate::oidc::id_token::{self, IdTokenError};
 use crate::oidc::logout_token;
-use crate::oidc::token::UpstreamError;
 use crate::ports::{HttpClient, KvStore, Level, UnixTime};
 use crate::provider::KeyError;
 use crate::response;
@@ -77,7 +76,7 @@ async fn end_sessions<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>, store: &K)
         base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, digest)
     );
     let expires = UnixTime(logout.exp.max(ctx.now.0) + 120);
-    let unavailable = |_| ApiError::Upstream(UpstreamError::Unavailable);
+    let unavailable = store::Unavailable::into_api_error;
     if !store::put_sealed(ctx, store, &jti_key, b"seen", expires, true)
         .await
         .map_err(unavailable)?

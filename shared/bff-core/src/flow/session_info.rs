@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 
 use crate::Ctx;
 use crate::error::ApiError;
-use crate::oidc::token::UpstreamError;
 use crate::ports::{HttpClient, KvStore};
 use crate::response;
 use crate::store::{self, Lookup};
@@ -20,7 +19,7 @@ pub(crate) async fn session_info<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>)
             let cookies = store::end(ctx, None).await;
             return response::with_cookies(ApiError::InvalidSession.into_response(), &cookies);
         }
-        Err(_) => return ApiError::Upstream(UpstreamError::Unavailable).into_response(),
+        Err(unavailable) => return unavailable.into_api_error().into_response(),
     };
     let mut body = json!({"iss": session.iss, "sub": session.sub, "exp": session.expires});
     if let Some(auth_time) = session.auth_time {

@@ -52,7 +52,7 @@ async fn mediate<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respo
             let cookies = store::end(ctx, None).await;
             return Err(response::with_cookies(fail(ApiError::InvalidSession), &cookies));
         }
-        Err(_) => return Err(fail(ApiError::Upstream(UpstreamError::Unavailable))),
+        Err(unavailable) => return Err(fail(unavailable.into_api_error())),
     };
     let session = &mut loaded.session;
 

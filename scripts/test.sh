@@ -23,3 +23,4 @@ echo "== tests"
 cargo test --workspace --locked --exclude bff-tests "$@"
 # The integration targets share two cores and time-based assertions: one target at a time.
 cargo test --locked -p bff-tests "$@" -- --test-threads=1
+scripts/browser-test.sh

@@ -3,10 +3,10 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 
 import {
-  api, claimsOf, env, freshContext, logIn, recordTokenRequests, sleep, steadyToken, waitText,
+  api, callApi, claimsOf, env, freshContext, loaded, logIn, open, recordTokenRequests, sleep, steadyToken, waitText,
 } from './helpers.mjs';
 
 describe('demo page at the origin root', { timeout: 180_000 }, () => {
@@ -16,11 +16,13 @@ describe('demo page at the origin root', { timeout: 180_000 }, () => {
   let tokenRequests;
   const token = () => page.evaluate(() => window.bff.getToken());
 
-  before(async (t) => {
-    ({ context, errors } = await freshContext(t));
+  let close;
+  before(async () => {
+    ({ context, errors } = await freshContext((c) => { close = c; }));
     page = await context.newPage();
     tokenRequests = recordTokenRequests(context);
   });
+  after(() => close?.());
 
   test('logs in through the provider; session shown; the API call succeeds', async () => {
     await logIn(page, `${env.app}/`);
@@ -33,8 +35,7 @@ describe('demo page at the origin root', { timeout: 180_000 }, () => {
     assert.match(await page.textContent('#token-exp'), /in \d+ s/);
 
     await api.reset();
-    await page.click('#call');
-    const answer = await waitText(page, '#api', 'HTTP');
+    const answer = await callApi(page);
     assert.match(answer, /^HTTP 200/);
     const body = JSON.parse(answer.replace(/^HTTP 200\n/, ''));
     assert.equal(body.sub, 'alice');
@@ -54,9 +55,7 @@ describe('demo page at the origin root', { timeout: 180_000 }, () => {
     const { exp } = claimsOf(first);
     await sleep(Math.max(0, exp * 1000 - Date.now()) + 500); // the token is now expired
     await api.reset();
-    await page.click('#call');
-    await waitText(page, '#events li', 'API answered');
-    assert.match(await page.textContent('#api'), /^HTTP 200/);
+    assert.match(await callApi(page), /^HTTP 200/);
     const second = await token();
     assert.notEqual(second, first);
     assert.ok(claimsOf(second).exp * 1000 > Date.now());
@@ -69,10 +68,7 @@ describe('demo page at the origin root', { timeout: 180_000 }, () => {
     await api.reset();
     await api.reject({ token: rejected });
     const before = tokenRequests.length;
-    await page.evaluate(() => { document.getElementById('api').textContent = ''; });
-    await page.click('#call');
-    const answer = await waitText(page, '#api', 'HTTP');
-    assert.match(answer, /^HTTP 200/);
+    assert.match(await callApi(page), /^HTTP 200/);
     const asked = tokenRequests.slice(before).filter((r) => r.form.has('rejected_token'));
     assert.equal(asked.length, 1);
     assert.equal(asked[0].form.get('rejected_token'), rejected);
@@ -84,9 +80,7 @@ describe('demo page at the origin root', { timeout: 180_000 }, () => {
     await api.reset();
     await api.reject({ all: true });
     const before = tokenRequests.length;
-    await page.evaluate(() => { document.getElementById('api').textContent = ''; });
-    await page.click('#call');
-    const answer = await waitText(page, '#api', 'HTTP');
+    const answer = await callApi(page);
     assert.match(answer, /^HTTP 401/);
     assert.match(answer, /invalid_token/);
     await sleep(2000);
@@ -101,10 +95,28 @@ describe('demo page at the origin root', { timeout: 180_000 }, () => {
     await api.reset();
   });
 
+  test('a scope never granted: backend_not_ready with loginUrl; login() goes there with return_to', async () => {
+    const [name, code, loginUrl, target] = await page.evaluate(async () => {
+      const { createClient, TmiBffError } = await import('/sdk/tmi-bff.js');
+      const client = createClient({ navigate: false });
+      const error = await client.getToken({ scope: 'api:read api:write' }).then(() => null, (e) => e);
+      return [error instanceof TmiBffError && error.name, error.code, error.loginUrl,
+        await client.login({ loginUrl: error.loginUrl })];
+    });
+    assert.equal(name, 'TmiBffError');
+    assert.equal(code, 'backend_not_ready');
+    const login = new URL(loginUrl, env.app);
+    assert.equal(login.pathname, '/bff/login');
+    assert.equal(login.searchParams.get('scope'), 'api:write');
+    const navigated = new URL(target, env.app);
+    assert.equal(navigated.pathname, '/bff/login');
+    assert.equal(navigated.searchParams.get('scope'), 'api:write');
+    assert.equal(navigated.searchParams.get('return_to'), '/');
+  });
+
   test('logout in one tab: the other tab gets sessionend, and its next getToken fails', async () => {
     const other = await context.newPage();
-    await other.goto(`${env.app}/`);
-    await waitText(other, '#who', 'Logged in as');
+    await open(other, `${env.app}/`, 'in');
     await page.click('#logout');
     // This tab goes on to the provider's logout page ...
     await page.waitForURL((u) => u.href.startsWith(`${env.issuer}/session/end`));
@@ -116,7 +128,7 @@ describe('demo page at the origin root', { timeout: 180_000 }, () => {
     // Confirming at the provider brings this tab back to the demo, logged out.
     await page.locator('button', { hasText: 'Yes, sign me out' }).click();
     await page.waitForURL((u) => u.origin === env.app && u.pathname === '/');
-    await waitText(page, '#who', 'Not logged in');
+    await loaded(page, 'out');
     assert.deepEqual(errors, []);
   });
 });

@@ -45,13 +45,40 @@ export async function launch() {
   return { context: browser, close };
 }
 
-/** A fresh, isolated context (its own cookies) in a browser of its own. */
-export async function freshContext(t) {
+/**
+ * A fresh, isolated context (its own profile and cookies) in a browser of its own; `done`
+ * registers its closing (`t.after` of a test, or `after` of a suite).
+ */
+export async function freshContext(done) {
   const { context, close } = await launch();
-  t.after(close);
+  done(close);
   const errors = [];
   context.on('weberror', (e) => errors.push(String(e.error())));
+  traceRequests(context);
   return { context, errors };
+}
+
+// Every request of a context and how it ended, so that a page that does not load says why.
+const traces = new WeakMap();
+function traceRequests(context) {
+  const pending = new Map();
+  const t0 = Date.now();
+  const at = () => `+${((Date.now() - t0) / 1000).toFixed(1)} s`;
+  context.on('request', (r) => pending.set(r, `${at()} ${r.method()} ${r.url()}`));
+  context.on('requestfinished', (r) => pending.delete(r));
+  context.on('requestfailed', (r) => pending.set(r, `${pending.get(r)} failed at ${at()}: ${r.failure()?.errorText}`));
+  traces.set(context, () => [...pending.values()]);
+}
+
+/** Runs `step`; if it throws, the error lists the requests of the page's context still open. */
+async function traced(page, step) {
+  try {
+    return await step();
+  } catch (error) {
+    const open = traces.get(page.context())?.() ?? [];
+    error.message += `\nrequests not finished (${open.length}): ${open.join('; ') || 'none'}`;
+    throw error;
+  }
 }
 
 /** Text of `selector` once it contains `text`. */
@@ -61,13 +88,23 @@ export async function waitText(page, selector, text, timeout = 15_000) {
   return page.locator(selector).first().textContent();
 }
 
+/** Waits until the demo page has loaded the session (and, logged in, the token): 'in' or 'out'. */
+export async function loaded(page, state) {
+  await traced(page, () => page.locator(`body[data-state="${state}"]`).waitFor({ timeout: 15_000 }));
+}
+
+/** Opens `url` and waits until the demo page has loaded ('in' or 'out'). */
+export async function open(page, url, state) {
+  await traced(page, () => page.goto(url, { waitUntil: 'domcontentloaded', timeout: 15_000 }));
+  await loaded(page, state);
+}
+
 /**
  * The demo page at `url` (not logged in) → Log in → the provider's login form → its consent
  * form → back on the page, logged in.
  */
 export async function logIn(page, url, user = 'alice') {
-  await page.goto(url);
-  await waitText(page, '#who', 'Not logged in');
+  await open(page, url, 'out');
   await page.click('#login');
   await page.waitForURL((u) => u.href.startsWith(env.issuer));
   await page.fill('input[name=login]', user);
@@ -75,7 +112,15 @@ export async function logIn(page, url, user = 'alice') {
   await page.click('button[type=submit]');
   await page.locator('button[type=submit]', { hasText: 'Continue' }).click();
   await page.waitForURL((u) => u.href.startsWith(url));
-  await waitText(page, '#who', 'Logged in as');
+  await loaded(page, 'in');
+}
+
+/** Clicks the demo's "Call the API" and waits for the answer it shows: `HTTP <status>\n<body>`. */
+export async function callApi(page) {
+  await page.evaluate(() => { document.getElementById('api').dataset.state = ''; });
+  await page.click('#call');
+  await page.locator('#api[data-state="done"]').waitFor({ timeout: 15_000 });
+  return page.textContent('#api');
 }
 
 /** Requests the page's JS makes to the backend's token endpoint, with their form bodies. */

@@ -3,10 +3,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { api, env, freshContext, logIn, waitText } from './helpers.mjs';
+import { api, callApi, env, freshContext, loaded, logIn } from './helpers.mjs';
 
 test('a sub-path deployment (/app) works the same', { timeout: 120_000 }, async (t) => {
-  const { context, errors } = await freshContext(t);
+  const { context, errors } = await freshContext((close) => t.after(close));
   const backend = [];
   context.on('request', (r) => {
     const url = new URL(r.url());
@@ -20,8 +20,7 @@ test('a sub-path deployment (/app) works the same', { timeout: 120_000 }, async 
   assert.equal(await page.evaluate(() => window.bff.basePath), '/app');
 
   await api.reset();
-  await page.click('#call');
-  assert.match(await waitText(page, '#api', 'HTTP'), /^HTTP 200/);
+  assert.match(await callApi(page), /^HTTP 200/);
   assert.deepEqual(await api.stats(), { requests: 1, accepted: 1, rejected: 0 });
 
   // Every backend request went under /app (the login and callback navigations included).
@@ -37,6 +36,6 @@ test('a sub-path deployment (/app) works the same', { timeout: 120_000 }, async 
   await page.waitForURL((u) => u.href.startsWith(`${env.issuer}/session/end`));
   await page.locator('button', { hasText: 'Yes, sign me out' }).click();
   await page.waitForURL((u) => u.origin === env.sub && u.pathname === '/app/');
-  await waitText(page, '#who', 'Not logged in');
+  await loaded(page, 'out');
   assert.deepEqual(errors, []);
 });

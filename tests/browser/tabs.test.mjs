@@ -4,21 +4,20 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { claimsOf, env, freshContext, idp, logIn, recordTokenRequests, waitText } from './helpers.mjs';
+import { claimsOf, env, freshContext, idp, logIn, open, recordTokenRequests } from './helpers.mjs';
 
 const TABS = 5;
 const TTL = 10; // the provider's access_token_ttl in scripts/browser-test.sh
 const LOOP_MS = (3 * TTL + 2) * 1000;
 
 test('five tabs calling getToken across three expiries: one refresh per expiry, none fails', { timeout: 180_000 }, async (t) => {
-  const { context, errors } = await freshContext(t);
+  const { context, errors } = await freshContext((close) => t.after(close));
   const first = await context.newPage();
   await logIn(first, `${env.app}/`);
   const tabs = [first];
   for (let i = 1; i < TABS; i += 1) {
     const tab = await context.newPage();
-    await tab.goto(`${env.app}/`);
-    await waitText(tab, '#who', 'Logged in as');
+    await open(tab, `${env.app}/`, 'in');
     tabs.push(tab);
   }
   assert.ok(await first.evaluate(() => 'locks' in navigator), 'Web Locks available');

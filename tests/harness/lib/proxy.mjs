@@ -32,7 +32,11 @@ export class FaultProxy {
     this.server = null;
     this.sockets = new Set();
     this.hanging = new Set();
-    this.agent = new http.Agent({ keepAlive: true });
+    // A new loopback connection per forwarded request: with a keep-alive pool, a request could
+    // pick a socket just as the provider closes it for idleness (Node's server does so after
+    // 5 s; Node 20's agent ignores the server's `Keep-Alive: timeout` hint unless the agent has a
+    // timeout of its own) and fail with "socket hang up", a 502 no fault mode asked for.
+    this.agent = new http.Agent({ keepAlive: false });
   }
 
   async start() {

@@ -79,7 +79,6 @@ async fn mediate<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respo
             return Ok(response::json(StatusCode::OK, &body_of(ctx, entry)));
         }
     }
-    let previous_force = index.and_then(|i| session.tokens[i].forced);
     let forced_now =
         index.is_some_and(|i| rejected.is_some_and(|r| constant_time_eq(r, session.tokens[i].token.expose())));
     let mut entry = match refresh(ctx, session, &key, resource.as_deref(), &wanted_scope).await {
@@ -91,7 +90,9 @@ async fn mediate<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respo
         }
     };
     session.tokens.retain(|t| !(t.key == key && t.resource == resource));
-    entry.forced = if forced_now { Some(ctx.now.0) } else { previous_force };
+    // The 30 s window belongs to one cached token: a token from a forced refresh cannot be forced
+    // again for 30 s; one from a normal refresh starts without a window.
+    entry.forced = forced_now.then_some(ctx.now.0);
     let body = body_of(ctx, &entry);
     session.tokens.push(entry);
     let cookies = save_keeping_newest(&mut loaded, ctx).await;

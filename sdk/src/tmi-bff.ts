@@ -1,0 +1,417 @@
+// The JS client of the Token-Mediating Backend (CONTRACT §6). Dependency-free, browser-first.
+//
+//   import { createClient } from '/sdk/tmi-bff.js';
+//   const bff = createClient();
+//   const me = await bff.getSession();            // sessioninfo, or null
+//   const res = await bff.fetch('https://api.example/items');
+//
+// Tokens live in this object's memory only. Several tabs share the backend's session cookie; a
+// Web Lock per (base path, resource, scope) makes sure only one tab at a time asks the backend
+// for a token, so when the cached token has to be refreshed one tab refreshes and the others get
+// the new token from the backend's cache.
+
+/** Which token: RFC 8707 `resource` and a space-delimited `scope` (both optional). */
+export interface TokenOptions {
+  resource?: string;
+  scope?: string;
+}
+
+export interface LoginOptions {
+  /** Path on this origin to come back to; default: the current page. */
+  returnTo?: string;
+  /** Extra scopes for this login (space-delimited). */
+  scope?: string;
+  /** Resource(s) to ask for (RFC 8707). */
+  resource?: string | string[];
+  /** `prompt` for the authorization request, e.g. `login` or `consent`. */
+  prompt?: string;
+  /** A `login_url` from the backend (TmiBffError.loginUrl); the other options are added to it. */
+  loginUrl?: string;
+}
+
+export interface ClientOptions {
+  /** The backend's base path `B`, e.g. `/app`. Default: `<meta name="tmi-bff-base">`, else the origin root. */
+  basePath?: string;
+  /**
+   * What `login()` and `logout()` do with the URL they navigate to: default `location.assign`;
+   * a function to do it yourself; `false` to leave navigation to the caller (both still resolve
+   * to the URL).
+   */
+  navigate?: ((url: string) => void) | false;
+  /** The fetch used for the backend and by `client.fetch` (default: the global one). */
+  fetch?: typeof fetch;
+  /** Cross-tab locks (default `navigator.locks`); `null` turns cross-tab coordination off. */
+  locks?: LockManagerLike | null;
+  /** Creates the cross-tab channel (default `new BroadcastChannel(name)`); `null` turns it off. */
+  channel?: ((name: string) => ChannelLike) | null;
+}
+
+/** The subset of the Web Locks API the client uses. */
+export interface LockManagerLike {
+  request<T>(name: string, callback: () => Promise<T>): Promise<T>;
+}
+
+/** The subset of BroadcastChannel the client uses. */
+export interface ChannelLike {
+  postMessage(message: unknown): void;
+  onmessage: ((event: { data: unknown }) => void) | null;
+}
+
+/** `B/.well-known/bff-sessioninfo`: `iss`, `sub`, `exp`, maybe `auth_time`, `sid` and claims. */
+export interface SessionInfo {
+  iss: string;
+  sub: string;
+  exp: number;
+  [claim: string]: unknown;
+}
+
+/** Why `sessionend` fired (`event.detail.reason`). */
+export type SessionEndReason = 'logout' | 'other-tab' | 'invalid_session' | 'invalid_grant';
+
+/** The events of a client: `sessionend` when a session this page had seen ends. */
+export interface TmiBffClientEventMap {
+  sessionend: CustomEvent<{ reason: SessionEndReason }>;
+}
+
+/**
+ * A failure from the backend (`code` is its `error`) or of the client itself
+ * (`network_error`, `unexpected_response`, `configuration_error`).
+ */
+export class TmiBffError extends Error {
+  /** The backend's `error`, e.g. `invalid_session`, `backend_not_ready`, `temporarily_unavailable`. */
+  readonly code: string;
+  /** HTTP status of the backend's answer (0 when there was none). */
+  readonly status: number;
+  /** For `backend_not_ready`: where an interactive login asks for what is missing (see `login`). */
+  readonly loginUrl?: string;
+  /** Seconds from `Retry-After` (503 `temporarily_unavailable`). */
+  readonly retryAfter?: number;
+
+  constructor(code: string, message?: string, status = 0, extra: { loginUrl?: string; retryAfter?: number; cause?: unknown } = {}) {
+    super(message ? `${code}: ${message}` : code, extra.cause === undefined ? undefined : { cause: extra.cause });
+    this.name = 'TmiBffError';
+    this.code = code;
+    this.status = status;
+    if (extra.loginUrl !== undefined) this.loginUrl = extra.loginUrl;
+    if (extra.retryAfter !== undefined) this.retryAfter = extra.retryAfter;
+  }
+}
+
+interface Endpoints {
+  token: string;
+  session: string;
+  login: string;
+  logout: string;
+}
+
+interface Cached {
+  token: string;
+  /** `performance.now()`-style milliseconds after which the token is not handed out again. */
+  staleAt: number;
+}
+
+/** A request for a token in progress (single flight per key). */
+type Flight = Promise<string>;
+
+const CSRF_HEADER = 'X-CSRF';
+const now = (): number => Date.now();
+
+/** The base path from the meta tag, without a trailing slash; `''` for the origin root. */
+function discoverBase(explicit: string | undefined): string {
+  let base = explicit;
+  if (base === undefined && typeof document !== 'undefined') {
+    base = document.querySelector<HTMLMetaElement>('meta[name="tmi-bff-base"]')?.content?.trim();
+  }
+  return (base || '').replace(/\/+$/, '');
+}
+
+/** `scope` as a set: sorted, duplicates removed, so `"b a"` and `"a  b"` are the same token. */
+function normalizeScope(scope: string | undefined): string {
+  return scope ? [...new Set(scope.split(/\s+/).filter(Boolean))].sort().join(' ') : '';
+}
+
+/**
+ * How long before its end a token stops being handed out: a second less than the backend's own
+ * margin (min(60 s, max(5 s, a quarter of the lifetime))), so that when a tab asks again the
+ * backend refreshes instead of answering with the same, nearly expired token.
+ */
+function marginSeconds(expiresIn: number): number {
+  return Math.min(60, Math.max(5, expiresIn / 4)) - 1;
+}
+
+async function readJson(response: Response): Promise<Record<string, unknown> | undefined> {
+  try {
+    const body: unknown = await response.json();
+    return body && typeof body === 'object' ? (body as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The error a non-2xx backend answer means. */
+function errorOf(response: Response, body: Record<string, unknown> | undefined): TmiBffError {
+  const code = typeof body?.error === 'string' ? body.error : 'unexpected_response';
+  const description =
+    typeof body?.error_description === 'string' ? body.error_description : body ? undefined : `HTTP ${response.status}`;
+  const retry = Number(response.headers.get('Retry-After'));
+  return new TmiBffError(code, description, response.status, {
+    loginUrl: typeof body?.login_url === 'string' ? body.login_url : undefined,
+    retryAfter: response.headers.has('Retry-After') && Number.isFinite(retry) ? retry : undefined,
+  });
+}
+
+/** The page to come back to after a login: the current path, query and fragment. */
+function currentPage(): string {
+  if (typeof location === 'undefined') return '/';
+  const here = location.pathname + location.search + location.hash;
+  return here.length <= 1024 ? here : location.pathname;
+}
+
+// Typed listeners for the client's events (declaration merging; no code).
+export interface TmiBffClient {
+  addEventListener<K extends keyof TmiBffClientEventMap>(
+    type: K,
+    listener: (this: TmiBffClient, event: TmiBffClientEventMap[K]) => unknown,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+  removeEventListener<K extends keyof TmiBffClientEventMap>(
+    type: K,
+    listener: (this: TmiBffClient, event: TmiBffClientEventMap[K]) => unknown,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
+}
+
+export class TmiBffClient extends EventTarget {
+  /** The base path `B` this client talks to (`''` is the origin root). */
+  readonly basePath: string;
+
+  private readonly options: ClientOptions;
+  private endpoints?: Promise<Endpoints>;
+  private readonly cache = new Map<string, Cached>();
+  private readonly flights = new Map<string, Flight>();
+  private readonly channel?: ChannelLike;
+  /** A session was seen (sessioninfo or a token) and has not ended since. */
+  private hadSession = false;
+  /** Bumped when the session ends: answers to older requests are not cached. */
+  private generation = 0;
+
+  constructor(options: ClientOptions = {}) {
+    super();
+    this.options = options;
+    this.basePath = discoverBase(options.basePath);
+    const open =
+      options.channel === undefined
+        ? typeof BroadcastChannel === 'function'
+          ? (name: string) => new BroadcastChannel(name) as unknown as ChannelLike
+          : undefined
+        : options.channel ?? undefined;
+    if (open) {
+      this.channel = open(`tmi-bff:${this.basePath}`);
+      // Node.js: a BroadcastChannel would keep the process alive.
+      (this.channel as { unref?: () => void }).unref?.();
+      this.channel.onmessage = (event) => {
+        if ((event.data as { type?: string } | null)?.type === 'logout') this.ended('other-tab');
+      };
+    }
+  }
+
+  /** Who is logged in: the backend's sessioninfo, or `null` without a session. */
+  async getSession(): Promise<SessionInfo | null> {
+    const { session } = await this.config();
+    const generation = this.generation;
+    const response = await this.call(session, { method: 'GET' });
+    const body = await readJson(response);
+    if (response.ok && body) {
+      if (generation === this.generation) this.hadSession = true;
+      return body as SessionInfo;
+    }
+    const error = errorOf(response, body);
+    if (error.code === 'invalid_session') {
+      this.ended('invalid_session');
+      return null;
+    }
+    throw error;
+  }
+
+  /**
+   * An access token for `resource` and `scope` (defaults: the backend's). Rejects with a
+   * TmiBffError; for `backend_not_ready` its `loginUrl` is set (pass it to `login`).
+   */
+  getToken(options: TokenOptions = {}): Promise<string> {
+    return this.token(options);
+  }
+
+  /**
+   * `fetch` with `Authorization: Bearer <token>`. On a 401 it asks the backend once for a
+   * replacement (`rejected_token`) and, if it gets a different token, retries once; the second
+   * answer is returned as it is.
+   */
+  async fetch(input: RequestInfo | URL, init?: RequestInit, options: TokenOptions = {}): Promise<Response> {
+    const request = new Request(input, init);
+    const send = (token: string) => {
+      const attempt = request.clone();
+      attempt.headers.set('Authorization', `Bearer ${token}`);
+      return (this.options.fetch ?? globalThis.fetch)(attempt);
+    };
+    const token = await this.token(options);
+    const response = await send(token);
+    if (response.status !== 401) return response;
+    const replacement = await this.token(options, token);
+    if (replacement === token) return response;
+    return send(replacement);
+  }
+
+  /**
+   * Starts an interactive login (a navigation to `B/bff/login`, or to `options.loginUrl`),
+   * coming back to `returnTo` (default: this page). Resolves to the URL.
+   */
+  async login(options: LoginOptions = {}): Promise<string> {
+    const origin = typeof location === 'undefined' ? 'http://localhost' : location.origin;
+    const url = new URL(options.loginUrl ?? (await this.config()).login, origin);
+    const query = url.searchParams;
+    query.set('return_to', options.returnTo ?? currentPage());
+    if (options.scope) {
+      const scope = normalizeScope(`${query.get('scope') ?? ''} ${options.scope}`);
+      query.set('scope', scope);
+    }
+    for (const resource of ([] as string[]).concat(options.resource ?? [])) {
+      if (!query.getAll('resource').includes(resource)) query.append('resource', resource);
+    }
+    if (options.prompt) query.set('prompt', options.prompt);
+    const target = url.origin === origin ? url.pathname + url.search : url.href;
+    this.go(target);
+    return target;
+  }
+
+  /**
+   * Ends the session at the backend, tells the other tabs, fires `sessionend` (if a session was
+   * seen), then navigates to the provider's logout page. Resolves to that `logout_url`.
+   */
+  async logout(): Promise<string> {
+    const { logout } = await this.config();
+    const response = await this.call(logout, { method: 'POST' });
+    const body = await readJson(response);
+    if (!response.ok || typeof body?.logout_url !== 'string') throw errorOf(response, body);
+    this.channel?.postMessage({ type: 'logout' });
+    this.ended('logout');
+    this.go(body.logout_url);
+    return body.logout_url;
+  }
+
+  // ---- internals -----------------------------------------------------------------------------
+
+  private go(url: string): void {
+    const navigate = this.options.navigate;
+    if (navigate === false) return;
+    if (navigate) navigate(url);
+    else location.assign(url);
+  }
+
+  /** The session ended: forget every token; fire `sessionend` if this page had seen a session. */
+  private ended(reason: SessionEndReason): void {
+    this.cache.clear();
+    this.generation += 1;
+    if (!this.hadSession) return;
+    this.hadSession = false;
+    this.dispatchEvent(new CustomEvent('sessionend', { detail: { reason } }));
+  }
+
+  /** A request to the backend: same-origin cookies, the CSRF header, never cached. */
+  private async call(path: string, init: RequestInit): Promise<Response> {
+    const doFetch = this.options.fetch ?? globalThis.fetch;
+    const headers = new Headers(init.headers);
+    headers.set(CSRF_HEADER, '1');
+    try {
+      return await doFetch(path, { ...init, headers, credentials: 'same-origin', cache: 'no-store' });
+    } catch (cause) {
+      throw new TmiBffError('network_error', 'the backend could not be reached', 0, { cause });
+    }
+  }
+
+  /** `B/.well-known/bff-configuration`, read once (again after a failure). */
+  private config(): Promise<Endpoints> {
+    this.endpoints ??= (async () => {
+      const base = this.basePath;
+      const response = await this.call(`${base}/.well-known/bff-configuration`, { method: 'GET' });
+      const body = await readJson(response);
+      if (!response.ok || !body) {
+        throw new TmiBffError('configuration_error', `${base}/.well-known/bff-configuration answered HTTP ${response.status}`, response.status);
+      }
+      const path = (name: string, fallback: string) => (typeof body[name] === 'string' ? (body[name] as string) : base + fallback);
+      return {
+        token: path('bff_token_endpoint', '/.well-known/bff-token'),
+        session: path('bff_sessioninfo_endpoint', '/.well-known/bff-sessioninfo'),
+        login: path('login_endpoint', '/bff/login'),
+        logout: path('logout_endpoint', '/bff/logout'),
+      };
+    })();
+    this.endpoints.catch(() => {
+      this.endpoints = undefined;
+    });
+    return this.endpoints;
+  }
+
+  /**
+   * The token for (resource, scope): from memory while fresh; else one request per key in this
+   * tab (single flight), under a Web Lock shared by the tabs. With `rejected`, a replacement for
+   * a token an API refused.
+   */
+  private async token(options: TokenOptions, rejected?: string): Promise<string> {
+    const resource = options.resource ?? '';
+    const scope = normalizeScope(options.scope);
+    const key = `${resource} ${scope}`;
+    const flight = this.flights.get(key);
+    if (flight) {
+      const token = await flight;
+      if (token !== rejected) return token;
+    }
+    const cached = this.cache.get(key);
+    if (cached && cached.token !== rejected && now() < cached.staleAt) return cached.token;
+
+    const ask = () => this.ask(key, resource, scope, rejected);
+    const locks = this.options.locks === undefined ? globalThis.navigator?.locks : this.options.locks;
+    const next: Flight = locks ? locks.request(`tmi-bff:${this.basePath}|${key}`, ask) : ask();
+    this.flights.set(key, next);
+    try {
+      return await next;
+    } finally {
+      if (this.flights.get(key) === next) this.flights.delete(key);
+    }
+  }
+
+  private async ask(key: string, resource: string, scope: string, rejected?: string): Promise<string> {
+    const { token: endpoint } = await this.config();
+    const form = new URLSearchParams();
+    if (resource) form.set('resource', resource);
+    if (scope) form.set('scope', scope);
+    if (rejected) form.set('rejected_token', rejected);
+    const generation = this.generation;
+    const sent = now();
+    // POST: a rejected token never ends up in a URL (and so in a log).
+    const response = await this.call(endpoint, { method: 'POST', body: form });
+    const body = await readJson(response);
+    if (!response.ok || typeof body?.access_token !== 'string') {
+      const error = errorOf(response, body);
+      if (error.code === 'invalid_session' || error.code === 'invalid_grant') {
+        this.ended(error.code);
+      }
+      throw error;
+    }
+    const token = body.access_token;
+    if (generation === this.generation) {
+      this.hadSession = true;
+      const expiresIn = typeof body.expires_in === 'number' ? body.expires_in : undefined;
+      // Without expires_in the backend caches for at most 60 s; keep it for half of that.
+      const keep = expiresIn === undefined ? 30 : Math.max(expiresIn - marginSeconds(expiresIn), Math.min(1, expiresIn / 2));
+      this.cache.set(key, { token, staleAt: sent + keep * 1000 });
+    }
+    return token;
+  }
+}
+
+/** A client for the backend at `options.basePath` (default: meta tag `tmi-bff-base`, else `/`). */
+export function createClient(options?: ClientOptions): TmiBffClient {
+  return new TmiBffClient(options);
+}

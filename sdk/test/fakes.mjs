@@ -1,0 +1,159 @@
+// Small fakes for the client's unit tests: a backend behind `fetch`, Web Locks, BroadcastChannel,
+// a clock and `location`.
+
+/** A JSON response like the backend's. */
+export function json(status, body, headers = {}) {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { 'content-type': 'application/json', ...headers },
+  });
+}
+
+/** Date.now() under the test's control. */
+export function fakeClock(start = 1_800_000_000_000) {
+  const real = Date.now;
+  let t = start;
+  Date.now = () => t;
+  return {
+    advance(ms) { t += ms; },
+    restore() { Date.now = real; },
+  };
+}
+
+/**
+ * The backend: routes by path (every endpoint under `base`), records every request.
+ * `token` answers token requests; the default hands out tok-1, tok-2, ... with `expires_in`.
+ */
+export function fakeBackend({ base = '', expiresIn = 10, loggedIn = true, ...routes } = {}) {
+  const calls = [];
+  let issued = 0;
+  let inFlight = 0;
+  const state = { session: loggedIn, maxInFlight: 0, delay: 0 };
+  const defaults = {
+    configuration: () => json(200, {
+      bff_token_endpoint: `${base}/.well-known/bff-token`,
+      bff_sessioninfo_endpoint: `${base}/.well-known/bff-sessioninfo`,
+      login_endpoint: `${base}/bff/login`,
+      logout_endpoint: `${base}/bff/logout`,
+      csrf_header: 'X-CSRF',
+    }),
+    session: () => (state.session
+      ? json(200, { iss: 'https://op', sub: 'alice', exp: 2_000_000_000, name: 'Alice' })
+      : json(400, { error: 'invalid_session' })),
+    token: () => {
+      if (!state.session) return json(400, { error: 'invalid_session' });
+      issued += 1;
+      return json(200, { access_token: `tok-${issued}`, token_type: 'Bearer', expires_in: expiresIn, scope: 'openid' });
+    },
+    logout: () => {
+      state.session = false;
+      return json(200, { logout_url: 'https://op/session/end?client_id=bff' });
+    },
+    api: () => json(200, { ok: true }),
+  };
+  const handlers = { ...defaults, ...routes };
+  const fetch = async (input, init = {}) => {
+    const request = input instanceof Request ? input : null;
+    const url = request ? request.url : String(input);
+    const headers = new Headers(request ? request.headers : init.headers);
+    const method = request ? request.method : init.method ?? 'GET';
+    const body = request ? await request.text() : init.body ? String(init.body) : '';
+    const call = { url, method, headers, body, form: new URLSearchParams(body), credentials: init.credentials };
+    calls.push(call);
+    const path = url.startsWith('http') ? '(api)' : url;
+    const route = {
+      [`${base}/.well-known/bff-configuration`]: 'configuration',
+      [`${base}/.well-known/bff-sessioninfo`]: 'session',
+      [`${base}/.well-known/bff-token`]: 'token',
+      [`${base}/bff/logout`]: 'logout',
+      '(api)': 'api',
+    }[path];
+    if (!route) return json(404, { error: 'not_found' });
+    inFlight += 1;
+    state.maxInFlight = Math.max(state.maxInFlight, inFlight);
+    try {
+      if (state.delay) await new Promise((r) => setTimeout(r, state.delay));
+      return await handlers[route](call, state);
+    } finally {
+      inFlight -= 1;
+    }
+  };
+  const of = (route) => calls.filter((c) => c.url === `${base}${{
+    token: '/.well-known/bff-token',
+    session: '/.well-known/bff-sessioninfo',
+    configuration: '/.well-known/bff-configuration',
+    logout: '/bff/logout',
+  }[route]}`);
+  return { fetch, calls, of, state, api: () => calls.filter((c) => c.url.startsWith('http')) };
+}
+
+/** Web Locks: one holder per name at a time, FIFO; records the names asked for. */
+export function fakeLocks() {
+  const tails = new Map();
+  const names = [];
+  return {
+    names,
+    request(name, callback) {
+      names.push(name);
+      const previous = tails.get(name) ?? Promise.resolve();
+      const run = previous.then(() => callback());
+      const tail = run.catch(() => {});
+      tails.set(name, tail);
+      return run;
+    },
+  };
+}
+
+/** BroadcastChannel: every channel of a name hears the others' messages (not its own). */
+export function fakeChannels() {
+  const open = [];
+  return (name) => {
+    const channel = {
+      name,
+      onmessage: null,
+      postMessage(data) {
+        for (const other of open) {
+          if (other !== channel && other.name === name) {
+            setTimeout(() => other.onmessage?.({ data: structuredClone(data) }), 0);
+          }
+        }
+      },
+    };
+    open.push(channel);
+    return channel;
+  };
+}
+
+/** A page's `location` while `fn` runs; records assign() calls. */
+export async function withLocation(href, fn) {
+  const url = new URL(href);
+  const assigned = [];
+  const saved = Object.getOwnPropertyDescriptor(globalThis, 'location');
+  Object.defineProperty(globalThis, 'location', {
+    configurable: true,
+    value: {
+      origin: url.origin, pathname: url.pathname, search: url.search, hash: url.hash, href: url.href,
+      assign: (to) => assigned.push(to),
+    },
+  });
+  try {
+    return await fn(assigned);
+  } finally {
+    if (saved) Object.defineProperty(globalThis, 'location', saved);
+    else delete globalThis.location;
+  }
+}
+
+/** A page's `document` with `<meta name="tmi-bff-base" content=...>` while `fn` runs. */
+export async function withMetaBase(content, fn) {
+  globalThis.document = {
+    querySelector: (selector) => (selector === 'meta[name="tmi-bff-base"]' && content !== null ? { content } : null),
+  };
+  try {
+    return await fn();
+  } finally {
+    delete globalThis.document;
+  }
+}
+
+export const tick = () => new Promise((r) => setTimeout(r, 5));

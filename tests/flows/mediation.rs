@@ -2,7 +2,8 @@
 //! audiences and scopes issuing JWT access tokens, down-scoping, incremental consent, errors
 //! passed through, single flight, the cookie budget, key rotation, and the stronger client
 //! authentication methods (each target uses one: in-process `client_secret_post`, Lambda
-//! `private_key_jwt` with an RSA JWK, Worker `private_key_jwt` with an EC PEM).
+//! `private_key_jwt` with an RSA JWK, Worker `private_key_jwt` with an EC PEM; the store worlds
+//! run `client_secret_post` on every target).
 
 use std::sync::Arc;
 use std::time::Duration;

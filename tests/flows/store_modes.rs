@@ -20,13 +20,16 @@ const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 async fn world(kind: Kind, kv: bool) -> World {
     let port = free_port();
     let origin = format!("http://127.0.0.1:{port}");
+    // These worlds also authenticate with client_secret_post, so that method runs on every target.
     let client = json!({
         "backchannel_logout_uri": format!("{origin}/bff/backchannel-logout"),
         "backchannel_logout_session_required": true,
+        "token_endpoint_auth_method": "client_secret_post",
     });
     let provider = Provider::start_with(&origin, "", ACCESS_TOKEN_TTL, json!({}), client).await;
     let mut settings = target::settings(&provider.issuer, &origin, "");
     settings.extend(crate::userinfo_settings());
+    settings.push(("BFF_CLIENT_AUTH".into(), "client_secret_post".into()));
     if kv {
         settings.push(("BFF_SESSION_STORE".into(), "kv".into()));
     }

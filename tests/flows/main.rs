@@ -35,6 +35,39 @@ pub struct World {
 
 type Case = fn(Arc<World>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
+impl World {
+    pub async fn stop(self) {
+        self.target.stop().await;
+        self.provider.stop().await;
+        if let Some(stand_in) = self.stand_in {
+            stand_in.stop().await;
+        }
+    }
+}
+
+/// Runs `cases` one after another against `world`, then stops it. Returns the failed cases'
+/// names; each line of progress names `label` (the target, and the world's mode).
+pub async fn run_cases(label: &str, world: World, cases: &[(&'static str, Case)]) -> Vec<&'static str> {
+    let world = Arc::new(world);
+    let mut failures = Vec::new();
+    for (name, case) in cases {
+        let started = std::time::Instant::now();
+        let ok = tokio::spawn(case(Arc::clone(&world))).await.is_ok();
+        let verdict = if ok { "ok" } else { "FAILED" };
+        eprintln!(
+            "[{label}] {name} ... {verdict} ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+        if !ok {
+            failures.push(*name);
+        }
+    }
+    if let Ok(world) = Arc::try_unwrap(world) {
+        world.stop().await;
+    }
+    failures
+}
+
 /// UserInfo claims merged into sessioninfo, so the suite sees `BFF_USERINFO` work.
 pub fn userinfo_settings() -> Vec<(String, String)> {
     vec![
@@ -64,27 +97,14 @@ async fn run(kind: Kind) {
     let mut settings = target::settings(&provider.issuer, &origin, "");
     settings.extend(userinfo_settings());
     let target = Target::start(kind, port, "", settings).await;
-    let world = Arc::new(World {
+    let world = World {
         provider,
         target,
         kv: false,
         settings: Vec::new(),
         stand_in: None,
-    });
-    let mut failures = Vec::new();
-    for (name, case) in cases::ALL {
-        let started = std::time::Instant::now();
-        let outcome = tokio::spawn(case(Arc::clone(&world))).await;
-        let verdict = if outcome.is_ok() { "ok" } else { "FAILED" };
-        eprintln!(
-            "[{}] {name} ... {verdict} ({:.1} s)",
-            kind.name(),
-            started.elapsed().as_secs_f64()
-        );
-        if outcome.is_err() {
-            failures.push(*name);
-        }
-    }
+    };
+    let mut failures = run_cases(kind.name(), world, cases::ALL).await;
     if kind == Kind::InProcess {
         for (name, case) in cases::IN_PROCESS_ONLY {
             let outcome = tokio::spawn(case()).await;
@@ -97,10 +117,6 @@ async fn run(kind: Kind) {
                 failures.push(*name);
             }
         }
-    }
-    if let Ok(world) = Arc::try_unwrap(world) {
-        world.target.stop().await;
-        world.provider.stop().await;
     }
     assert!(
         failures.is_empty(),

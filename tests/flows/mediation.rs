@@ -124,7 +124,6 @@ pub async fn run(kind: Kind) {
     if !crate::enabled(kind) {
         return;
     }
-    let w = Arc::new(world(kind).await);
     let cases: &[(&str, crate::Case)] = &[
         ("down_scoping", |w| Box::pin(down_scoping(w))),
         ("incremental_consent", |w| Box::pin(incremental_consent(w))),
@@ -132,29 +131,9 @@ pub async fn run(kind: Kind) {
         ("cookie_budget", |w| Box::pin(cookie_budget(w))),
         ("key_rotation", |w| Box::pin(key_rotation(w))),
     ];
-    let mut failures = Vec::new();
-    for (name, case) in cases {
-        let started = std::time::Instant::now();
-        let ok = tokio::spawn(case(Arc::clone(&w))).await.is_ok();
-        eprintln!(
-            "[{} mediation] {name} ... {} ({:.1} s)",
-            kind.name(),
-            if ok { "ok" } else { "FAILED" },
-            started.elapsed().as_secs_f64()
-        );
-        if !ok {
-            failures.push(*name);
-        }
-    }
-    if let Ok(world) = Arc::try_unwrap(w) {
-        world.target.stop().await;
-        world.provider.stop().await;
-    }
-    assert!(
-        failures.is_empty(),
-        "target {} (mediation): failed cases: {failures:?}",
-        kind.name()
-    );
+    let label = format!("{} mediation", kind.name());
+    let failures = crate::run_cases(&label, world(kind).await, cases).await;
+    assert!(failures.is_empty(), "{label}: failed cases: {failures:?}");
 }
 
 /// A narrower request never gets a wider token: `scope=api1:read` is refreshed down and cached

@@ -50,8 +50,7 @@ pub async fn run(kind: Kind, kv: bool) {
         return;
     }
     let mode = if kv { "kv" } else { "cookie+store" };
-    let w = Arc::new(world(kind, kv).await);
-    let mut all: Vec<(&str, Case)> = vec![
+    let mut all: Vec<(&'static str, Case)> = vec![
         ("backchannel_logout_end_to_end", |w| {
             Box::pin(backchannel_logout_end_to_end(w))
         }),
@@ -65,32 +64,9 @@ pub async fn run(kind: Kind, kv: bool) {
     if kv {
         all.extend(cases::ALL.iter().copied());
     }
-    let mut failures = Vec::new();
-    for (name, case) in all {
-        let started = std::time::Instant::now();
-        let ok = tokio::spawn(case(Arc::clone(&w))).await.is_ok();
-        eprintln!(
-            "[{} {mode}] {name} ... {} ({:.1} s)",
-            kind.name(),
-            if ok { "ok" } else { "FAILED" },
-            started.elapsed().as_secs_f64()
-        );
-        if !ok {
-            failures.push(name);
-        }
-    }
-    if let Ok(world) = Arc::try_unwrap(w) {
-        world.target.stop().await;
-        world.provider.stop().await;
-        if let Some(stand_in) = world.stand_in {
-            stand_in.stop().await;
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "target {} ({mode}): failed cases: {failures:?}",
-        kind.name()
-    );
+    let label = format!("{} {mode}", kind.name());
+    let failures = crate::run_cases(&label, world(kind, kv).await, &all).await;
+    assert!(failures.is_empty(), "{label}: failed cases: {failures:?}");
 }
 
 async fn sessioninfo(b: &mut Browser, t: &Target) -> (StatusCode, Value) {

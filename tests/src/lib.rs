@@ -32,3 +32,37 @@ pub fn http_client(builder: reqwest::ClientBuilder) -> reqwest::Client {
     let _ = bff_lambda::ReqwestHttp::new();
     builder.build().unwrap_or_else(|e| panic!("reqwest client: {e}"))
 }
+
+/// Starts `node tests/harness/<script> <args>` and waits for the one `READY {json}` line the
+/// harness scripts print on stdout once they listen; returns the process (killed on drop) and
+/// that JSON.
+pub async fn spawn_ready(script: &str, args: &[&std::ffi::OsStr]) -> (tokio::process::Child, serde_json::Value) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let verbose = std::env::var_os("BFF_TEST_VERBOSE").is_some();
+    let mut child = tokio::process::Command::new("node")
+        .arg(repo_root().join("tests/harness").join(script))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(if verbose {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        })
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("node must be installed to run {script}: {e}"));
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(json) = line.strip_prefix("READY ") {
+                return serde_json::from_str::<serde_json::Value>(json).ok();
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| panic!("{script} did not print READY"));
+    (child, ready)
+}

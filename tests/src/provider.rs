@@ -1,13 +1,11 @@
 //! The real OpenID provider (`oidc-provider`, tests/harness) behind its fault proxy.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use crate::{free_port, repo_root};
+use crate::free_port;
 
 pub const CLIENT_ID: &str = "bff";
 pub const CLIENT_SECRET: &str = "bff-secret";
@@ -54,33 +52,7 @@ impl Provider {
             body["clients"][0][key] = value.clone();
         }
         std::fs::write(&config, body.to_string()).unwrap();
-        let mut child = Command::new("node")
-            .arg(repo_root().join("tests/harness/idp.mjs"))
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("BFF_TEST_VERBOSE").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node must be installed to run the OpenID provider");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(json) = line.strip_prefix("READY ") {
-                    return serde_json::from_str::<Value>(json).ok();
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten()
-        .expect("the OpenID provider did not print READY");
+        let (child, ready) = crate::spawn_ready("idp.mjs", &["--config".as_ref(), config.as_os_str()]).await;
         Provider {
             issuer: ready["issuer"].as_str().unwrap().to_owned(),
             control: ready["control"].as_str().unwrap().to_owned(),

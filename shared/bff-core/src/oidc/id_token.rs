@@ -91,24 +91,14 @@ pub(crate) fn verify(
     expected: &Expected<'_>,
     now: UnixTime,
 ) -> Result<Claims, IdTokenError> {
-    let options = VerificationOptions {
-        artificial_time: Some(UnixTimeStamp::from_secs(now.0)),
-        time_tolerance: Some(Duration::from_secs(LEEWAY_SECS)),
-        max_token_length: Some(64 * 1024),
-        ..VerificationOptions::default()
-    };
-    let claims = verify_signature(token, alg, key, options)?;
+    let claims = verify_signature(token, alg, key, now)?;
 
     // 2. `iss` MUST exactly match the issuer.
     if claims.issuer.as_deref() != Some(expected.issuer) {
         return Err(IdTokenError::Claim("iss"));
     }
     // 3. `aud` MUST contain the client_id.
-    let audiences: Vec<String> = match &claims.audiences {
-        Some(Audiences::AsString(a)) => vec![a.clone()],
-        Some(Audiences::AsSet(set)) => set.iter().cloned().collect(),
-        None => Vec::new(),
-    };
+    let audiences = audiences(&claims);
     if !audiences.iter().any(|a| a == expected.client_id) {
         return Err(IdTokenError::Claim("aud"));
     }
@@ -151,12 +141,29 @@ pub(crate) fn verify(
     })
 }
 
+/// The `aud` values, whether the token has one string or an array.
+pub(crate) fn audiences<T>(claims: &JWTClaims<T>) -> Vec<String> {
+    match &claims.audiences {
+        Some(Audiences::AsString(a)) => vec![a.clone()],
+        Some(Audiences::AsSet(set)) => set.iter().cloned().collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Checks the signature with `key` and the time window at `now` (with leeway); jwt-simple is
+/// handed the injected time and never reads the clock.
 pub(crate) fn verify_signature(
     token: &str,
     alg: &str,
     key: &Jwk,
-    options: VerificationOptions,
+    now: UnixTime,
 ) -> Result<JWTClaims<Map<String, Value>>, IdTokenError> {
+    let options = VerificationOptions {
+        artificial_time: Some(UnixTimeStamp::from_secs(now.0)),
+        time_tolerance: Some(Duration::from_secs(LEEWAY_SECS)),
+        max_token_length: Some(64 * 1024),
+        ..VerificationOptions::default()
+    };
     let decode = |field: &Option<String>| {
         field
             .as_deref()

@@ -1,10 +1,9 @@
 //! Logout token validation (OpenID Connect Back-Channel Logout 1.0 §2.4, §2.6).
 
-use jwt_simple::prelude::*;
 use serde_json::Value;
 
 use crate::oidc::discovery::Jwk;
-use crate::oidc::id_token::{IdTokenError, verify_signature};
+use crate::oidc::id_token::{IdTokenError, audiences, verify_signature};
 use crate::ports::UnixTime;
 
 /// The back-channel logout event (§2.4).
@@ -31,22 +30,12 @@ pub(crate) fn verify(
     client_id: &str,
     now: UnixTime,
 ) -> Result<Logout, IdTokenError> {
-    let options = VerificationOptions {
-        artificial_time: Some(UnixTimeStamp::from_secs(now.0)),
-        time_tolerance: Some(Duration::from_secs(LEEWAY_SECS)),
-        max_token_length: Some(16 * 1024),
-        ..VerificationOptions::default()
-    };
-    let claims = verify_signature(token, alg, key, options)?;
+    let claims = verify_signature(token, alg, key, now)?;
     // 3. `iss`, `aud`, `iat` and `exp` as for ID tokens.
     if claims.issuer.as_deref() != Some(issuer) {
         return Err(IdTokenError::Claim("iss"));
     }
-    let audience_ok = match &claims.audiences {
-        Some(Audiences::AsString(a)) => a == client_id,
-        Some(Audiences::AsSet(set)) => set.contains(client_id),
-        None => false,
-    };
+    let audience_ok = audiences(&claims).iter().any(|a| a == client_id);
     if !audience_ok {
         return Err(IdTokenError::Claim("aud"));
     }
@@ -97,6 +86,7 @@ pub(crate) fn verify(
 mod tests {
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use jwt_simple::prelude::*;
     use serde_json::{Map, json};
 
     use super::*;

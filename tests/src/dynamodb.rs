@@ -1,8 +1,6 @@
 //! The local DynamoDB stand-in (dynalite, tests/harness/dynamodb.mjs), one per test world.
 
-
 use tokio::process::Child;
-
 
 /// A running stand-in with the session table; killed on drop.
 pub struct StandIn {

@@ -63,14 +63,18 @@ impl Provider {
 
     /// `{"authorization_code": n, "refresh_token": n, "grant_error": n, "revocation": n, ...}`.
     pub async fn counts(&self) -> Value {
-        self.http
-            .get(format!("{}/counts", self.control))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.control(reqwest::Method::GET, "/counts", None).await
+    }
+
+    /// A call to the harness's control API; its JSON answer.
+    async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self.http.request(method, format!("{}{path}", self.control));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        assert!(response.status().is_success(), "control {path}: {}", response.status());
+        response.json().await.unwrap()
     }
 
     pub async fn count(&self, name: &str) -> u64 {
@@ -92,26 +96,13 @@ impl Provider {
 
     /// `pass`, `refuse`, `500` or `hang`.
     pub async fn fault(&self, mode: &str) {
-        let response = self
-            .http
-            .post(format!("{}/fault?mode={mode}", self.control))
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success(), "fault mode {mode}");
+        self.control(reqwest::Method::POST, &format!("/fault?mode={mode}"), None)
+            .await;
     }
 
     /// The newest refresh token the provider issued.
     pub async fn newest_refresh_token(&self) -> String {
-        let list: Value = self
-            .http
-            .get(format!("{}/refresh-tokens", self.control))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list = self.control(reqwest::Method::GET, "/refresh-tokens", None).await;
         list.as_array()
             .and_then(|a| a.last())
             .and_then(|t| t["value"].as_str())
@@ -138,30 +129,15 @@ impl Provider {
     /// Test-only `POST /sign`: `claims` signed with the provider's current key, for logout
     /// tokens a real provider would never send.
     pub async fn sign(&self, claims: &Value) -> String {
-        let body = json!({ "claims": claims });
-        let answer: Value = self
-            .http
-            .post(format!("{}/sign", self.control))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer = self
+            .control(reqwest::Method::POST, "/sign", Some(json!({ "claims": claims })))
+            .await;
         answer["jwt"].as_str().unwrap().to_owned()
     }
 
     /// `POST /rotate-keys`: a new signing key first in the JWKS.
     pub async fn rotate_keys(&self) -> Value {
-        self.http
-            .post(format!("{}/rotate-keys", self.control))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.control(reqwest::Method::POST, "/rotate-keys", None).await
     }
 
     pub async fn stop(mut self) {

@@ -403,14 +403,20 @@ fn transport(error: reqwest::Error) -> Failure {
             message: "timed out".into(),
         };
     }
-    let error = error.without_url();
+    let message = cause_chain(&error.without_url());
+    Failure::Transport { sent, message }
+}
+
+/// An error and its sources on one line (`outer: inner: root`), for log lines that must say why
+/// without a URL or a value.
+pub fn cause_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
-    let mut cause = std::error::Error::source(&error);
+    let mut cause = error.source();
     while let Some(inner) = cause {
         message = format!("{message}: {inner}");
         cause = inner.source();
     }
-    Failure::Transport { sent, message }
+    message
 }
 
 /// An `https://` URL with a host and no path, query or credentials; `http://` only for a

@@ -100,14 +100,7 @@ fn failure(error: reqwest::Error) -> HttpError {
     if error.is_timeout() {
         return HttpError::Timeout;
     }
-    let error = error.without_url();
-    let mut message = error.to_string();
-    let mut cause = std::error::Error::source(&error);
-    while let Some(inner) = cause {
-        message = format!("{message}: {inner}");
-        cause = inner.source();
-    }
-    HttpError::Connect(message)
+    HttpError::Connect(bff_dynamodb::cause_chain(&error.without_url()))
 }
 
 /// The container's wall clock.

@@ -160,6 +160,15 @@ function errorOf(response: Response, body: Record<string, unknown> | undefined):
   });
 }
 
+/** Milliseconds to wait before one retry, when an intermediary's 503 asks for it at once. */
+function retryNow(response: Response): number | undefined {
+  if (response.status !== 503) return undefined;
+  if ((response.headers.get('content-type') ?? '').includes('json')) return undefined;
+  const after = response.headers.get('Retry-After');
+  const seconds = after === null || after.trim() === '' ? NaN : Number(after);
+  return Number.isFinite(seconds) && seconds >= 0 && seconds <= 1 ? seconds * 1000 : undefined;
+}
+
 /** The page to come back to after a login: the current path, query and fragment. */
 function currentPage(): string {
   if (typeof location === 'undefined') return '/';
@@ -318,16 +327,30 @@ export class TmiBffClient extends EventTarget {
     this.dispatchEvent(new CustomEvent('sessionend', { detail: { reason } }));
   }
 
-  /** A request to the backend: same-origin cookies, the CSRF header, never cached. */
+  /**
+   * A request to the backend: same-origin cookies, the CSRF header, never cached. Every backend
+   * call is safe to repeat (the backend's single flight absorbs a repeated refresh), so a 503
+   * from something in front of the backend (not its JSON answer) that asks for an immediate retry
+   * (`Retry-After` of at most 1 s) is retried once; `wrangler dev`'s proxy answers a dropped POST
+   * this way. The backend's own 503 (`temporarily_unavailable`) goes to the caller.
+   */
   private async call(path: string, init: RequestInit): Promise<Response> {
     const doFetch = this.options.fetch ?? globalThis.fetch;
     const headers = new Headers(init.headers);
     headers.set(CSRF_HEADER, '1');
-    try {
-      return await doFetch(path, { ...init, headers, credentials: 'same-origin', cache: 'no-store' });
-    } catch (cause) {
-      throw new TmiBffError('network_error', 'the backend could not be reached', 0, { cause });
-    }
+    const send = async () => {
+      try {
+        return await doFetch(path, { ...init, headers, credentials: 'same-origin', cache: 'no-store' });
+      } catch (cause) {
+        throw new TmiBffError('network_error', 'the backend could not be reached', 0, { cause });
+      }
+    };
+    const response = await send();
+    const wait = retryNow(response);
+    if (wait === undefined) return response;
+    await response.body?.cancel();
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    return send();
   }
 
   /** `B/.well-known/bff-configuration`, read once (again after a failure). */

@@ -205,6 +205,32 @@ describe('getToken', () => {
     });
   });
 
+  test('an intermediary\'s 503 asking for a retry now (not the backend\'s JSON) is retried once', async () => {
+    const proxy503 = (after) => new Response('Your worker restarted mid-request.', {
+      status: 503, headers: { 'content-type': 'text/plain', 'Retry-After': after },
+    });
+    let answers = [proxy503('0')];
+    const backend = fakeBackend({ token: () => answers.shift() ?? json(200, { access_token: 'ok', expires_in: 60 }) });
+    const c = client(backend);
+    assert.equal(await c.getToken(), 'ok');
+    const forms = backend.of('token').map((x) => Object.fromEntries(x.form));
+    assert.deepEqual(forms, [{}, {}], 'the same POST sent twice');
+
+    // A second such answer goes to the caller: one retry, never a loop.
+    answers = [proxy503('0'), proxy503('0')];
+    const again = client(fakeBackend({ token: () => answers.shift() ?? json(200, { access_token: 'late' }) }));
+    const error = await again.getToken().catch((e) => e);
+    assert.equal(error.code, 'unexpected_response');
+    assert.equal(error.status, 503);
+    assert.equal(answers.length, 0);
+
+    // Asked to come back later: the caller decides.
+    answers = [proxy503('30')];
+    const later = fakeBackend({ token: () => answers.shift() ?? json(200, { access_token: 'late' }) });
+    assert.equal((await client(later).getToken().catch((e) => e)).retryAfter, 30);
+    assert.equal(later.of('token').length, 1);
+  });
+
   test('network failures reject with network_error', async () => {
     const c = client({ fetch: async () => { throw new TypeError('Failed to fetch'); } });
     await assert.rejects(c.getToken(), (e) => e.code === 'network_error' && e.cause instanceof TypeError);

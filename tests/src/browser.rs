@@ -94,22 +94,34 @@ impl Browser {
             .filter(|(_, c)| !(cross_site && c.strict))
             .map(|(n, c)| format!("{n}={}", c.value))
             .collect();
-        let mut request = self.http.request(method, url.clone());
-        if !cookies.is_empty() {
-            request = request.header(COOKIE, cookies.join("; "));
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body);
-        }
-        let response = request
+        let build = || {
+            let mut request = self.http.request(method.clone(), url.clone());
+            if !cookies.is_empty() {
+                request = request.header(COOKIE, cookies.join("; "));
+            }
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            if let Some(body) = &body {
+                request = request
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body.clone());
+            }
+            request
+        };
+        let mut response = build()
             .send()
             .await
             .unwrap_or_else(|e| panic!("request to {url} failed: {e}"));
+        // As the JS client does: one retry of an intermediary's 503 that asks for it at once.
+        // `wrangler dev`'s proxy drops a POST that meets its idle keep-alive timeout this way
+        // (workers-sdk#14641); the backend's own 503 is JSON and is returned as it is.
+        if retry_now(&response) {
+            response = build()
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("request to {url} failed: {e}"));
+        }
         let answer = Answer {
             status: response.status(),
             headers: response.headers().clone(),
@@ -192,4 +204,14 @@ impl Browser {
         }
         panic!("the provider never redirected back");
     }
+}
+
+/// An intermediary's 503 (not JSON) with `Retry-After` of at most one second.
+fn retry_now(response: &reqwest::Response) -> bool {
+    let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok());
+    response.status() == StatusCode::SERVICE_UNAVAILABLE
+        && !header("content-type").is_some_and(|t| t.contains("json"))
+        && header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|s| s <= 1)
 }

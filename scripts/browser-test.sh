@@ -96,6 +96,9 @@ sh scripts/worker-tools.sh build >"$logs/worker-build.log" 2>&1 || { cat "$logs/
 awk '/^\[build\]/ { skip = 1; next } /^\[/ { skip = 0 } !skip' wrangler.toml |
     sed -e 's#^main = "#main = "../../#' -e 's#^directory = "#directory = "../../#' >"$logs/wrangler.toml"
 
+# Each Worker keeps its local KV in its own directory: two workerd on one SQLite file can fail
+# to start with SQLITE_BUSY.
+rm -rf "$logs"/state-*
 key() { printf 'k1:%s' "$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"; }
 # start_worker PORT INSPECTOR_PORT ORIGIN LOG [--var ...]
 start_worker() {
@@ -103,6 +106,7 @@ start_worker() {
     shift 4
     CLOUDFLARE_CF_FETCH_ENABLED=false WRANGLER_SEND_METRICS=false setsid npx wrangler dev \
         --config "$logs/wrangler.toml" --ip 127.0.0.1 --port "$port" --inspector-port "$inspector" \
+        --persist-to "$logs/state-$port" \
         --show-interactive-dev-session=false \
         --var "BFF_ISSUER:$ISSUER" --var BFF_CLIENT_ID:bff --var BFF_CLIENT_SECRET:bff-secret \
         --var "BFF_PUBLIC_ORIGIN:$origin" --var "BFF_COOKIE_KEYS:$(key)" \

@@ -200,8 +200,13 @@ fn spawn_lambda(port: u16, settings: &[(String, String)]) -> Child {
 }
 
 fn spawn_worker(port: u16, settings: &[(String, String)]) -> Child {
+    // Each Worker gets its own local KV: workerd holds its SQLite files locked, so two `wrangler
+    // dev` on one directory can fail to start (SQLITE_BUSY), and a fresh store keeps worlds apart.
+    let state = repo_root().join("target/wrangler-state").join(port.to_string());
+    let _ = std::fs::remove_dir_all(&state);
     let mut command = Command::new("npx");
     command.args(["wrangler", "dev", "--ip", "127.0.0.1", "--port", &port.to_string()]);
+    command.arg("--persist-to").arg(&state);
     for (k, v) in settings {
         command.arg("--var").arg(format!("{k}:{v}"));
     }

@@ -1,8 +1,8 @@
 //! Token mediation in depth (TMI-BFF draft-01 §4, §6.3; RFC 8707): two APIs with their own
 //! audiences and scopes issuing JWT access tokens, down-scoping, incremental consent, errors
 //! passed through, single flight, the cookie budget, key rotation, and the stronger client
-//! authentication methods (each target uses one: in-process `client_secret_post`, Lambda
-//! `private_key_jwt` with an RSA JWK, Worker `private_key_jwt` with an EC PEM; the store worlds
+//! authentication methods (`private_key_jwt`: in process and on the Worker with an EC PEM, on the
+//! Lambda with an RSA JWK; the parity test runs RSA on both deployed targets, and the store worlds
 //! run `client_secret_post` on every target).
 
 use std::sync::Arc;
@@ -24,12 +24,49 @@ const API_ONE: &str = "https://api-one.test/";
 const API_TWO: &str = "https://api-two.test/";
 const SESSION: &str = "__Host-bff-session";
 
-fn client_keys() -> Value {
-    let output = std::process::Command::new("node")
-        .arg(repo_root().join("tests/harness/keys.mjs"))
-        .output()
-        .unwrap();
-    serde_json::from_slice(&output.stdout).unwrap()
+/// A `private_key_jwt` client key: RSA as a JWK, or EC P-256 as a PEM.
+#[derive(Clone, Copy)]
+pub(crate) enum ClientKey {
+    Rsa,
+    Ec,
+}
+
+/// Fresh client keys for `private_key_jwt` (RFC 7523): the client metadata to register at the
+/// provider, and the settings that make a target use the private key and no secret.
+pub(crate) struct ClientAuth {
+    pub(crate) metadata: Value,
+    settings: Vec<(&'static str, String)>,
+}
+
+impl ClientAuth {
+    pub(crate) fn private_key_jwt(key: ClientKey) -> Self {
+        let output = std::process::Command::new("node")
+            .arg(repo_root().join("tests/harness/keys.mjs"))
+            .output()
+            .unwrap();
+        let keys: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let (public, private) = match key {
+            ClientKey::Rsa => (&keys["rsa"]["public_jwk"], keys["rsa"]["private_jwk"].to_string()),
+            ClientKey::Ec => (
+                &keys["ec"]["public_jwk"],
+                keys["ec"]["private_pem"].as_str().unwrap().to_owned(),
+            ),
+        };
+        Self {
+            metadata: json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [public]}}),
+            settings: vec![
+                ("BFF_CLIENT_AUTH", "private_key_jwt".to_owned()),
+                ("BFF_CLIENT_PRIVATE_KEY", private),
+                ("BFF_CLIENT_SECRET", String::new()),
+            ],
+        }
+    }
+
+    /// Replaces the client authentication settings in `settings`.
+    pub(crate) fn apply(self, settings: &mut Vec<(String, String)>) {
+        settings.retain(|(k, _)| !self.settings.iter().any(|(a, _)| a == k));
+        settings.extend(self.settings.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    }
 }
 
 async fn world(kind: Kind) -> World {
@@ -39,36 +76,15 @@ async fn world(kind: Kind) -> World {
         API_ONE: {"scope": "api1:read api1:write", "jwt": true},
         API_TWO: {"scope": "api2:read", "jwt": true},
     }});
-    let keys = client_keys();
-    let (client, auth): (Value, Vec<(&str, String)>) = match kind {
-        Kind::InProcess => (
-            json!({"token_endpoint_auth_method": "client_secret_post"}),
-            vec![("BFF_CLIENT_AUTH", "client_secret_post".into())],
-        ),
-        Kind::Lambda => (
-            json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [keys["rsa"]["public_jwk"]]}}),
-            vec![
-                ("BFF_CLIENT_AUTH", "private_key_jwt".into()),
-                ("BFF_CLIENT_PRIVATE_KEY", keys["rsa"]["private_jwk"].to_string()),
-                ("BFF_CLIENT_SECRET", String::new()),
-            ],
-        ),
-        Kind::Worker => (
-            json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [keys["ec"]["public_jwk"]]}}),
-            vec![
-                ("BFF_CLIENT_AUTH", "private_key_jwt".into()),
-                (
-                    "BFF_CLIENT_PRIVATE_KEY",
-                    keys["ec"]["private_pem"].as_str().unwrap().into(),
-                ),
-                ("BFF_CLIENT_SECRET", String::new()),
-            ],
-        ),
-    };
-    let provider = Provider::start_with(&origin, "", ACCESS_TOKEN_TTL, resources, client).await;
+    // Native code signs with ES256 in process and RS256 on the Lambda; the Worker's wasm signs
+    // with ES256 here and RS256 in the parity test.
+    let auth = ClientAuth::private_key_jwt(match kind {
+        Kind::InProcess | Kind::Worker => ClientKey::Ec,
+        Kind::Lambda => ClientKey::Rsa,
+    });
+    let provider = Provider::start_with(&origin, "", ACCESS_TOKEN_TTL, resources, auth.metadata.clone()).await;
     let mut settings = target::settings(&provider.issuer, &origin, "");
-    settings.retain(|(k, _)| !auth.iter().any(|(a, _)| a == k));
-    settings.extend(auth.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    auth.apply(&mut settings);
     settings.push((
         "BFF_SCOPES".into(),
         "openid profile email offline_access api1:read api1:write".into(),

@@ -7,16 +7,22 @@ use bff_tests::free_port;
 use bff_tests::provider::Provider;
 use bff_tests::target::{self, Kind, Target};
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::ACCESS_TOKEN_TTL;
+use crate::mediation::{ClientAuth, ClientKey};
 
 /// One normalised line per step.
 async fn transcript(kind: Kind) -> Vec<String> {
     let port = free_port();
     let origin = format!("http://127.0.0.1:{port}");
-    let provider = Provider::start(&origin, "", ACCESS_TOKEN_TTL).await;
-    let t = Target::start(kind, port, "", target::settings(&provider.issuer, &origin, "")).await;
+    // Both sign their client assertions with RS256: the one key type the mediation worlds leave
+    // to the Lambda is also run in the Worker's wasm here.
+    let auth = ClientAuth::private_key_jwt(ClientKey::Rsa);
+    let provider = Provider::start_with(&origin, "", ACCESS_TOKEN_TTL, json!({}), auth.metadata.clone()).await;
+    let mut settings = target::settings(&provider.issuer, &origin, "");
+    auth.apply(&mut settings);
+    let t = Target::start(kind, port, "", settings).await;
     let mut b = Browser::new();
     let mut lines = Vec::new();
     let mut record = |step: &str, answer: &Answer| {
@@ -150,5 +156,7 @@ async fn lambda_and_worker_answer_alike() {
         assert_eq!(l, w, "lambda and worker differ");
     }
     assert_eq!(lambda.len(), worker.len());
+    // The code exchange, authenticated with the RS256 client assertion, succeeded on both.
     assert!(lambda.iter().any(|l| l.starts_with("callback: 302")), "{lambda:#?}");
+    assert!(lambda.iter().any(|l| l.starts_with("token: 200")), "{lambda:#?}");
 }

@@ -433,8 +433,9 @@ fn parse_endpoint(text: &str) -> Option<url::Url> {
     (scheme_ok && bare).then_some(url)
 }
 
-/// The container's wall clock.
-struct SystemClock;
+/// The container's wall clock (the Lambda adapter's clock too).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> UnixTime {

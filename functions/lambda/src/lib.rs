@@ -3,9 +3,9 @@
 //! the system clock, the OS random source, stderr). It holds no BFF logic; the integration tests
 //! reuse the ports to run the core in-process.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use bff_core::{Backend, Clock, Deps, HttpClient, HttpError, KvStore, Level, Log, RandomError, SecureRandom, UnixTime};
+use bff_core::{Backend, Deps, HttpClient, HttpError, KvStore, Level, Log, RandomError, SecureRandom};
 use http::Response;
 use lambda_http::{Body, Request, RequestExt};
 
@@ -103,19 +103,8 @@ fn failure(error: reqwest::Error) -> HttpError {
     HttpError::Connect(bff_dynamodb::cause_chain(&error.without_url()))
 }
 
-/// The container's wall clock.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> UnixTime {
-        UnixTime(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |since| since.as_secs()),
-        )
-    }
-}
+/// The container's wall clock, the one the DynamoDB store signs with.
+pub use bff_dynamodb::SystemClock;
 
 /// The operating system's random source (getrandom).
 #[derive(Clone, Copy, Debug, Default)]

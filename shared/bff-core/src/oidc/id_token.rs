@@ -110,13 +110,7 @@ pub(crate) fn verify(
     // 7. The current time MUST be before `exp` (jwt-simple checked it with the leeway when present).
     claims.expires_at.ok_or(IdTokenError::Claim("exp"))?;
     // 8. `iat` is required by Core §2 and must not be in the future.
-    let iat = claims
-        .issued_at
-        .map(|t| t.as_secs())
-        .ok_or(IdTokenError::Claim("iat"))?;
-    if iat > now.0 + LEEWAY_SECS {
-        return Err(IdTokenError::Claim("iat"));
-    }
+    issued_at(&claims, now)?;
     // 9. The nonce must equal the one sent; on refresh, one present must equal the original
     //    (checked by the caller), so absence is fine.
     match (expected.nonce, claims.nonce.as_deref()) {
@@ -139,6 +133,18 @@ pub(crate) fn verify(
         auth_time,
         other,
     })
+}
+
+/// `iat`, which must be present and not in the future (beyond the leeway).
+pub(crate) fn issued_at<T>(claims: &JWTClaims<T>, now: UnixTime) -> Result<u64, IdTokenError> {
+    let iat = claims
+        .issued_at
+        .map(|t| t.as_secs())
+        .ok_or(IdTokenError::Claim("iat"))?;
+    if iat > now.0 + LEEWAY_SECS {
+        return Err(IdTokenError::Claim("iat"));
+    }
+    Ok(iat)
 }
 
 /// The `aud` values, whether the token has one string or an array.

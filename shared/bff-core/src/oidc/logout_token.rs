@@ -3,12 +3,11 @@
 use serde_json::Value;
 
 use crate::oidc::discovery::Jwk;
-use crate::oidc::id_token::{IdTokenError, audiences, verify_signature};
+use crate::oidc::id_token::{IdTokenError, audiences, issued_at, verify_signature};
 use crate::ports::UnixTime;
 
 /// The back-channel logout event (§2.4).
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
-const LEEWAY_SECS: u64 = 60;
 
 /// What a valid logout token says.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,13 +38,7 @@ pub(crate) fn verify(
     if !audience_ok {
         return Err(IdTokenError::Claim("aud"));
     }
-    let iat = claims
-        .issued_at
-        .map(|t| t.as_secs())
-        .ok_or(IdTokenError::Claim("iat"))?;
-    if iat > now.0 + LEEWAY_SECS {
-        return Err(IdTokenError::Claim("iat"));
-    }
+    let iat = issued_at(&claims, now)?;
     let exp = claims
         .expires_at
         .map(|t| t.as_secs())

@@ -94,7 +94,7 @@ impl Browser {
             .filter(|(_, c)| !(cross_site && c.strict))
             .map(|(n, c)| format!("{n}={}", c.value))
             .collect();
-        let build = || {
+        let send = async || {
             let mut request = self.http.request(method.clone(), url.clone());
             if !cookies.is_empty() {
                 request = request.header(COOKIE, cookies.join("; "));
@@ -108,19 +108,16 @@ impl Browser {
                     .body(body.clone());
             }
             request
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("request to {url} failed: {e}"))
         };
-        let mut response = build()
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("request to {url} failed: {e}"));
+        let mut response = send().await;
         // As the JS client does: one retry of an intermediary's 503 that asks for it at once.
         // `wrangler dev`'s proxy drops a POST that meets its idle keep-alive timeout this way
         // (workers-sdk#14641); the backend's own 503 is JSON and is returned as it is.
         if retry_now(&response) {
-            response = build()
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("request to {url} failed: {e}"));
+            response = send().await;
         }
         let answer = Answer {
             status: response.status(),

@@ -25,7 +25,10 @@ export interface LoginOptions {
   resource?: string | string[];
   /** `prompt` for the authorization request, e.g. `login` or `consent`. */
   prompt?: string;
-  /** A `login_url` from the backend (TmiBffError.loginUrl); the other options are added to it. */
+  /**
+   * A `login_url` from the backend (TmiBffError.loginUrl); the other options are added to it.
+   * It must be the backend's login endpoint on this page's origin, else `invalid_login_url`.
+   */
   loginUrl?: string;
 }
 
@@ -44,6 +47,13 @@ export interface ClientOptions {
   locks?: LockManagerLike | null;
   /** Creates the cross-tab channel (default `new BroadcastChannel(name)`); `null` turns it off. */
   channel?: ((name: string) => ChannelLike) | null;
+  /** Milliseconds a backend call may take before it fails with `timeout` (default 10 000). */
+  timeoutMs?: number;
+  /**
+   * Where `client.fetch` may send the token: origins (`https://api.example`) or a test of the
+   * URL. Default: every origin except this page's own (the backend's). Others: `origin_not_allowed`.
+   */
+  tokenOrigins?: string[] | ((url: URL) => boolean);
 }
 
 /** The subset of the Web Locks API the client uses. */
@@ -74,8 +84,8 @@ export interface TmiBffClientEventMap {
 }
 
 /**
- * A failure from the backend (`code` is its `error`) or of the client itself
- * (`network_error`, `unexpected_response`, `configuration_error`).
+ * A failure from the backend (`code` is its `error`) or of the client itself (`network_error`,
+ * `timeout`, `unexpected_response`, `configuration_error`, `invalid_login_url`, `origin_not_allowed`).
  */
 export class TmiBffError extends Error {
   /** The backend's `error`, e.g. `invalid_session`, `backend_not_ready`, `temporarily_unavailable`. */
@@ -169,6 +179,11 @@ function retryNow(response: Response): number | undefined {
   return Number.isFinite(seconds) && seconds >= 0 && seconds <= 1 ? seconds * 1000 : undefined;
 }
 
+/** This page's URL (`http://localhost/` outside a browser). */
+function pageUrl(): URL {
+  return new URL(typeof location === 'undefined' ? 'http://localhost/' : location.href);
+}
+
 /** The page to come back to after a login: the current path, query and fragment. */
 function currentPage(): string {
   if (typeof location === 'undefined') return '/';
@@ -230,8 +245,7 @@ export class TmiBffClient extends EventTarget {
   async getSession(): Promise<SessionInfo | null> {
     const { session } = await this.config();
     const generation = this.generation;
-    const response = await this.call(session, { method: 'GET' });
-    const body = await readJson(response);
+    const [response, body] = await this.call(session, { method: 'GET' });
     if (response.ok && body) {
       if (generation === this.generation) this.hadSession = true;
       return body as SessionInfo;
@@ -255,10 +269,16 @@ export class TmiBffClient extends EventTarget {
   /**
    * `fetch` with `Authorization: Bearer <token>`. On a 401 it asks the backend once for a
    * replacement (`rejected_token`) and, if it gets a different token, retries once; the second
-   * answer is returned as it is.
+   * answer is returned as it is. Only to the origins `tokenOrigins` allows (default: every origin
+   * except this page's): any other URL rejects with `origin_not_allowed` and is not requested.
    */
   async fetch(input: RequestInfo | URL, init?: RequestInit, options: TokenOptions = {}): Promise<Response> {
     const request = new Request(input, init);
+    const url = new URL(request.url);
+    const allowed = this.options.tokenOrigins ?? ((u: URL) => u.origin !== pageUrl().origin);
+    if (!(typeof allowed === 'function' ? allowed(url) : allowed.some((o) => new URL(o).origin === url.origin))) {
+      throw new TmiBffError('origin_not_allowed', `no token for ${url.origin} (see the option tokenOrigins)`);
+    }
     const send = (token: string) => {
       const attempt = request.clone();
       attempt.headers.set('Authorization', `Bearer ${token}`);
@@ -274,11 +294,16 @@ export class TmiBffClient extends EventTarget {
 
   /**
    * Starts an interactive login (a navigation to `B/bff/login`, or to `options.loginUrl`),
-   * coming back to `returnTo` (default: this page). Resolves to the URL.
+   * coming back to `returnTo` (default: this page). Resolves to the URL. A `loginUrl` on another
+   * origin or path rejects with `invalid_login_url` and is not navigated to.
    */
   async login(options: LoginOptions = {}): Promise<string> {
-    const origin = typeof location === 'undefined' ? 'http://localhost' : location.origin;
-    const url = new URL(options.loginUrl ?? (await this.config()).login, origin);
+    const page = pageUrl();
+    const endpoint = new URL((await this.config()).login, page);
+    const url = new URL(options.loginUrl ?? endpoint, page);
+    if (url.origin !== page.origin || url.pathname !== endpoint.pathname) {
+      throw new TmiBffError('invalid_login_url', `not this backend's login endpoint: ${url.href}`);
+    }
     const query = url.searchParams;
     query.set('return_to', options.returnTo ?? currentPage());
     if (options.scope) {
@@ -289,7 +314,7 @@ export class TmiBffClient extends EventTarget {
       if (!query.getAll('resource').includes(resource)) query.append('resource', resource);
     }
     if (options.prompt) query.set('prompt', options.prompt);
-    const target = url.origin === origin ? url.pathname + url.search : url.href;
+    const target = url.pathname + url.search;
     this.go(target);
     return target;
   }
@@ -300,8 +325,7 @@ export class TmiBffClient extends EventTarget {
    */
   async logout(): Promise<string> {
     const { logout } = await this.config();
-    const response = await this.call(logout, { method: 'POST' });
-    const body = await readJson(response);
+    const [response, body] = await this.call(logout, { method: 'POST' });
     if (!response.ok || typeof body?.logout_url !== 'string') throw errorOf(response, body);
     this.channel?.postMessage({ type: 'logout' });
     this.ended('logout');
@@ -333,32 +357,45 @@ export class TmiBffClient extends EventTarget {
    * from something in front of the backend (not its JSON answer) that asks for an immediate retry
    * (`Retry-After` of at most 1 s) is retried once; `wrangler dev`'s proxy answers a dropped POST
    * this way. The backend's own 503 (`temporarily_unavailable`) goes to the caller.
+   *
+   * The whole call, answer body included, gets `timeoutMs`, then it is aborted and rejects with
+   * `timeout` (so a stalled request never holds the Web Lock for long). Resolves to the answer and
+   * its JSON body, if it has one.
    */
-  private async call(path: string, init: RequestInit): Promise<Response> {
+  private async call(path: string, init: RequestInit): Promise<[Response, Record<string, unknown> | undefined]> {
     const doFetch = this.options.fetch ?? globalThis.fetch;
     const headers = new Headers(init.headers);
     headers.set(CSRF_HEADER, '1');
-    const send = async () => {
-      try {
-        return await doFetch(path, { ...init, headers, credentials: 'same-origin', cache: 'no-store' });
-      } catch (cause) {
-        throw new TmiBffError('network_error', 'the backend could not be reached', 0, { cause });
+    const ms = this.options.timeoutMs ?? 10_000;
+    // setTimeout rather than AbortSignal.timeout: one timer for both tries, and fake timers drive it.
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), ms);
+    const send = () => doFetch(path, { ...init, headers, credentials: 'same-origin', cache: 'no-store', signal: abort.signal });
+    try {
+      let response = await send();
+      const wait = retryNow(response);
+      if (wait !== undefined) {
+        await response.body?.cancel();
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        response = await send();
       }
-    };
-    const response = await send();
-    const wait = retryNow(response);
-    if (wait === undefined) return response;
-    await response.body?.cancel();
-    await new Promise((resolve) => setTimeout(resolve, wait));
-    return send();
+      const body = await readJson(response);
+      abort.signal.throwIfAborted();
+      return [response, body];
+    } catch (cause) {
+      throw abort.signal.aborted
+        ? new TmiBffError('timeout', `no answer from the backend within ${ms} ms`, 0, { cause })
+        : new TmiBffError('network_error', 'the backend could not be reached', 0, { cause });
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** `B/.well-known/bff-configuration`, read once (again after a failure). */
   private config(): Promise<Endpoints> {
     this.endpoints ??= (async () => {
       const base = this.basePath;
-      const response = await this.call(`${base}/.well-known/bff-configuration`, { method: 'GET' });
-      const body = await readJson(response);
+      const [response, body] = await this.call(`${base}/.well-known/bff-configuration`, { method: 'GET' });
       if (!response.ok || !body) {
         throw new TmiBffError('configuration_error', `${base}/.well-known/bff-configuration answered HTTP ${response.status}`, response.status);
       }
@@ -413,8 +450,7 @@ export class TmiBffClient extends EventTarget {
     const generation = this.generation;
     const sent = now();
     // POST: a rejected token never ends up in a URL (and so in a log).
-    const response = await this.call(endpoint, { method: 'POST', body: form });
-    const body = await readJson(response);
+    const [response, body] = await this.call(endpoint, { method: 'POST', body: form });
     if (!response.ok || typeof body?.access_token !== 'string') {
       const error = errorOf(response, body);
       if (error.code === 'invalid_session' || error.code === 'invalid_grant') {

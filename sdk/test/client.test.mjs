@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 
 import { createClient, TmiBffError } from '../dist/tmi-bff.js';
 import {
-  fakeBackend, fakeChannels, fakeClock, fakeLocks, json, tick, withLocation, withMetaBase,
+  fakeBackend, fakeChannels, fakeClock, fakeLocks, json, settle, stall, tick, track, withLocation, withMetaBase,
 } from './fakes.mjs';
 
 let clock;
@@ -351,6 +351,38 @@ describe('fetch', () => {
     assert.equal(backend.of('token').filter((x) => x.form.has('rejected_token')).length, 1);
   });
 
+  test('by default no token for this page\'s own origin: origin_not_allowed, nothing sent', async () => {
+    const backend = fakeBackend();
+    const c = client(backend);
+    await withLocation('http://app.test/page', async () => {
+      for (const url of ['http://app.test/api/items', 'http://app.test/.well-known/bff-token']) {
+        await assert.rejects(c.fetch(url), (e) => e instanceof TmiBffError && e.code === 'origin_not_allowed', url);
+      }
+      assert.equal(backend.calls.length, 0, 'no token asked for, no request sent');
+      assert.equal((await c.fetch('https://api.test/items')).status, 200);
+      assert.equal((await c.fetch('http://app.test:8080/items')).status, 200, 'another port is another origin');
+    });
+    assert.deepEqual(backend.api().map((x) => x.url), ['https://api.test/items', 'http://app.test:8080/items']);
+  });
+
+  test('tokenOrigins: a list of origins, or a test of the URL; other URLs get origin_not_allowed', async () => {
+    const backend = fakeBackend();
+    await withLocation('http://app.test/page', async () => {
+      const listed = client(backend, { tokenOrigins: ['http://app.test', 'https://api.test/'] });
+      assert.equal((await listed.fetch('http://app.test/api/items')).status, 200);
+      assert.equal((await listed.fetch('https://api.test/x')).status, 200);
+      for (const url of ['https://other.test/x', 'https://api.test:444/x', 'http://api.test/x']) {
+        await assert.rejects(listed.fetch(url), { code: 'origin_not_allowed' }, url);
+      }
+      const tested = client(backend, { tokenOrigins: (url) => url.pathname.startsWith('/api/') });
+      assert.equal((await tested.fetch('http://app.test/api/y')).status, 200);
+      await assert.rejects(tested.fetch('https://api.test/x'), { code: 'origin_not_allowed' });
+    });
+    assert.deepEqual(backend.api().map((x) => [x.url, x.headers.get('authorization')]), [
+      ['http://app.test/api/items', 'Bearer tok-1'], ['https://api.test/x', 'Bearer tok-1'], ['http://app.test/api/y', 'Bearer tok-2'],
+    ]);
+  });
+
   test('token options pass through', async () => {
     const backend = fakeBackend();
     const c = client(backend);
@@ -375,6 +407,32 @@ describe('login and logout', () => {
       assert.equal(parsed.searchParams.get('prompt'), 'login');
       const explicit = new URL(await c.login({ returnTo: '/app/x' }), 'http://app.test');
       assert.equal(explicit.searchParams.get('return_to'), '/app/x');
+    });
+  });
+
+  test('login({loginUrl}) only goes to the backend\'s login endpoint on this origin, else invalid_login_url', async () => {
+    const backend = fakeBackend({ base: '/app' });
+    const c = client(backend, { basePath: '/app', navigate: undefined });
+    await withLocation('http://app.test/app/page', async (assigned) => {
+      for (const loginUrl of [
+        'https://evil.test/app/bff/login', '//evil.test/app/bff/login', 'http://app.test:8080/app/bff/login',
+        'https://app.test/app/bff/login', 'http://app.test/app/other?scope=x', '/bff/login', 'javascript:alert(1)',
+      ]) {
+        await assert.rejects(c.login({ loginUrl }), (e) => e instanceof TmiBffError && e.code === 'invalid_login_url', loginUrl);
+      }
+      assert.deepEqual(assigned, [], 'never navigated');
+      // The backend's relative login_url, the same URL absolute, and one relative to the page.
+      const urls = [
+        await c.login({ loginUrl: '/app/bff/login?scope=api%3Awrite' }),
+        await c.login({ loginUrl: 'http://app.test/app/bff/login?scope=x' }),
+        await c.login({ loginUrl: 'bff/login' }),
+      ];
+      assert.deepEqual(assigned, urls);
+      assert.deepEqual(urls, [
+        '/app/bff/login?scope=api%3Awrite&return_to=%2Fapp%2Fpage',
+        '/app/bff/login?scope=x&return_to=%2Fapp%2Fpage',
+        '/app/bff/login?return_to=%2Fapp%2Fpage',
+      ]);
     });
   });
 
@@ -453,5 +511,73 @@ describe('login and logout', () => {
     assert.equal(await pending, 'late');
     await assert.rejects(c.getToken(), { code: 'invalid_session' });
     assert.deepEqual(ends, ['other-tab'], 'no second sessionend: no session was seen since');
+  });
+});
+
+describe('timeouts', () => {
+  test('a stalled backend call fails with timeout after 10 s by default; the next call proceeds', async () => {
+    clock.useTimers();
+    let stalled = true;
+    const backend = fakeBackend({
+      token: (call) => (stalled ? stall(call) : json(200, { access_token: 'ok', expires_in: 60 })),
+    });
+    const c = client(backend);
+    const first = track(c.getToken());
+    await settle();
+    assert.equal(backend.of('token').length, 1);
+    clock.advance(9_999);
+    await settle();
+    assert.equal(first.status, 'pending');
+    clock.advance(1);
+    await settle();
+    assert.equal(first.status, 'rejected', 'rejected after 10 s');
+    assert.ok(first.reason instanceof TmiBffError);
+    assert.equal(first.reason.code, 'timeout');
+    assert.equal(first.reason.status, 0);
+    assert.ok(backend.of('token')[0].signal.aborted, 'the request was aborted');
+    stalled = false;
+    assert.equal(await c.getToken(), 'ok');
+    assert.equal(clock.pending(), 0, 'no timer left behind');
+  });
+
+  test('timeoutMs: a stalled token request releases the cross-tab lock; the tab waiting behind it proceeds', async () => {
+    clock.useTimers();
+    let asked = 0;
+    const backend = fakeBackend({
+      token: (call) => (++asked === 1 ? stall(call) : json(200, { access_token: `t${asked}`, expires_in: 60 })),
+    });
+    const locks = fakeLocks();
+    const tabA = client(backend, { locks, timeoutMs: 2_000 });
+    const tabB = client(backend, { locks, timeoutMs: 2_000 });
+    const a = track(tabA.getToken());
+    await settle();
+    const b = track(tabB.getToken());
+    await settle();
+    assert.equal(backend.of('token').length, 1, 'B waits for the lock A holds');
+    assert.equal(b.status, 'pending');
+    clock.advance(2_000);
+    await settle();
+    assert.equal(a.status, 'rejected');
+    assert.equal(a.reason.code, 'timeout');
+    assert.deepEqual([b.status, b.value], ['fulfilled', 't2']);
+    assert.equal(await tabA.getToken(), 't3');
+  });
+
+  test('every backend call has the timeout: configuration, sessioninfo, token, logout', async () => {
+    clock.useTimers();
+    for (const route of ['configuration', 'session', 'token', 'logout']) {
+      const backend = fakeBackend({ [route]: stall });
+      const c = client(backend, { timeoutMs: 500 });
+      const pending = track(route === 'session' ? c.getSession() : route === 'logout' ? c.logout() : c.getToken());
+      await settle();
+      assert.equal(backend.of(route).length, 1, route);
+      clock.advance(499);
+      await settle();
+      assert.equal(pending.status, 'pending', route);
+      clock.advance(1);
+      await settle();
+      assert.equal(pending.status, 'rejected', route);
+      assert.equal(pending.reason.code, 'timeout', route);
+    }
   });
 });

@@ -9,15 +9,65 @@ export function json(status, body, headers = {}) {
   });
 }
 
-/** Date.now() under the test's control. */
+/**
+ * Date.now() under the test's control; after `useTimers()` also setTimeout/clearTimeout, whose
+ * callbacks `advance` runs when they are due.
+ */
 export function fakeClock(start = 1_800_000_000_000) {
-  const real = Date.now;
+  const real = { now: Date.now, setTimeout: globalThis.setTimeout, clearTimeout: globalThis.clearTimeout };
   let t = start;
+  let timers = null;
+  let ids = 0;
   Date.now = () => t;
   return {
-    advance(ms) { t += ms; },
-    restore() { Date.now = real; },
+    advance(ms) {
+      t += ms;
+      for (const [id, timer] of [...(timers ?? [])].sort((a, b) => a[1].at - b[1].at)) {
+        if (timer.at > t) break;
+        timers.delete(id);
+        timer.fn();
+      }
+    },
+    useTimers() {
+      timers = new Map();
+      globalThis.setTimeout = (fn, ms = 0, ...args) => {
+        ids += 1;
+        timers.set(ids, { at: t + ms, fn: () => fn(...args) });
+        return ids;
+      };
+      globalThis.clearTimeout = (id) => { timers.delete(id); };
+    },
+    /** How many fake timers are waiting. */
+    pending: () => timers?.size ?? 0,
+    restore() {
+      Date.now = real.now;
+      globalThis.setTimeout = real.setTimeout;
+      globalThis.clearTimeout = real.clearTimeout;
+    },
   };
+}
+
+/** A route handler that never answers: its promise only rejects when the request is aborted. */
+export function stall(call) {
+  return new Promise((_, reject) => {
+    if (call.signal?.aborted) reject(call.signal.reason);
+    call.signal?.addEventListener('abort', () => reject(call.signal.reason));
+  });
+}
+
+/** Lets pending promise callbacks run without any timer (fake timers do not move). */
+export async function settle() {
+  for (let i = 0; i < 20; i += 1) await new Promise((r) => setImmediate(r));
+}
+
+/** The state of a promise, for tests that must not wait for it: `pending`, or its outcome. */
+export function track(promise) {
+  const state = { status: 'pending' };
+  promise.then(
+    (value) => Object.assign(state, { status: 'fulfilled', value }),
+    (reason) => Object.assign(state, { status: 'rejected', reason }),
+  );
+  return state;
 }
 
 /**
@@ -58,7 +108,8 @@ export function fakeBackend({ base = '', expiresIn = 10, loggedIn = true, ...rou
     const headers = new Headers(request ? request.headers : init.headers);
     const method = request ? request.method : init.method ?? 'GET';
     const body = request ? await request.text() : init.body ? String(init.body) : '';
-    const call = { url, method, headers, body, form: new URLSearchParams(body), credentials: init.credentials };
+    const signal = request ? request.signal : init.signal;
+    const call = { url, method, headers, body, form: new URLSearchParams(body), credentials: init.credentials, signal };
     calls.push(call);
     const path = url.startsWith('http') ? '(api)' : url;
     const route = {

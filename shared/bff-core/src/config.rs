@@ -227,6 +227,11 @@ impl Config {
     }
 
     /// The OAuth `redirect_uri` (CONTRACT §2.5).
+    /// `B/bff/login`, where "sign in again" leads.
+    pub(crate) fn login_path(&self) -> String {
+        format!("{}/bff/login", self.base_path)
+    }
+
     pub(crate) fn redirect_uri(&self) -> String {
         format!("{}{}/bff/callback", self.public_origin, self.base_path)
     }

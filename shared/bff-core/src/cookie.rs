@@ -8,29 +8,82 @@ use http::header::COOKIE;
 
 use crate::config::SameSite;
 
-/// Cookies larger than this are ignored when parsing (a browser never sends more than ~4 KiB).
-const MAX_COOKIE_VALUE: usize = 8192;
+/// Every cookie this backend reads or writes starts with this; other names are skipped unread.
+pub(crate) const OWN_PREFIX: &str = "__Host-bff-";
 
-/// The request's cookies as `(name, value)` pairs, in order. Accepts several `Cookie` headers
-/// and `;` separators with or without a space (the Lambda runtime joins with `";"`), and `,`
-/// (workerd joins repeated headers with `", "`; a cookie value never holds a comma, RFC 6265 §4.1.1).
-pub(crate) fn parse(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|h| h.to_str().ok())
-        .flat_map(|h| h.split([';', ',']))
-        .filter_map(|pair| {
-            let (name, value) = pair.split_once('=')?;
-            let (name, value) = (name.trim(), value.trim().trim_matches('"'));
-            (!name.is_empty() && value.len() <= MAX_COOKIE_VALUE).then(|| (name.to_owned(), value.to_owned()))
-        })
-        .collect()
+/// A value longer than this opens nothing (a browser never sends a cookie over ~4 KiB).
+const MAX_VALUE: usize = 8192;
+
+/// The request's cookies of ours (names starting with [`OWN_PREFIX`]), in order.
+///
+/// The `__Host-` prefix only protects a name the browser set itself; a sibling subdomain or a
+/// plain-HTTP response can still plant a cookie whose *header* looks like ours. So a name of
+/// ours that appears more than once is never trusted: [`Cookies::get`] answers `None` for it.
+#[derive(Debug, Default)]
+pub(crate) struct Cookies(Vec<(String, String)>);
+
+impl Cookies {
+    /// Parses every `Cookie` header field as RFC 6265 §5.4 (RFC 6265bis §5.7.4) writes them:
+    /// `name=value` pairs separated by `;` only. A comma is an ordinary value byte, so
+    /// `pref=x,__Host-bff-session=y` is one cookie named `pref`. Works on bytes: a pair that is
+    /// not UTF-8 or has no `=` or no name (another app's cookie, `=novalue`, `flag`) is skipped
+    /// and the rest still parse. Several header fields (HTTP/2 cookie crumbs) are read as one
+    /// list; a runtime must hand them over as separate fields or joined with `; `.
+    pub(crate) fn parse(headers: &HeaderMap) -> Self {
+        let mut own = Vec::new();
+        for field in headers.get_all(COOKIE) {
+            for pair in field.as_bytes().split(|&b| b == b';') {
+                let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                    continue;
+                };
+                let name = trim(&pair[..eq]);
+                if !name.starts_with(OWN_PREFIX.as_bytes()) {
+                    continue;
+                }
+                let value = trim(&pair[eq + 1..]);
+                let value = value
+                    .strip_prefix(b"\"")
+                    .and_then(|v| v.strip_suffix(b"\""))
+                    .unwrap_or(value);
+                // A name of ours with an unreadable value still counts, so that a duplicate
+                // of it is seen; its value opens nothing.
+                let (Ok(name), value) = (std::str::from_utf8(name), std::str::from_utf8(value)) else {
+                    continue;
+                };
+                let value = value.ok().filter(|v| v.len() <= MAX_VALUE).unwrap_or_default();
+                own.push((name.to_owned(), value.to_owned()));
+            }
+        }
+        Self(own)
+    }
+
+    /// The value of `name` when the request carried it exactly once.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        let mut found = self.0.iter().filter(|(n, _)| n == name);
+        let first = found.next()?;
+        found.next().is_none().then_some(first.1.as_str())
+    }
+
+    /// Whether the request carried `name` at all (once or more).
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
+    }
+
+    /// Every distinct name starting with `prefix`, each with its value when it is not repeated.
+    pub(crate) fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, Option<&'a str>)> {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(move |(i, (n, _))| n.starts_with(prefix) && !self.0[..*i].iter().any(|(m, _)| m == n))
+            .map(|(_, (n, _))| (n.as_str(), self.get(n)))
+    }
 }
 
-/// The value of the first cookie called `name`.
-pub(crate) fn find<'a>(cookies: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    cookies.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+/// Strips the optional white space (SP and HTAB) around a name or value.
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(start, |i| i + 1);
+    &bytes[start..end]
 }
 
 /// A `Set-Cookie` for a `__Host-` cookie.
@@ -62,6 +115,11 @@ impl SetCookie {
         &self.name
     }
 
+    /// What the browser sends back for it: `name=value`, in bytes.
+    pub(crate) fn size(&self) -> usize {
+        self.name.len() + 1 + self.value.len()
+    }
+
     /// The header value.
     pub(crate) fn render(&self) -> String {
         let same_site = match self.same_site {
@@ -82,29 +140,61 @@ mod tests {
 
     use super::*;
 
-    fn headers(values: &[&str]) -> HeaderMap {
+    fn headers(values: &[&[u8]]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for v in values {
-            map.append(COOKIE, HeaderValue::from_str(v).unwrap());
+            map.append(COOKIE, HeaderValue::from_bytes(v).unwrap());
         }
         map
     }
 
+    const S: &str = "__Host-bff-session";
+
     #[test]
-    fn parses_both_separators_and_several_headers() {
-        let cookies = parse(&headers(&["a=1; b=2;c=3", "d=\"4\""]));
-        let joined = parse(&headers(&["a=1; b=2, c=3"]));
-        assert_eq!(joined.len(), 3);
-        let names: Vec<_> = cookies.iter().map(|(n, v)| format!("{n}={v}")).collect();
-        assert_eq!(names, ["a=1", "b=2", "c=3", "d=4"]);
-        assert_eq!(find(&cookies, "c"), Some("3"));
-        assert_eq!(find(&cookies, "z"), None);
+    fn semicolons_only_and_several_fields() {
+        let cookies = Cookies::parse(&headers(&[b"__Host-bff-a=1; __Host-bff-b=2;__Host-bff-c=3", b"__Host-bff-d=\"4\""]));
+        let pairs: Vec<_> = cookies.0.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        assert_eq!(pairs, ["__Host-bff-a=1", "__Host-bff-b=2", "__Host-bff-c=3", "__Host-bff-d=4"]);
+        assert_eq!(cookies.get("__Host-bff-c"), Some("3"));
+        assert_eq!(cookies.get("__Host-bff-z"), None);
+    }
+
+    /// The review's high-severity finding: a comma is not a separator, so a planted
+    /// `pref=x,__Host-bff-session=…` is a cookie named `pref` and the real session stays.
+    #[test]
+    fn a_comma_never_starts_a_cookie_of_ours() {
+        let planted = format!("pref=x,{S}=attacker; {S}=victim");
+        let cookies = Cookies::parse(&headers(&[planted.as_bytes()]));
+        assert_eq!(cookies.get(S), Some("victim"));
+        let first = format!("pref=x,{S}=attacker");
+        assert_eq!(Cookies::parse(&headers(&[first.as_bytes()])).get(S), None);
+    }
+
+    #[test]
+    fn a_name_of_ours_seen_twice_is_no_value() {
+        let twice = format!("{S}=attacker; other=1; {S}=victim");
+        assert_eq!(Cookies::parse(&headers(&[twice.as_bytes()])).get(S), None);
+        let split = [format!("{S}=a").into_bytes(), format!("{S}=b").into_bytes()];
+        let fields: Vec<&[u8]> = split.iter().map(Vec::as_slice).collect();
+        assert_eq!(Cookies::parse(&headers(&fields)).get(S), None);
+        let txns = Cookies::parse(&headers(&[b"__Host-bff-txn.a=1; __Host-bff-txn.b=2; __Host-bff-txn.a=3"]));
+        let listed: Vec<_> = txns.with_prefix("__Host-bff-txn.").collect();
+        assert_eq!(listed, [("__Host-bff-txn.a", None), ("__Host-bff-txn.b", Some("2"))]);
+    }
+
+    /// One odd or non-UTF-8 pair of another app is skipped; ours still parse.
+    #[test]
+    fn odd_pairs_are_skipped_not_fatal() {
+        let mut raw = b"app=caf\xc3\xa9; latin=\xe9t\xe9; =novalue; flag; ".to_vec();
+        raw.extend_from_slice(format!("{S}=v1.k.abc").as_bytes());
+        let cookies = Cookies::parse(&headers(&[&raw]));
+        assert_eq!(cookies.get(S), Some("v1.k.abc"));
     }
 
     #[test]
     fn values_may_contain_equals() {
-        let cookies = parse(&headers(&["x=a=b=="]));
-        assert_eq!(find(&cookies, "x"), Some("a=b=="));
+        let cookies = Cookies::parse(&headers(&[b"__Host-bff-x=a=b=="]));
+        assert_eq!(cookies.get("__Host-bff-x"), Some("a=b=="));
     }
 
     #[test]
@@ -123,20 +213,22 @@ mod tests {
 
     #[test]
     fn render_then_parse_round_trips() {
-        let set = SetCookie::new("__Host-a", "v1.k.Zm9v_-", SameSite::Lax, 1);
+        let set = SetCookie::new("__Host-bff-a", "v1.k.Zm9v_-", SameSite::Lax, 1);
         let header = set.render();
         let pair = header.split(';').next().unwrap();
-        let cookies = parse(&headers(&[pair]));
-        assert_eq!(find(&cookies, "__Host-a"), Some("v1.k.Zm9v_-"));
+        let cookies = Cookies::parse(&headers(&[pair.as_bytes()]));
+        assert_eq!(cookies.get("__Host-bff-a"), Some("v1.k.Zm9v_-"));
     }
 
     proptest! {
         #[test]
-        fn never_panics(raw in "[ -~]{0,400}") {
-            if let Ok(value) = HeaderValue::from_str(&raw) {
+        fn never_panics(raw in proptest::collection::vec(any::<u8>(), 0..400)) {
+            if let Ok(value) = HeaderValue::from_bytes(&raw) {
                 let mut map = HeaderMap::new();
                 map.insert(COOKIE, value);
-                let _ = parse(&map);
+                let cookies = Cookies::parse(&map);
+                let _ = cookies.with_prefix("__Host-bff-txn.").count();
+                let _ = cookies.get(S);
             }
         }
     }

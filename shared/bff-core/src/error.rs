@@ -17,6 +17,8 @@ pub(crate) enum ApiError {
     },
     /// Refused request: CSRF rules, bad parameters.
     InvalidRequest(&'static str),
+    /// A request body over [`crate::MAX_REQUEST_BODY`] (413).
+    BodyTooLarge,
     /// §4.3.1: no valid session.
     InvalidSession,
     /// Known path, wrong method (including every CORS preflight).
@@ -42,6 +44,10 @@ impl ApiError {
             Self::InvalidRequest(description) => (
                 StatusCode::BAD_REQUEST,
                 json!({"error": "invalid_request", "error_description": description}),
+            ),
+            Self::BodyTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": "invalid_request", "error_description": "the request body is too large"}),
             ),
             Self::InvalidSession => (
                 StatusCode::BAD_REQUEST,
@@ -83,6 +89,8 @@ impl ApiError {
 pub(crate) enum PageError {
     /// A refusal: bad `return_to`, state, `iss`, ID token, token response (400).
     BadRequest(&'static str),
+    /// A request body over [`crate::MAX_REQUEST_BODY`] (413).
+    BodyTooLarge,
     /// The authorization server answered the authorization request with an error (400).
     Provider { error: String, description: Option<String> },
     /// No randomness or misconfiguration (500).
@@ -99,6 +107,12 @@ impl PageError {
         let again = Some((login_url, "Sign in again"));
         match self {
             Self::BadRequest(why) => response::page(StatusCode::BAD_REQUEST, "Sign-in failed", why, again),
+            Self::BodyTooLarge => response::page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request too large",
+                "The request body is too large.",
+                again,
+            ),
             Self::Provider { error, description } => {
                 let message = match description {
                     Some(d) => format!("The sign-in service answered {error}: {d}"),

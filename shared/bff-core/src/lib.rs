@@ -47,10 +47,18 @@ pub use ports::{
 };
 
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::error::{ApiError, PageError};
 use crate::provider::ProviderCache;
 use crate::rotation::Rotations;
 use crate::route::{Miss, Route};
+
+/// The largest request body the backend reads (16 KiB); a larger one is answered 413 before any
+/// work. An adapter need not read more than one byte past it.
+pub const MAX_REQUEST_BODY: usize = 16 * 1024;
+
+/// The largest response the backend accepts from the authorization server (1 MiB); a larger one
+/// is a provider failure. An adapter should stop reading one byte past it.
+pub const MAX_PROVIDER_RESPONSE: usize = 1024 * 1024;
 
 /// What a request needs from the platform, borrowed for the request's duration.
 pub struct Deps<'a, H, K = NoStore> {
@@ -86,7 +94,7 @@ pub(crate) struct Ctx<'a, H, K> {
     pub(crate) deps: &'a Deps<'a, H, K>,
     pub(crate) parts: &'a Parts,
     pub(crate) body: &'a [u8],
-    pub(crate) cookies: Vec<(String, String)>,
+    pub(crate) cookies: cookie::Cookies,
     pub(crate) now: UnixTime,
 }
 
@@ -104,13 +112,18 @@ impl Backend {
     }
 
     /// Logs what an operator must know once per isolate or container: the configuration problem
-    /// (then every request answers 500), and features that are off (CONTRACT §2.7).
-    pub fn log_startup(&self, log: &dyn Log) {
+    /// (then every request answers 500), and whether back-channel logout is on, which depends on
+    /// whether the deployment bound a store (`store_bound`).
+    pub fn log_startup(&self, log: &dyn Log, store_bound: bool) {
         match &self.state {
             Err(problem) => log.line(Level::Error, &problem.to_string()),
+            Ok(_) if store_bound => log.line(
+                Level::Info,
+                "back-channel logout is on: sessions are ended through the store",
+            ),
             Ok(_) => log.line(
                 Level::Info,
-                "back-channel logout needs a store (the BFF_KV binding or BFF_DYNAMODB_TABLE); without one it answers 501",
+                "back-channel logout is off: no store is bound (BFF_KV or BFF_DYNAMODB_TABLE); it answers 501",
             ),
         }
     }
@@ -137,6 +150,12 @@ impl Backend {
             Err(Miss::Method(allow)) => return ApiError::MethodNotAllowed(allow).into_response(),
             Err(Miss::NotFound) => return ApiError::NotFound.into_response(),
         };
+        if body.len() > MAX_REQUEST_BODY {
+            return match route {
+                Route::Login | Route::Callback => PageError::BodyTooLarge.into_response(&inner.config.login_path()),
+                _ => ApiError::BodyTooLarge.into_response(),
+            };
+        }
         if matches!(route, Route::Token | Route::SessionInfo | Route::Logout)
             && let Err(refusal) = flow::check_csrf(&parts, &inner.config)
         {
@@ -149,7 +168,7 @@ impl Backend {
             deps,
             parts: &parts,
             body: &body,
-            cookies: cookie::parse(&parts.headers),
+            cookies: cookie::Cookies::parse(&parts.headers),
             now: deps.clock.now(),
         };
         match route {
@@ -167,6 +186,6 @@ impl Backend {
 impl<H, K> Ctx<'_, H, K> {
     /// `B/bff/login`, where "sign in again" leads.
     pub(crate) fn login_path(&self) -> String {
-        format!("{}/bff/login", self.config.base_path)
+        self.config.login_path()
     }
 }

@@ -139,6 +139,14 @@ pub trait KvStore {
     /// [`KvError`] when the store could not be asked.
     async fn put_if_absent(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<bool, KvError>;
 
+    /// Replaces the value under `key` only while `key` holds one; `Ok(false)` when it was absent
+    /// (deleted meanwhile). On a store with conditional writes (DynamoDB) this is atomic; on one
+    /// without them (Workers KV) it is a read followed by a write.
+    ///
+    /// # Errors
+    /// [`KvError`] when the store could not be asked.
+    async fn put_if_present(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<bool, KvError>;
+
     /// Removes `key` (absent is fine).
     ///
     /// # Errors
@@ -172,6 +180,10 @@ impl KvStore for NoStore {
     }
 
     async fn put_if_absent(&self, _key: &str, _value: Vec<u8>, _ttl_secs: u64) -> Result<bool, KvError> {
+        Err(KvError("no store is configured".into()))
+    }
+
+    async fn put_if_present(&self, _key: &str, _value: Vec<u8>, _ttl_secs: u64) -> Result<bool, KvError> {
         Err(KvError("no store is configured".into()))
     }
 

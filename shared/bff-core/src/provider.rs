@@ -15,13 +15,67 @@ use crate::ports::{HttpClient, KvStore, Level, UnixTime};
 
 /// Metadata and keys are refetched after this long.
 const CACHE_SECS: u64 = 3600;
-/// An unknown `kid` triggers a JWKS refetch at most this often (CONTRACT §2.5).
+/// The JWKS is fetched at most this often, counting failed attempts (CONTRACT §2.5): random
+/// `kid`s in unauthenticated back-channel logout tokens must not make the backend hammer the
+/// provider.
 const REFETCH_SECS: u64 = 5;
+/// How often a request waiting for another one's JWKS fetch looks again.
+const POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 #[derive(Default)]
 pub(crate) struct ProviderCache {
     metadata: Mutex<Option<(Arc<Metadata>, UnixTime)>>,
-    jwks: Mutex<Option<(Arc<Jwks>, UnixTime)>>,
+    jwks: Mutex<KeySet>,
+}
+
+/// The cached JWKS and the state of fetching it: one fetch in flight per isolate or container.
+#[derive(Default)]
+struct KeySet {
+    jwks: Option<(Arc<Jwks>, UnixTime)>,
+    last_attempt: Option<UnixTime>,
+    in_flight: bool,
+}
+
+/// What a request looking for a key should do next.
+enum KeyStep {
+    Found(Jwk),
+    Fetch,
+    Wait,
+    GiveUp(KeyError),
+}
+
+impl KeySet {
+    fn next_step(&mut self, header: &Header, now: UnixTime) -> KeyStep {
+        let fresh = self.jwks.as_ref().is_some_and(|(_, at)| at.until(now) < CACHE_SECS);
+        let candidate = self.jwks.as_ref().and_then(|(jwks, _)| jwks.candidates(header.kid.as_deref(), &header.alg).next().cloned());
+        match candidate {
+            Some(key) if fresh => return KeyStep::Found(key),
+            _ if self.in_flight => return KeyStep::Wait,
+            candidate if self.last_attempt.is_some_and(|at| at.until(now) < REFETCH_SECS) => {
+                // Rate-limited: a stale key still serves; otherwise the token cannot be checked now.
+                return match (candidate, &self.jwks) {
+                    (Some(key), _) => KeyStep::Found(key),
+                    (None, Some(_)) => KeyStep::GiveUp(KeyError::Token(IdTokenError::Signature)),
+                    (None, None) => KeyStep::GiveUp(KeyError::Upstream(UpstreamError::Unavailable)),
+                };
+            }
+            _ => {}
+        }
+        self.in_flight = true;
+        self.last_attempt = Some(now);
+        KeyStep::Fetch
+    }
+}
+
+/// Clears the in-flight mark when a fetch ends, however it ends (a dropped future included).
+struct FetchGuard<'a>(&'a Mutex<KeySet>);
+
+impl Drop for FetchGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.0.lock() {
+            set.in_flight = false;
+        }
+    }
 }
 
 impl ProviderCache {
@@ -52,8 +106,8 @@ impl ProviderCache {
         Ok(metadata)
     }
 
-    /// The key that verifies a token with `header`, refetching the JWKS once (rate-limited) when
-    /// the `kid` is unknown, as after a key rotation at the issuer.
+    /// The key that verifies a token with `header`, refetching the JWKS (rate-limited, one fetch
+    /// at a time) when the `kid` is unknown, as after a key rotation at the issuer.
     pub(crate) async fn verification_key<H: HttpClient, K: KvStore>(
         &self,
         metadata: &Metadata,
@@ -61,32 +115,24 @@ impl ProviderCache {
         config: &Config,
         deps: &Deps<'_, H, K>,
     ) -> Result<Jwk, KeyError> {
-        let now = deps.clock.now();
-        let cached = self.jwks.lock().ok().and_then(|j| j.clone());
-        if let Some((jwks, fetched)) = &cached
-            && fetched.until(now) < CACHE_SECS
-        {
-            if let Some(key) = jwks.candidates(header.kid.as_deref(), &header.alg).next() {
-                return Ok(key.clone());
+        loop {
+            let step = match self.jwks.lock() {
+                Ok(mut set) => set.next_step(header, deps.clock.now()),
+                Err(_) => KeyStep::GiveUp(KeyError::Upstream(UpstreamError::Unavailable)),
+            };
+            match step {
+                KeyStep::Found(key) => return Ok(key),
+                KeyStep::GiveUp(error) => return Err(error),
+                KeyStep::Wait => deps.http.pause(POLL).await,
+                KeyStep::Fetch => {
+                    let _guard = FetchGuard(&self.jwks);
+                    let jwks = fetch_jwks(metadata, config, deps).await.map_err(KeyError::Upstream)?;
+                    if let Ok(mut set) = self.jwks.lock() {
+                        set.jwks = Some((Arc::new(jwks), deps.clock.now()));
+                    }
+                }
             }
-            if fetched.until(now) < REFETCH_SECS {
-                return Err(KeyError::Token(IdTokenError::Signature));
-            }
         }
-        let response = send(deps, config, get(&metadata.jwks_uri))
-            .await
-            .map_err(KeyError::Upstream)?;
-        if !response.status().is_success() {
-            return Err(KeyError::Upstream(unavailable_or_malformed(&response)));
-        }
-        let jwks = Arc::new(Jwks::parse(response.body()).ok_or(KeyError::Upstream(UpstreamError::Malformed))?);
-        if let Ok(mut slot) = self.jwks.lock() {
-            *slot = Some((Arc::clone(&jwks), now));
-        }
-        jwks.candidates(header.kid.as_deref(), &header.alg)
-            .next()
-            .cloned()
-            .ok_or(KeyError::Token(IdTokenError::Signature))
     }
 
     /// Validates an ID token end to end: algorithm allow-list, key, signature, claims.
@@ -116,6 +162,18 @@ impl ProviderCache {
     }
 }
 
+async fn fetch_jwks<H: HttpClient, K: KvStore>(
+    metadata: &Metadata,
+    config: &Config,
+    deps: &Deps<'_, H, K>,
+) -> Result<Jwks, UpstreamError> {
+    let response = send(deps, config, get(&metadata.jwks_uri)).await?;
+    if !response.status().is_success() {
+        return Err(unavailable_or_malformed(&response));
+    }
+    Jwks::parse(response.body()).ok_or(UpstreamError::Malformed)
+}
+
 /// Why no key or claims came out.
 #[derive(Debug)]
 pub(crate) enum KeyError {
@@ -140,13 +198,18 @@ pub(crate) async fn send<H: HttpClient, K: KvStore>(
     request: http::Request<Vec<u8>>,
 ) -> Result<http::Response<Vec<u8>>, UpstreamError> {
     let target = request.uri().path().to_owned();
-    deps.http.send(request, config.http_timeout).await.map_err(|e| {
+    let failed = |why: &dyn std::fmt::Display| {
         deps.log.line(
             Level::Warn,
-            &format!("authorization server request to {target} failed: {e}"),
+            &format!("authorization server request to {target} failed: {why}"),
         );
         UpstreamError::Unavailable
-    })
+    };
+    let response = deps.http.send(request, config.http_timeout).await.map_err(|e| failed(&e))?;
+    if response.body().len() > crate::MAX_PROVIDER_RESPONSE {
+        return Err(failed(&"response over 1 MiB"));
+    }
+    Ok(response)
 }
 
 fn unavailable_or_malformed(response: &http::Response<Vec<u8>>) -> UpstreamError {

@@ -5,10 +5,15 @@
 //! here: the first request refreshes, concurrent ones wait for it, and any request within 30 s
 //! that still carries the used token is answered from the remembered rotation, including the new
 //! refresh token, so an out-of-order response cannot bring a dead token back (the failure of
-//! lua-resty-openidc#190). Only owned data is kept; waiting polls through the platform's timer
-//! rather than parking wakers, so no request ever wakes another request's task.
+//! lua-resty-openidc#190). A refresh that returned no new refresh token (a provider that does not
+//! rotate: Google, Okta, Auth0, Entra without rotation) is remembered only for the requests that
+//! waited for it with the same cache key; later requests refresh on their own, since the same
+//! token would otherwise keep pointing at that one answer. Only owned data is kept; waiting polls
+//! through the platform's timer rather than parking wakers, so no request ever wakes another
+//! request's task.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,54 +45,86 @@ pub(crate) struct Rotation {
     pub(crate) entry: CachedToken,
 }
 
+impl Rotation {
+    /// Whether this rotation's access token answers a request for (`key`, `resource`).
+    pub(crate) fn answers(&self, key: &str, resource: Option<&str>) -> bool {
+        self.entry.answers(key, resource)
+    }
+}
+
 enum Entry {
-    Done { at: u64, rotation: Arc<Rotation> },
-    InFlight { since: u64 },
+    /// A finished refresh; `rotated` when it brought a new refresh token.
+    Done {
+        at: u64,
+        flight: u64,
+        rotated: bool,
+        rotation: Arc<Rotation>,
+    },
+    InFlight {
+        since: u64,
+        flight: u64,
+    },
 }
 
 #[derive(Default)]
 pub(crate) struct Rotations {
     entries: Mutex<HashMap<[u8; 32], Entry>>,
+    flights: AtomicU64,
 }
 
 /// What a request about to refresh should do.
 pub(crate) enum Claim<'a> {
     /// Refresh, then report through the guard.
     Mine(Guard<'a>),
-    /// Someone already rotated this token: use the result.
+    /// Someone already rotated this token, or answered the refresh this request waited for: use
+    /// the result.
     Rotated(Arc<Rotation>),
 }
 
 impl Rotations {
-    /// Claims the right to refresh with `refresh_token`, waiting while another request does.
+    /// Claims the right to refresh with `refresh_token` for (`key`, `resource`), waiting while
+    /// another request does.
     pub(crate) async fn claim<H: HttpClient, K: KvStore>(
         &self,
         refresh_token: &str,
+        key: &str,
+        resource: Option<&str>,
         deps: &Deps<'_, H, K>,
     ) -> Claim<'_> {
-        let key: [u8; 32] = Sha256::digest(refresh_token.as_bytes()).into();
+        let hash: [u8; 32] = Sha256::digest(refresh_token.as_bytes()).into();
+        let mut waited_for = None;
         loop {
             let now = deps.clock.now().0;
             {
                 let Ok(mut entries) = self.entries.lock() else {
                     return Claim::Mine(Guard {
                         rotations: self,
-                        key,
+                        hash,
                         done: true,
                     });
                 };
                 entries.retain(|_, e| match e {
                     Entry::Done { at, .. } => now.saturating_sub(*at) < MEMORY_SECS,
-                    Entry::InFlight { since } => now.saturating_sub(*since) < IN_FLIGHT_SECS,
+                    Entry::InFlight { since, .. } => now.saturating_sub(*since) < IN_FLIGHT_SECS,
                 });
-                match entries.get(&key) {
-                    Some(Entry::Done { rotation, .. }) => return Claim::Rotated(Arc::clone(rotation)),
-                    Some(Entry::InFlight { .. }) => {}
-                    None => {
-                        entries.insert(key, Entry::InFlight { since: now });
+                match entries.get(&hash) {
+                    Some(Entry::Done {
+                        rotated: true, rotation, ..
+                    }) => return Claim::Rotated(Arc::clone(rotation)),
+                    // Not rotated: only a request that waited for this very refresh, for the
+                    // same token, shares its answer.
+                    Some(Entry::Done { flight, rotation, .. })
+                        if waited_for == Some(*flight) && rotation.answers(key, resource) =>
+                    {
+                        return Claim::Rotated(Arc::clone(rotation));
+                    }
+                    Some(Entry::InFlight { flight, .. }) => waited_for = Some(*flight),
+                    None | Some(Entry::Done { .. }) => {
+                        let flight = self.flights.fetch_add(1, Ordering::Relaxed);
+                        entries.insert(hash, Entry::InFlight { since: now, flight });
                         return Claim::Mine(Guard {
                             rotations: self,
-                            key,
+                            hash,
                             done: false,
                         });
                     }
@@ -102,17 +139,24 @@ impl Rotations {
 /// failed), it lets the next waiter try.
 pub(crate) struct Guard<'a> {
     rotations: &'a Rotations,
-    key: [u8; 32],
+    hash: [u8; 32],
     done: bool,
 }
 
 impl Guard<'_> {
-    pub(crate) fn complete(mut self, rotation: Rotation, now: u64) {
+    /// Records the refresh's outcome; `rotated` when it brought a new refresh token.
+    pub(crate) fn complete(mut self, rotation: Rotation, rotated: bool, now: u64) {
         if let Ok(mut entries) = self.rotations.entries.lock() {
+            let flight = match entries.get(&self.hash) {
+                Some(Entry::InFlight { flight, .. }) => *flight,
+                _ => u64::MAX,
+            };
             entries.insert(
-                self.key,
+                self.hash,
                 Entry::Done {
                     at: now,
+                    flight,
+                    rotated,
                     rotation: Arc::new(rotation),
                 },
             );
@@ -126,7 +170,7 @@ impl Drop for Guard<'_> {
         if !self.done
             && let Ok(mut entries) = self.rotations.entries.lock()
         {
-            entries.remove(&self.key);
+            entries.remove(&self.hash);
         }
     }
 }
@@ -153,7 +197,7 @@ pub(crate) async fn shared_claim<H: HttpClient, K: KvStore>(
         return Some(rotation);
     }
     let expires = ctx.now.plus(MEMORY_SECS);
-    if store::put_sealed(ctx, store, &claim_key, b"refreshing", expires, true)
+    if store::put_sealed(ctx, store, &claim_key, b"refreshing", expires, store::Write::IfAbsent)
         .await
         .unwrap_or(true)
     {
@@ -165,6 +209,10 @@ pub(crate) async fn shared_claim<H: HttpClient, K: KvStore>(
         if let Some(rotation) = find().await {
             return Some(rotation);
         }
+        // Released without a rotation (failed, or the provider does not rotate): our turn.
+        if matches!(store.get(&claim_key).await, Ok(None)) {
+            return None;
+        }
     }
     None
 }
@@ -175,10 +223,11 @@ pub(crate) async fn publish<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>, refr
     let (done_key, _) = shared_keys(refresh_token);
     let payload = serde_json::to_vec(rotation).unwrap_or_default();
     let expires = UnixTime(ctx.deps.clock.now().0 + MEMORY_SECS);
-    let _ = store::put_sealed(ctx, store, &done_key, &payload, expires, false).await;
+    let _ = store::put_sealed(ctx, store, &done_key, &payload, expires, store::Write::Always).await;
 }
 
-/// Gives up a claim after a failed refresh, so other instances need not wait it out.
+/// Gives up a claim after a failed refresh, or one that did not rotate, so other instances need
+/// not wait it out.
 pub(crate) async fn release<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>, refresh_token: &str) {
     if let Some(store) = ctx.deps.store {
         let _ = store.delete(&shared_keys(refresh_token).1).await;

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::{Config, SameSite};
-use crate::cookie::{self, SetCookie};
+use crate::cookie::{Cookies, SetCookie};
+use crate::oidc::id_token;
+use crate::oidc::token::TokenSet;
 use crate::ports::{RandomError, SecureRandom, UnixTime};
 use crate::seal::{self, SealError};
 use crate::secret::{AccessToken, IdToken, RefreshToken};
@@ -24,6 +26,9 @@ pub(crate) const TXN_LIFETIME: u64 = 600;
 /// A logged-in user's session: everything sealed into the session cookie.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Session {
+    /// A random id (128 bits): the KV record's key, and what a logout revokes.
+    #[serde(default)]
+    pub(crate) id: String,
     pub(crate) iss: String,
     pub(crate) sub: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,6 +52,10 @@ pub(crate) struct Session {
     /// Access tokens cached per (resource, scope set), most recently used last.
     #[serde(default)]
     pub(crate) tokens: Vec<CachedToken>,
+    /// When a `rejected_token` last forced a refresh, whatever the cache key: one per 30 s per
+    /// session, so cycling keys cannot buy unlimited refreshes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) last_forced: Option<u64>,
 }
 
 /// One cached access token (draft-01 §4.2: cached with its expiry and scope).
@@ -63,9 +72,6 @@ pub(crate) struct CachedToken {
     pub(crate) expires: u64,
     /// False when neither `expires_in` nor a JWT `exp` told the lifetime (cached ≤ 60 s).
     pub(crate) expires_known: bool,
-    /// When a `rejected_token` last forced a refresh of this entry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) forced: Option<u64>,
 }
 
 impl CachedToken {
@@ -92,6 +98,53 @@ pub(crate) struct LoginTxn {
     pub(crate) resources: Vec<String>,
 }
 
+/// Cached lifetimes never pass a day, whatever `expires_in` says (CONTRACT §2.2).
+const MAX_TOKEN_LIFETIME: u64 = 86_400;
+
+impl CachedToken {
+    /// A cache entry for a fresh token response (CONTRACT §2.2): `expires_in`, else a JWT's `exp`,
+    /// else at most 60 s; capped at a day and at `session_end`.
+    pub(crate) fn from_response(
+        resource: Option<String>,
+        key: String,
+        tokens: &TokenSet,
+        now: u64,
+        session_end: u64,
+    ) -> Self {
+        let (expires, expires_known) = match (tokens.expires_in, id_token::unverified_exp(&tokens.access_token)) {
+            (Some(seconds), _) => (now.saturating_add(seconds), true),
+            (None, Some(exp)) if exp > now => (exp, true),
+            _ => (now + 60, false),
+        };
+        let scope = tokens.scope.clone().unwrap_or_else(|| key.clone());
+        Self {
+            resource,
+            key,
+            scope,
+            token: AccessToken::new(tokens.access_token.clone()),
+            obtained: now,
+            expires: expires.min(now.saturating_add(MAX_TOKEN_LIFETIME)).min(session_end),
+            expires_known,
+        }
+    }
+
+    /// Whether this entry answers a request for (`key`, `resource`).
+    pub(crate) fn answers(&self, key: &str, resource: Option<&str>) -> bool {
+        self.key == key && self.resource.as_deref() == resource
+    }
+}
+
+/// The claims `bff-sessioninfo` shows (`BFF_SESSIONINFO_CLAIMS`), taken out of `claims`.
+pub(crate) fn project_claims(config: &Config, mut claims: Map<String, Value>) -> Map<String, Value> {
+    let mut projected = Map::new();
+    for name in &config.sessioninfo_claims {
+        if let Some(value) = claims.remove(name) {
+            projected.insert(name.clone(), value);
+        }
+    }
+    projected
+}
+
 /// A normalised scope set: sorted, deduplicated, space-joined (scopes compare as sets).
 pub(crate) fn scope_key(scope: &str) -> String {
     let mut parts: Vec<&str> = scope.split_whitespace().collect();
@@ -116,20 +169,20 @@ pub(crate) fn txn_cookie_name(state: &str) -> String {
 }
 
 /// Reads the session from the request's cookies: the single cookie or its chunks in order.
-/// Anything that does not unseal is no session.
-pub(crate) fn load(cookies: &[(String, String)], config: &Config, now: UnixTime) -> Option<Session> {
-    let sealed = match cookie::find(cookies, SESSION_COOKIE) {
-        Some(single) => single.to_owned(),
-        None => {
-            let mut joined = String::new();
-            for i in 0.. {
-                match cookie::find(cookies, &format!("{SESSION_COOKIE}.{i}")) {
-                    Some(part) => joined.push_str(part),
-                    None => break,
-                }
+/// Anything that does not unseal, and any of our names sent twice, is no session.
+pub(crate) fn load(cookies: &Cookies, config: &Config, now: UnixTime) -> Option<Session> {
+    let sealed = if cookies.has(SESSION_COOKIE) {
+        cookies.get(SESSION_COOKIE)?.to_owned()
+    } else {
+        let mut joined = String::new();
+        for i in 0..=max_chunks(config) {
+            let name = format!("{SESSION_COOKIE}.{i}");
+            if !cookies.has(&name) {
+                break;
             }
-            joined
+            joined.push_str(cookies.get(&name)?);
         }
+        joined
     };
     if sealed.is_empty() {
         return None;
@@ -145,6 +198,8 @@ pub(crate) enum SaveError {
     Random(RandomError),
     /// The session store failed (KV mode).
     Store,
+    /// The record was deleted meanwhile (a logout won the race): the session is over.
+    Gone,
     TooLarge {
         bytes: usize,
     },
@@ -202,11 +257,10 @@ pub(crate) fn clear(config: &Config) -> Vec<SetCookie> {
 }
 
 /// Deletes every transaction cookie the request carried.
-pub(crate) fn clear_txns(cookies: &[(String, String)]) -> Vec<SetCookie> {
+pub(crate) fn clear_txns(cookies: &Cookies) -> Vec<SetCookie> {
     cookies
-        .iter()
-        .filter(|(n, _)| n.starts_with(TXN_COOKIE_PREFIX))
-        .map(|(n, _)| SetCookie::delete(n.clone(), SameSite::Lax))
+        .with_prefix(TXN_COOKIE_PREFIX)
+        .map(|(name, _)| SetCookie::delete(name, SameSite::Lax))
         .collect()
 }
 
@@ -231,10 +285,14 @@ fn split(sealed: &str) -> Vec<(String, String)> {
 /// Every name a session could use within the budget: the callback cannot see the `Strict`
 /// session cookie, so it deletes them all by name rather than by what the request carried.
 fn chunk_names(config: &Config) -> Vec<String> {
-    let max_chunks = config.cookie_budget.div_ceil(CHUNK) + 1;
     std::iter::once(SESSION_COOKIE.to_owned())
-        .chain((0..max_chunks).map(|i| format!("{SESSION_COOKIE}.{i}")))
+        .chain((0..max_chunks(config)).map(|i| format!("{SESSION_COOKIE}.{i}")))
         .collect()
+}
+
+/// How many chunks a session within the budget can have, plus one.
+fn max_chunks(config: &Config) -> usize {
+    config.cookie_budget.div_ceil(CHUNK) + 1
 }
 
 /// Seals a login transaction into its own cookie.

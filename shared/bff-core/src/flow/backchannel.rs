@@ -69,21 +69,22 @@ async fn end_sessions<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>, store: &K)
     };
     let logout =
         logout_token::verify(token, &header.alg, &key, &config.issuer, &config.client_id, ctx.now).map_err(refused)?;
-    // 7. A `jti` seen before is a replay.
+    // 7. A `jti` seen before is a replay. It is recorded only once the sessions are ended, so a
+    //    provider retrying after a failure here (Back-Channel Logout 1.0 §2.8) is not refused.
     let digest = Sha256::digest(format!("{}|{}", config.issuer, logout.jti).as_bytes());
     let jti_key = format!(
         "jti:{}",
         base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, digest)
     );
-    let expires = UnixTime(logout.exp.max(ctx.now.0) + 120);
     let unavailable = store::Unavailable::into_api_error;
-    if !store::put_sealed(ctx, store, &jti_key, b"seen", expires, true)
-        .await
-        .map_err(unavailable)?
-    {
+    if store::get_sealed(ctx, store, &jti_key).await.map_err(unavailable)?.is_some() {
         return Err(refused(IdTokenError::Claim("jti")));
     }
     store::end_all(ctx, store, logout.sid.as_deref(), logout.sub.as_deref(), logout.iat)
+        .await
+        .map_err(unavailable)?;
+    let expires = UnixTime(logout.exp.max(ctx.now.0) + 120);
+    store::put_sealed(ctx, store, &jti_key, b"seen", expires, store::Write::Always)
         .await
         .map_err(unavailable)?;
     ctx.deps

@@ -7,16 +7,15 @@ use serde_json::{Map, Value};
 
 use crate::Ctx;
 use crate::config::SameSite;
-use crate::cookie::{self, SetCookie};
+use crate::cookie::SetCookie;
 use crate::error::PageError;
 use crate::flow::{query, single};
-use crate::oidc::id_token;
 use crate::oidc::token::{self, Grant, TokenSet, UpstreamError};
 use crate::ports::{HttpClient, KvStore, Level};
 use crate::provider::{self, KeyError};
 use crate::response;
-use crate::secret::{AccessToken, IdToken, RefreshToken, constant_time_eq};
-use crate::session::{self, CachedToken, LoginTxn, SaveError, Session, scope_key};
+use crate::secret::{IdToken, RefreshToken, constant_time_eq};
+use crate::session::{self, CachedToken, LoginTxn, SaveError, Session, project_claims, scope_key};
 use crate::store;
 
 pub(crate) async fn callback<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
@@ -24,14 +23,17 @@ pub(crate) async fn callback<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> 
     let params = query(ctx.parts);
     let state = single(&params, "state").ok().flatten().unwrap_or_default();
     let txn_name = session::txn_cookie_name(state);
-    let Some(value) = cookie::find(&ctx.cookies, &txn_name).filter(|_| !state.is_empty()) else {
+    // A transaction cookie sent twice (one may be planted) is no transaction: login CSRF.
+    let Some(value) = ctx.cookies.get(&txn_name).filter(|_| !state.is_empty()) else {
         return PageError::BadRequest("This sign-in is unknown, expired or already finished. Please start again.")
             .into_response(&login_path);
     };
-    // Any outcome but a retryable outage ends this transaction.
+    // Any outcome but an outage before the code was sent ends this transaction: once the code
+    // went to the provider it is consumed, and a retry could only fail.
     let delete_txn = SetCookie::delete(txn_name.clone(), SameSite::Lax);
+    let mut code_sent = false;
     let outcome = match session::open_txn(value, ctx.config, ctx.now) {
-        Ok(txn) if constant_time_eq(&txn.state, state) => finish(ctx, &params, txn).await,
+        Ok(txn) if constant_time_eq(&txn.state, state) => finish(ctx, &params, txn, &mut code_sent).await,
         _ => Err(PageError::BadRequest(
             "This sign-in is unknown, expired or already finished. Please start again.",
         )),
@@ -41,8 +43,8 @@ pub(crate) async fn callback<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> 
             cookies.push(delete_txn);
             response::with_cookies(response::redirect(&location), &cookies)
         }
-        // After an outage the same callback may be retried: the code is still unused.
-        Err(error @ PageError::Unavailable) => error.into_response(&login_path),
+        // An outage before the code was sent: the same callback may be retried.
+        Err(error @ PageError::Unavailable) if !code_sent => error.into_response(&login_path),
         Err(error) => response::with_cookies(error.into_response(&login_path), &[delete_txn]),
     }
 }
@@ -51,6 +53,7 @@ async fn finish<H: HttpClient, K: KvStore>(
     ctx: &Ctx<'_, H, K>,
     params: &[(String, String)],
     txn: LoginTxn,
+    code_sent: &mut bool,
 ) -> Result<(String, Vec<SetCookie>), PageError> {
     let config = ctx.config;
     let metadata = ctx.provider.metadata(config, ctx.deps).await?;
@@ -91,6 +94,7 @@ async fn finish<H: HttpClient, K: KvStore>(
         resource: first_resource.as_deref(),
     };
     let request = token::token_request(config, &metadata.token_endpoint, &grant, assertion.as_deref());
+    *code_sent = true;
     let response = provider::send(ctx.deps, config, request).await?;
     let tokens = token::parse_token_response(&response)?;
     let Some(raw_id_token) = tokens.id_token.as_deref() else {
@@ -114,18 +118,13 @@ async fn finish<H: HttpClient, K: KvStore>(
             }
         })?;
 
-    let mut projected = Map::new();
     let mut source = claims.other;
     if let Some(endpoint) = metadata.userinfo_endpoint.as_ref().filter(|_| config.userinfo) {
         for (name, value) in userinfo(ctx, endpoint, &tokens, &claims.sub).await? {
             source.entry(name).or_insert(value);
         }
     }
-    for name in &config.sessioninfo_claims {
-        if let Some(value) = source.remove(name) {
-            projected.insert(name.clone(), value);
-        }
-    }
+    let projected = project_claims(config, source);
 
     // What the grant covers: what was asked and consented to, plus what the token response names.
     // With resource indicators a token response lists only one resource's scopes, so it alone
@@ -137,27 +136,29 @@ async fn finish<H: HttpClient, K: KvStore>(
             scope.push_str(extra);
         }
     }
+    let expires = ctx.now.0 + config.session_max_age;
     let mut session = Session {
+        id: String::new(),
         iss: config.issuer.clone(),
         sub: claims.sub,
         sid: claims.sid,
         auth_time: claims.auth_time,
         created: ctx.now.0,
-        expires: ctx.now.0 + config.session_max_age,
+        expires,
         claims: projected,
         id_token: IdToken::new(raw_id_token),
         refresh_token: tokens.refresh_token.clone().map(RefreshToken::new),
         scope: scope.clone(),
         resources: txn.resources.clone(),
         tokens: Vec::new(),
+        last_forced: None,
     };
     // The code's access token answers requests for that resource with the whole grant's scope.
-    session
-        .tokens
-        .push(cache_entry(first_resource, scope_key(&scope), &tokens, ctx.now.0));
+    let entry = CachedToken::from_response(first_resource, scope_key(&scope), &tokens, ctx.now.0, expires);
+    session.tokens.push(entry);
     let cookies = store::create(ctx, session).await.map_err(|e| match e {
         SaveError::Random(_) => PageError::ServerError,
-        SaveError::Store => PageError::Unavailable,
+        SaveError::Store | SaveError::Gone => PageError::Unavailable,
         SaveError::TooLarge { bytes } => {
             ctx.deps.log.line(
                 Level::Error,
@@ -170,27 +171,6 @@ async fn finish<H: HttpClient, K: KvStore>(
         }
     })?;
     Ok((txn.return_to, cookies))
-}
-
-/// A cache entry for a fresh token response (CONTRACT §2.2: without `expires_in`, a JWT's `exp`,
-/// else at most 60 s).
-pub(crate) fn cache_entry(resource: Option<String>, key: String, tokens: &TokenSet, now: u64) -> CachedToken {
-    let (expires, expires_known) = match (tokens.expires_in, id_token::unverified_exp(&tokens.access_token)) {
-        (Some(seconds), _) => (now.saturating_add(seconds), true),
-        (None, Some(exp)) if exp > now => (exp, true),
-        _ => (now + 60, false),
-    };
-    let scope = tokens.scope.clone().unwrap_or_else(|| key.clone());
-    CachedToken {
-        resource,
-        key,
-        scope,
-        token: AccessToken::new(tokens.access_token.clone()),
-        obtained: now,
-        expires,
-        expires_known,
-        forced: None,
-    }
 }
 
 /// OpenID Connect Core §5.3: the UserInfo claims, whose `sub` must match the ID token's.
@@ -218,32 +198,4 @@ async fn userinfo<H: HttpClient, K: KvStore>(
         return Err(PageError::BadRequest("The UserInfo answer was for another user."));
     }
     Ok(claims)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tokens(access_token: &str, expires_in: Option<u64>) -> TokenSet {
-        let body = serde_json::json!({"access_token": access_token, "token_type": "Bearer", "expires_in": expires_in});
-        serde_json::from_value(body).unwrap()
-    }
-
-    #[test]
-    fn lifetime_without_expires_in() {
-        // expires_in wins.
-        let entry = cache_entry(None, "openid".into(), &tokens("opaque", Some(300)), 1000);
-        assert_eq!((entry.expires, entry.expires_known), (1300, true));
-        // A JWT's exp when expires_in is missing.
-        let jwt = format!(
-            "e30.{}.sig",
-            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, br#"{"exp":1120}"#)
-        );
-        let entry = cache_entry(None, "openid".into(), &tokens(&jwt, None), 1000);
-        assert_eq!((entry.expires, entry.expires_known), (1120, true));
-        // Otherwise at most 60 s, and expires_in is not claimed.
-        let entry = cache_entry(None, "openid".into(), &tokens("opaque", None), 1000);
-        assert_eq!((entry.expires, entry.expires_known), (1060, false));
-        assert_eq!(entry.scope, "openid");
-    }
 }

@@ -7,7 +7,7 @@ use http::Response;
 use url::Url;
 
 use crate::Ctx;
-use crate::config::is_resource_uri;
+use crate::config::{Config, SameSite, is_resource_uri};
 use crate::cookie::SetCookie;
 use crate::error::PageError;
 use crate::flow::{query, single};
@@ -19,7 +19,16 @@ use crate::store;
 
 /// At most this many login transactions exist at a time (several tabs may log in at once).
 const MAX_TXNS: usize = 5;
+/// All transaction cookies together stay within this many bytes: a cross-site navigation can
+/// plant them (`SameSite=Lax`) for 10 minutes, and beside a full session they must not push a
+/// request past API Gateway's 10,240-byte header limit.
+const TXN_BUDGET: usize = 2500;
 const MAX_RETURN_TO: usize = 1024;
+const MAX_RESOURCES: usize = 10;
+const MAX_RESOURCE_LEN: usize = 512;
+const MAX_EXTRA_SCOPE: usize = 1024;
+/// OpenID Connect Core §3.1.2.1 `prompt` values.
+const PROMPTS: &[&str] = &["none", "login", "consent", "select_account"];
 
 pub(crate) async fn login<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
     let login_path = ctx.login_path();
@@ -40,15 +49,28 @@ async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respons
     let Ok(prompt) = single(&params, "prompt") else {
         return Err(PageError::BadRequest("prompt may be given once."));
     };
+    if prompt.is_some_and(|p| !prompt_allowed(config, p)) {
+        return Err(PageError::BadRequest("prompt must be none, login, consent or select_account."));
+    }
     let extra_resources: Vec<&str> = params
         .iter()
         .filter(|(k, _)| k == "resource")
         .map(|(_, v)| v.as_str())
         .collect();
-    if !extra_resources.iter().all(|r| is_resource_uri(r)) {
+    if extra_resources.len() > MAX_RESOURCES
+        || extra_resources.iter().any(|r| r.len() > MAX_RESOURCE_LEN || !is_resource_uri(r))
+    {
         return Err(PageError::BadRequest(
-            "resource must be an absolute URI without a fragment.",
+            "resource must be at most 10 absolute URIs without a fragment, each at most 512 bytes.",
         ));
+    }
+    let extra_scopes: Vec<&str> = params
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if extra_scopes.iter().map(|s| s.len() + 1).sum::<usize>() > MAX_EXTRA_SCOPE + 1 {
+        return Err(PageError::BadRequest("scope may be at most 1024 bytes."));
     }
     let metadata = ctx.provider.metadata(config, ctx.deps).await?;
 
@@ -61,8 +83,8 @@ async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respons
     };
     let mut scopes: Vec<String> = config.scopes.clone();
     let granted = existing.as_ref().map(|s| s.scope.as_str()).unwrap_or_default();
-    let extra = params.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.as_str());
-    for scope in granted.split_whitespace().chain(extra.flat_map(str::split_whitespace)) {
+    let extra = extra_scopes.iter().flat_map(|s| s.split_whitespace());
+    for scope in granted.split_whitespace().chain(extra) {
         if !scopes.iter().any(|s| s == scope) {
             scopes.push(scope.to_owned());
         }
@@ -111,29 +133,47 @@ async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respons
         }
     }
 
-    let mut cookies = prune_txns(ctx);
-    cookies.push(session::seal_txn(&txn, config, random).map_err(|_| PageError::ServerError)?);
+    let new_txn = session::seal_txn(&txn, config, random).map_err(|_| PageError::ServerError)?;
+    if new_txn.size() > TXN_BUDGET {
+        return Err(PageError::BadRequest(
+            "This sign-in asks for too much at once (return_to, scope and resource together).",
+        ));
+    }
+    let mut cookies = prune_txns(ctx, new_txn.size());
+    cookies.push(new_txn);
     Ok(response::with_cookies(response::redirect(url.as_str()), &cookies))
 }
 
-/// Deletes transaction cookies that no longer open, then the oldest ones until a new one fits
-/// under [`MAX_TXNS`].
-fn prune_txns<H, K>(ctx: &Ctx<'_, H, K>) -> Vec<SetCookie> {
+/// Whether `prompt` is a space-separated list of OpenID Connect values, or the configured one.
+fn prompt_allowed(config: &Config, prompt: &str) -> bool {
+    let configured = config
+        .authorization_params
+        .iter()
+        .any(|(name, value)| name == "prompt" && value == prompt);
+    configured || (!prompt.is_empty() && prompt.split(' ').all(|p| PROMPTS.contains(&p)))
+}
+
+/// Deletes transaction cookies that do not open (or are sent twice), then the oldest ones until
+/// a new one of `new_size` bytes fits under [`MAX_TXNS`] and [`TXN_BUDGET`].
+fn prune_txns<H, K>(ctx: &Ctx<'_, H, K>, new_size: usize) -> Vec<SetCookie> {
     let mut deletes = Vec::new();
-    let mut live: Vec<(u64, &str)> = Vec::new();
-    for (name, value) in ctx.cookies.iter().filter(|(n, _)| n.starts_with(TXN_COOKIE_PREFIX)) {
-        match session::open_txn(value, ctx.config, ctx.now) {
-            Ok(txn) => live.push((txn.created, name)),
-            Err(_) => deletes.push(SetCookie::delete(name.clone(), crate::config::SameSite::Lax)),
+    let mut live: Vec<(u64, &str, usize)> = Vec::new();
+    for (name, value) in ctx.cookies.with_prefix(TXN_COOKIE_PREFIX) {
+        match value.map(|v| (v, session::open_txn(v, ctx.config, ctx.now))) {
+            Some((value, Ok(txn))) => live.push((txn.created, name, name.len() + 1 + value.len())),
+            _ => deletes.push(SetCookie::delete(name, SameSite::Lax)),
         }
     }
-    live.sort_unstable();
-    let excess = (live.len() + 1).saturating_sub(MAX_TXNS);
-    deletes.extend(
-        live.into_iter()
-            .take(excess)
-            .map(|(_, n)| SetCookie::delete(n, crate::config::SameSite::Lax)),
-    );
+    // Newest first; keep while both limits hold, delete the rest (the oldest).
+    live.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    let mut kept = (1, new_size);
+    for (_, name, size) in live {
+        if kept.0 < MAX_TXNS && kept.1 + size <= TXN_BUDGET {
+            kept = (kept.0 + 1, kept.1 + size);
+        } else {
+            deletes.push(SetCookie::delete(name, SameSite::Lax));
+        }
+    }
     deletes
 }
 

@@ -1,21 +1,22 @@
 //! `B/.well-known/bff-token`: hand the frontend an access token (draft-01 §4; CONTRACT §2.2).
 
 use http::{Method, Response, StatusCode};
-use serde_json::{Map, json};
+use serde_json::{Map, Value, json};
 use url::form_urlencoded::Serializer;
 
 use crate::Ctx;
 use crate::config::is_resource_uri;
+use crate::cookie::SetCookie;
 use crate::error::ApiError;
-use crate::flow::callback::cache_entry;
 use crate::flow::{query, single};
+use crate::oidc::id_token::IdTokenError;
 use crate::oidc::token::{self, Grant, UpstreamError};
 use crate::ports::{HttpClient, KvStore, Level, UnixTime};
 use crate::provider::{self, KeyError};
 use crate::response;
 use crate::rotation::{self, Claim, Rotation};
 use crate::secret::{IdToken, RefreshToken, constant_time_eq};
-use crate::session::{CachedToken, Session, scope_covered, scope_key};
+use crate::session::{CachedToken, SaveError, Session, project_claims, scope_covered, scope_key};
 use crate::store::{self, Loaded, Lookup};
 
 /// A `rejected_token` forces a refresh of the same entry at most this often.
@@ -65,23 +66,21 @@ async fn mediate<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respo
         return Err(fail(not_ready(ctx, session, &key, resource.as_deref())));
     }
 
-    let index = session
-        .tokens
-        .iter()
-        .position(|t| t.key == key && t.resource == resource);
+    let index = session.tokens.iter().position(|t| t.answers(&key, resource.as_deref()));
+    let mut forced = false;
     if let Some(entry) = index.map(|i| &session.tokens[i]) {
         let was_rejected = rejected.is_some_and(|r| constant_time_eq(r, entry.token.expose()));
-        let may_force = entry
-            .forced
+        // At most one forced refresh per 30 s per session, whatever the key (CONTRACT §2.2).
+        let may_force = session
+            .last_forced
             .is_none_or(|at| ctx.now.0.saturating_sub(at) >= FORCED_REFRESH_SECS);
-        if entry.is_fresh(ctx.now) && !(was_rejected && may_force) {
+        forced = was_rejected && may_force;
+        if entry.is_fresh(ctx.now) && !forced {
             // A plain read: answered from the cookie, nothing is written.
             return Ok(response::json(StatusCode::OK, &body_of(ctx, entry)));
         }
     }
-    let forced_now =
-        index.is_some_and(|i| rejected.is_some_and(|r| constant_time_eq(r, session.tokens[i].token.expose())));
-    let mut entry = match refresh(ctx, session, &key, resource.as_deref(), &wanted_scope).await {
+    let entry = match refresh(ctx, session, &key, resource.as_deref(), &wanted_scope).await {
         Ok(entry) => entry,
         Err(Refused::Answer(response)) => return Err(response),
         Err(Refused::SessionDead(error)) => {
@@ -89,14 +88,18 @@ async fn mediate<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respo
             return Err(response::with_cookies(error.into_response(), &cookies));
         }
     };
-    session.tokens.retain(|t| !(t.key == key && t.resource == resource));
-    // The 30 s window belongs to one cached token: a token from a forced refresh cannot be forced
-    // again for 30 s; one from a normal refresh starts without a window.
-    entry.forced = forced_now.then_some(ctx.now.0);
+    session.tokens.retain(|t| !t.answers(&key, resource.as_deref()));
+    if forced {
+        session.last_forced = Some(ctx.now.0);
+    }
     let body = body_of(ctx, &entry);
     session.tokens.push(entry);
-    let cookies = save_keeping_newest(&mut loaded, ctx).await;
-    Ok(response::with_cookies(response::json(StatusCode::OK, &body), &cookies))
+    match save_keeping_newest(&mut loaded, ctx).await {
+        Ok(cookies) => Ok(response::with_cookies(response::json(StatusCode::OK, &body), &cookies)),
+        // A logout deleted the record while this refresh ran: the session stays ended.
+        Err(SaveError::Gone) => Err(fail(ApiError::InvalidSession)),
+        Err(_) => Ok(response::json(StatusCode::OK, &body)),
+    }
 }
 
 /// Refreshes through the rotation memory: one refresh per refresh token per isolate or
@@ -108,114 +111,142 @@ async fn refresh<H: HttpClient, K: KvStore>(
     resource: Option<&str>,
     wanted_scope: &str,
 ) -> Result<CachedToken, Refused> {
-    let config = ctx.config;
-    let fail = |e: ApiError| Refused::Answer(e.into_response());
     // Each pass either refreshes or follows one rotation someone else made; a chain longer than
     // this means another client keeps rotating the same grant.
     for _ in 0..4 {
         let Some(refresh_token) = session.refresh_token.as_ref().map(|t| t.expose().to_owned()) else {
-            return Err(fail(ApiError::BackendNotReady {
-                login_url: ctx.login_path(),
-                description: "no refresh token; sign in again",
-            }));
+            return Err(Refused::Answer(
+                ApiError::BackendNotReady {
+                    login_url: ctx.login_path(),
+                    description: "no refresh token; sign in again",
+                }
+                .into_response(),
+            ));
         };
-        let guard = match ctx.rotations.claim(&refresh_token, ctx.deps).await {
+        let guard = match ctx.rotations.claim(&refresh_token, key, resource, ctx.deps).await {
             Claim::Rotated(rotation) => {
                 apply(session, &rotation);
-                if rotation.entry.key == key && rotation.entry.resource.as_deref() == resource {
+                if rotation.answers(key, resource) {
                     return Ok(rotation.entry.clone());
                 }
                 continue;
             }
             Claim::Mine(guard) => guard,
         };
-        // RFC 6749 §6: an omitted scope means the originally granted one.
-        let narrowed = (key != scope_key(&session.scope)).then_some(wanted_scope);
-        let metadata = ctx
-            .provider
-            .metadata(config, ctx.deps)
-            .await
-            .map_err(|e| fail(ApiError::Upstream(e)))?;
         if let Some(rotation) = rotation::shared_claim(ctx, &refresh_token).await {
             apply(session, &rotation);
-            let matches = rotation.entry.key == key && rotation.entry.resource.as_deref() == resource;
-            let entry = rotation.entry.clone();
-            guard.complete(rotation, ctx.deps.clock.now().0);
-            if matches {
-                return Ok(entry);
-            }
-            continue;
-        }
-
-        let assertion = token::client_assertion(config, ctx.deps.clock.now(), ctx.deps.random)
-            .map_err(|_| fail(ApiError::ServerError))?;
-        let grant = Grant::Refresh {
-            refresh_token: &refresh_token,
-            scope: narrowed,
-            resource,
-        };
-        let request = token::token_request(config, &metadata.token_endpoint, &grant, assertion.as_deref());
-        let outcome = match provider::send(ctx.deps, config, request).await {
-            Ok(response) => token::parse_token_response(&response),
-            Err(e) => Err(e),
-        };
-        let tokens = match outcome {
-            Ok(tokens) => tokens,
-            Err(UpstreamError::OAuth { error, description }) if error == "invalid_grant" => {
-                // RFC 10017 §6.1.2.2: the refresh token is dead, and so is the session.
-                rotation::release(ctx, &refresh_token).await;
-                return Err(Refused::SessionDead(ApiError::Upstream(UpstreamError::OAuth {
-                    error,
-                    description,
-                })));
-            }
-            Err(e) => {
-                rotation::release(ctx, &refresh_token).await;
-                return Err(fail(ApiError::Upstream(e)));
-            }
-        };
-
-        // OpenID Connect Core §12.2: a new ID token keeps `iss`, `sub` and `aud` (checked by the
-        // validation and here); its claims update the session's.
-        let mut id_token = None;
-        if let Some(raw) = tokens.id_token.as_deref() {
-            match ctx.provider.validate_id_token(raw, None, config, ctx.deps).await {
-                Ok(claims) if claims.sub == session.sub => {
-                    let mut projected = Map::new();
-                    let mut other = claims.other;
-                    for name in &config.sessioninfo_claims {
-                        if let Some(value) = other.remove(name) {
-                            projected.insert(name.clone(), value);
-                        }
-                    }
-                    id_token = Some((raw.to_owned(), projected));
-                }
-                Err(KeyError::Upstream(e)) => {
-                    rotation::release(ctx, &refresh_token).await;
-                    return Err(fail(ApiError::Upstream(e)));
-                }
-                _ => {
-                    rotation::release(ctx, &refresh_token).await;
-                    ctx.deps
-                        .log
-                        .line(Level::Warn, "refresh returned an ID token that failed validation");
-                    return Err(fail(ApiError::Upstream(UpstreamError::Malformed)));
-                }
+            let entry = rotation.answers(key, resource).then(|| rotation.entry.clone());
+            guard.complete(rotation, true, ctx.deps.clock.now().0);
+            match entry {
+                Some(entry) => return Ok(entry),
+                None => continue,
             }
         }
-        let now = ctx.deps.clock.now().0;
-        let rotation = Rotation {
-            refresh_token: tokens.refresh_token.clone(),
-            id_token,
-            entry: cache_entry(resource.map(str::to_owned), key.to_owned(), &tokens, now),
+        let outcome = exchange(ctx, session, &refresh_token, key, resource, wanted_scope).await;
+        let rotation = match outcome {
+            Ok(rotation) => rotation,
+            Err(refused) => {
+                rotation::release(ctx, &refresh_token).await;
+                return Err(refused);
+            }
         };
         apply(session, &rotation);
-        rotation::publish(ctx, &refresh_token, &rotation).await;
+        let rotated = rotation.refresh_token.is_some();
+        if rotated {
+            rotation::publish(ctx, &refresh_token, &rotation).await;
+        } else {
+            rotation::release(ctx, &refresh_token).await;
+        }
         let entry = rotation.entry.clone();
-        guard.complete(rotation, now);
+        guard.complete(rotation, rotated, ctx.deps.clock.now().0);
         return Ok(entry);
     }
-    Err(fail(ApiError::Upstream(UpstreamError::Unavailable)))
+    Err(Refused::Answer(
+        ApiError::Upstream(UpstreamError::Unavailable).into_response(),
+    ))
+}
+
+/// One refresh request at the token endpoint (RFC 6749 §6) and what it yields. The new refresh
+/// token is kept whatever happens to the ID token that came with it: a consumed token must never
+/// stay in the session.
+async fn exchange<H: HttpClient, K: KvStore>(
+    ctx: &Ctx<'_, H, K>,
+    session: &Session,
+    refresh_token: &str,
+    key: &str,
+    resource: Option<&str>,
+    wanted_scope: &str,
+) -> Result<Rotation, Refused> {
+    let config = ctx.config;
+    let fail = |e: ApiError| Refused::Answer(e.into_response());
+    let metadata = ctx
+        .provider
+        .metadata(config, ctx.deps)
+        .await
+        .map_err(|e| fail(ApiError::Upstream(e)))?;
+    let assertion = token::client_assertion(config, ctx.deps.clock.now(), ctx.deps.random)
+        .map_err(|_| fail(ApiError::ServerError))?;
+    // RFC 6749 §6: an omitted scope means the originally granted one.
+    let grant = Grant::Refresh {
+        refresh_token,
+        scope: (key != scope_key(&session.scope)).then_some(wanted_scope),
+        resource,
+    };
+    let request = token::token_request(config, &metadata.token_endpoint, &grant, assertion.as_deref());
+    let outcome = match provider::send(ctx.deps, config, request).await {
+        Ok(response) => token::parse_token_response(&response),
+        Err(e) => Err(e),
+    };
+    let tokens = match outcome {
+        Ok(tokens) => tokens,
+        // RFC 10017 §6.1.2.2: the refresh token is dead, and so is the session.
+        Err(e @ UpstreamError::OAuth { .. }) if e.is_invalid_grant() => {
+            return Err(Refused::SessionDead(ApiError::Upstream(e)));
+        }
+        Err(e) => return Err(fail(ApiError::Upstream(e))),
+    };
+    let id_token = match tokens.id_token.as_deref() {
+        Some(raw) => refreshed_id_token(ctx, session, raw).await?,
+        None => None,
+    };
+    let now = ctx.deps.clock.now().0;
+    Ok(Rotation {
+        refresh_token: tokens.refresh_token.clone().filter(|new| new != refresh_token),
+        id_token,
+        entry: CachedToken::from_response(resource.map(str::to_owned), key.to_owned(), &tokens, now, session.expires),
+    })
+}
+
+/// OpenID Connect Core §12.2: a refreshed ID token must keep `iss`, `sub`, `aud` and, when both
+/// carry it, `auth_time`. A definite mismatch ends the session; any other failure to validate it
+/// (JWKS down, a key not yet fetchable) keeps the old claims, since the tokens themselves are good.
+async fn refreshed_id_token<H: HttpClient, K: KvStore>(
+    ctx: &Ctx<'_, H, K>,
+    session: &Session,
+    raw: &str,
+) -> Result<Option<(String, Map<String, Value>)>, Refused> {
+    let mismatch = |claim: &str| {
+        ctx.deps.log.line(
+            Level::Warn,
+            &format!("refreshed ID token has another {claim} (OpenID Connect Core 12.2): session ended"),
+        );
+        Refused::SessionDead(ApiError::InvalidSession)
+    };
+    match ctx.provider.validate_id_token(raw, None, ctx.config, ctx.deps).await {
+        Ok(claims) if claims.sub != session.sub => Err(mismatch("sub")),
+        Ok(claims) if claims.auth_time.zip(session.auth_time).is_some_and(|(new, old)| new != old) => {
+            Err(mismatch("auth_time"))
+        }
+        Ok(claims) => Ok(Some((raw.to_owned(), project_claims(ctx.config, claims.other)))),
+        Err(KeyError::Token(IdTokenError::Claim(claim @ ("iss" | "aud" | "azp")))) => Err(mismatch(claim)),
+        Err(error) => {
+            ctx.deps.log.line(
+                Level::Warn,
+                &format!("refreshed ID token not validated ({error:?}); the session keeps its claims"),
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// Takes a rotation into the session: the new refresh token and ID token with its claims.
@@ -240,17 +271,17 @@ enum Refused {
 }
 
 /// Stores the session; if even the newest token does not fit, it is handed out uncached.
-async fn save_keeping_newest<H, K: KvStore>(loaded: &mut Loaded, ctx: &Ctx<'_, H, K>) -> Vec<crate::cookie::SetCookie> {
+async fn save_keeping_newest<H, K: KvStore>(loaded: &mut Loaded, ctx: &Ctx<'_, H, K>) -> Result<Vec<SetCookie>, SaveError> {
     match store::save(ctx, loaded).await {
-        Ok(cookies) => cookies,
-        Err(_) => {
+        Err(SaveError::TooLarge { .. }) => {
             loaded.session.tokens.clear();
-            store::save(ctx, loaded).await.unwrap_or_default()
+            store::save(ctx, loaded).await
         }
+        other => other,
     }
 }
 
-fn body_of<H, K>(ctx: &Ctx<'_, H, K>, entry: &CachedToken) -> serde_json::Value {
+fn body_of<H, K>(ctx: &Ctx<'_, H, K>, entry: &CachedToken) -> Value {
     let mut body = json!({"access_token": entry.token.expose(), "token_type": "Bearer", "scope": entry.scope});
     if entry.expires_known {
         body["expires_in"] = json!(ctx.now.until(UnixTime(entry.expires)));

@@ -139,7 +139,8 @@ fn authenticated_post(
 pub(crate) struct TokenSet {
     pub(crate) access_token: String,
     pub(crate) token_type: String,
-    #[serde(default)]
+    /// A number or a string of digits (some providers send `"3600"`); anything else is absent.
+    #[serde(default, deserialize_with = "lenient_seconds")]
     pub(crate) expires_in: Option<u64>,
     #[serde(default)]
     pub(crate) refresh_token: Option<String>,
@@ -147,6 +148,22 @@ pub(crate) struct TokenSet {
     pub(crate) id_token: Option<String>,
     #[serde(default)]
     pub(crate) scope: Option<String>,
+}
+
+fn lenient_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    use serde_json::Value;
+    Ok(match Option::<Value>::deserialize(deserializer)? {
+        Some(Value::Number(n)) => n.as_u64().or_else(|| {
+            // A fractional or huge number: whole seconds, saturating (`as` saturates).
+            n.as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0)
+                .map(|f| f as u64)
+        }),
+        Some(Value::String(s)) if (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(s.parse().unwrap_or(u64::MAX))
+        }
+        _ => None,
+    })
 }
 
 impl std::fmt::Debug for TokenSet {
@@ -168,6 +185,13 @@ pub(crate) enum UpstreamError {
     OAuth { error: String, description: Option<String> },
     /// A response that is neither a valid success nor an OAuth error.
     Malformed,
+}
+
+impl UpstreamError {
+    /// RFC 6749 §5.2 `invalid_grant`: the refresh token (or code) is dead.
+    pub(crate) fn is_invalid_grant(&self) -> bool {
+        matches!(self, Self::OAuth { error, .. } if error == "invalid_grant")
+    }
 }
 
 /// Parses a token endpoint response.

@@ -141,9 +141,9 @@ fn serve_in_process(port: u16, settings: Vec<(String, String)>) {
             let backend = Arc::new(Backend::from_lookup(|name| {
                 settings.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
             }));
-            backend.log_startup(&StderrLog);
             let lookup = |name: &str| settings.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
             let store = Arc::new(bff_dynamodb::DynamoDb::from_lookup(lookup).unwrap());
+            backend.log_startup(&StderrLog, store.is_some());
             let http = Arc::new(ReqwestHttp::new().unwrap());
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
             loop {
@@ -156,7 +156,7 @@ fn serve_in_process(port: u16, settings: Vec<(String, String)>) {
                         let (backend, http, store) = (Arc::clone(&backend), Arc::clone(&http), Arc::clone(&store));
                         async move {
                             let (parts, body) = request.into_parts();
-                            let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+                            let body = read_bounded(body).await;
                             let deps = Deps {
                                 clock: &SystemClock,
                                 random: &OsRandom,
@@ -175,6 +175,21 @@ fn serve_in_process(port: u16, settings: Vec<(String, String)>) {
             }
         });
     });
+}
+
+/// Reads a request body as the adapters do: at most one byte past the core's limit.
+async fn read_bounded(mut body: hyper::body::Incoming) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            let room = (bff_core::MAX_REQUEST_BODY + 1).saturating_sub(bytes.len());
+            bytes.extend_from_slice(&data[..data.len().min(room)]);
+        }
+        if bytes.len() > bff_core::MAX_REQUEST_BODY {
+            break;
+        }
+    }
+    bytes
 }
 
 fn spawn_lambda(port: u16, settings: &[(String, String)]) -> Child {

@@ -183,6 +183,25 @@ impl DynamoDb {
     }
 
     /// One call, retried once after a short pause when it failed in a way that allows it.
+    /// A `PutItem` under `condition` (over `pk` and `#ttl` against `:now`); `false` when the
+    /// condition did not hold.
+    async fn put_when(&self, key: &str, value: &[u8], ttl_secs: u64, condition: &str) -> Result<bool, KvError> {
+        let operation = Operation::PutItemIf;
+        let body = json!({
+            "TableName": self.table,
+            "Item": self.item(key, value, ttl_secs),
+            // `ttl` is a reserved word in DynamoDB expressions, hence the placeholder.
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": { "#ttl": "ttl" },
+            "ExpressionAttributeValues": { ":now": { "N": self.now().0.to_string() } },
+        });
+        match self.call(operation, &body).await {
+            Ok(_) => Ok(true),
+            Err(Failure::Refused { kind, .. }) if kind == "ConditionalCheckFailedException" => Ok(false),
+            Err(failure) => Err(failure.into_kv(operation)),
+        }
+    }
+
     async fn call(&self, operation: Operation, body: &Value) -> Result<Value, Failure> {
         let payload = body.to_string().into_bytes();
         match self.call_once(operation, &payload).await {
@@ -286,20 +305,15 @@ impl KvStore for DynamoDb {
     /// several concurrent callers exactly one wins. An item whose `ttl` has passed (expired, not
     /// yet deleted by DynamoDB) counts as absent.
     async fn put_if_absent(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<bool, KvError> {
-        let operation = Operation::PutItemIfAbsent;
-        let body = json!({
-            "TableName": self.table,
-            "Item": self.item(key, &value, ttl_secs),
-            // `ttl` is a reserved word in DynamoDB expressions, hence the placeholder.
-            "ConditionExpression": "attribute_not_exists(pk) OR #ttl <= :now",
-            "ExpressionAttributeNames": { "#ttl": "ttl" },
-            "ExpressionAttributeValues": { ":now": { "N": self.now().0.to_string() } },
-        });
-        match self.call(operation, &body).await {
-            Ok(_) => Ok(true),
-            Err(Failure::Refused { kind, .. }) if kind == "ConditionalCheckFailedException" => Ok(false),
-            Err(failure) => Err(failure.into_kv(operation)),
-        }
+        self.put_when(key, &value, ttl_secs, "attribute_not_exists(pk) OR #ttl <= :now")
+            .await
+    }
+
+    /// A conditional `PutItem` that only replaces a live item: a session record deleted by a
+    /// logout stays deleted, whatever a racing refresh writes.
+    async fn put_if_present(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<bool, KvError> {
+        self.put_when(key, &value, ttl_secs, "attribute_exists(pk) AND #ttl > :now")
+            .await
     }
 
     async fn delete(&self, key: &str) -> Result<(), KvError> {
@@ -341,7 +355,7 @@ impl std::error::Error for SetupError {}
 enum Operation {
     GetItem,
     PutItem,
-    PutItemIfAbsent,
+    PutItemIf,
     DeleteItem,
 }
 
@@ -349,15 +363,15 @@ impl Operation {
     fn name(self) -> &'static str {
         match self {
             Self::GetItem => "GetItem",
-            Self::PutItem | Self::PutItemIfAbsent => "PutItem",
+            Self::PutItem | Self::PutItemIf => "PutItem",
             Self::DeleteItem => "DeleteItem",
         }
     }
 
     /// Whether repeating the call after an unknown outcome is harmless. A conditional put is not:
-    /// if the first attempt was applied, the repeat would report the caller's own write as a loss.
+    /// if the first attempt was applied, the repeat could report the caller's own write as a loss.
     fn idempotent(self) -> bool {
-        self != Self::PutItemIfAbsent
+        self != Self::PutItemIf
     }
 }
 

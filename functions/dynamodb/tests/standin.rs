@@ -117,6 +117,28 @@ async fn put_if_absent_wins_once() {
     assert!(store.put_if_absent("jti:1", b"third".to_vec(), 600).await.unwrap());
 }
 
+/// A session record is replaced only while it exists: a refresh cannot write back a record a
+/// logout deleted, nor one that has expired.
+#[tokio::test]
+async fn put_if_present_never_resurrects() {
+    let stand_in = StandIn::start().await;
+    let clock = TestClock::new();
+    let store = stand_in.store(&clock);
+
+    assert!(!store.put_if_present("session:a", b"ghost".to_vec(), 600).await.unwrap());
+    assert_eq!(store.get("session:a").await.unwrap(), None);
+    store.put("session:a", b"v1".to_vec(), 600).await.unwrap();
+    assert!(store.put_if_present("session:a", b"v2".to_vec(), 600).await.unwrap());
+    assert_eq!(store.get("session:a").await.unwrap(), Some(b"v2".to_vec()));
+    store.delete("session:a").await.unwrap();
+    assert!(!store.put_if_present("session:a", b"v3".to_vec(), 600).await.unwrap());
+    assert_eq!(store.get("session:a").await.unwrap(), None);
+
+    store.put("session:b", b"v1".to_vec(), 10).await.unwrap();
+    clock.advance(10);
+    assert!(!store.put_if_present("session:b", b"late".to_vec(), 600).await.unwrap());
+}
+
 /// Ten containers (each its own client and connection pool) race for one key: exactly one wins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn put_if_absent_has_one_winner_among_concurrent_callers() {

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use bff_core::{Backend, Deps, HttpClient, HttpError, KvStore, Level, Log, RandomError, SecureRandom};
+use bff_core::{
+    Backend, Deps, HttpClient, HttpError, KvStore, Level, Log, MAX_PROVIDER_RESPONSE, MAX_REQUEST_BODY, RandomError,
+    SecureRandom,
+};
 use http::Response;
 use lambda_http::{Body, Request, RequestExt};
 
@@ -24,7 +27,10 @@ pub async fn serve<K: KvStore>(backend: &Backend, deps: &Deps<'_, ReqwestHttp, K
 pub fn into_core_request(request: Request) -> http::Request<Vec<u8>> {
     let uri = origin_form(request.raw_http_path(), request.uri());
     let (parts, body) = request.into_parts();
-    let mut core = http::Request::new(body.as_ref().to_vec());
+    // The runtime has the whole event already; the core needs no more than one byte past its
+    // limit to answer 413.
+    let body = body.as_ref();
+    let mut core = http::Request::new(body[..body.len().min(MAX_REQUEST_BODY + 1)].to_vec());
     *core.method_mut() = parts.method;
     *core.uri_mut() = uri;
     *core.version_mut() = parts.version;
@@ -86,13 +92,27 @@ impl HttpClient for ReqwestHttp {
         *core.status_mut() = response.status();
         *core.version_mut() = response.version();
         *core.headers_mut() = response.headers().clone();
-        *core.body_mut() = response.bytes().await.map_err(failure)?.to_vec();
+        *core.body_mut() = read_bounded(response).await?;
         Ok(core)
     }
 
     async fn pause(&self, duration: Duration) {
         tokio::time::sleep(duration).await;
     }
+}
+
+/// The body, but never more than one byte past the core's limit: enough for the core to refuse
+/// it, without buffering what a broken provider sends.
+async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, HttpError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(failure)? {
+        let room = (MAX_PROVIDER_RESPONSE + 1).saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() > MAX_PROVIDER_RESPONSE {
+            break;
+        }
+    }
+    Ok(body)
 }
 
 /// A transport failure as the core's error: the cause chain, without the URL.

@@ -8,8 +8,6 @@ use lambda_http::{Request, service_fn};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     let backend = Backend::from_lookup(|name| std::env::var(name).ok());
-    // Once per container; with a configuration problem every request answers 500 server_error.
-    backend.log_startup(&StderrLog);
     let http = ReqwestHttp::new()?;
     // The shared store when BFF_DYNAMODB_TABLE names a table (template.yaml creates it for
     // BffSessionStore=kv or BffBackchannelLogout=true); one client and pool per container.
@@ -23,6 +21,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     if let Some(store) = &store {
         StderrLog.line(Level::Info, &format!("session store: DynamoDB table {}", store.table()));
     }
+    // Once per container; with a configuration problem every request answers 500 server_error.
+    backend.log_startup(&StderrLog, store.is_some());
     let deps = Deps {
         clock: &SystemClock,
         random: &OsRandom,

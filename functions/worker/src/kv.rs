@@ -32,6 +32,15 @@ impl KvStore for WorkerKv {
         self.put(key, value, ttl_secs).await.map(|()| true)
     }
 
+    /// A read, then a write: a delete landing in between is undone. The core does not rely on
+    /// this for safety: a logout's revocation entry ends a session written back this way.
+    async fn put_if_present(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<bool, KvError> {
+        if self.get(key).await?.is_none() {
+            return Ok(false);
+        }
+        self.put(key, value, ttl_secs).await.map(|()| true)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), KvError> {
         self.0.delete(key).await.map_err(|e| failed("delete", &e))
     }

@@ -1,24 +1,24 @@
 //! Cloudflare Workers adapter of the TMI-BFF core: converts workerd's request and response to and
 //! from `http` types and implements the core's ports with Workers APIs. No logic lives here.
 
+mod http_client;
 mod kv;
 #[cfg(test)]
 mod tests;
 
 use std::cell::OnceCell;
-use std::pin::pin;
 use std::rc::Rc;
-use std::time::Duration;
 
-use bff_core::{Backend, Clock, Deps, HttpClient, HttpError, Level, Log, RandomError, SecureRandom, UnixTime};
-use futures_util::future::{Either, select};
+use bff_core::{Backend, Clock, Deps, Level, Log, MAX_REQUEST_BODY, RandomError, SecureRandom, UnixTime};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use worker::js_sys::{Reflect, Uint8Array};
+use worker::js_sys::Reflect;
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    AbortController, AbortSignal, Context, Date, Delay, Env, Fetch, Headers, Method, Request, RequestInit,
-    RequestRedirect, Response, ResponseBuilder, Url, console_error, console_log, console_warn, event,
+    Context, Date, Env, Headers, Request, Response, ResponseBuilder, Url, console_error, console_log, console_warn,
+    event,
 };
+
+use crate::http_client::{WorkerHttp, read_bounded};
 
 thread_local! {
     // One per isolate: the parsed configuration and the core's caches. Owned Rust data only:
@@ -29,16 +29,17 @@ thread_local! {
 
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
-    let backend = BACKEND.with(|cell| Rc::clone(cell.get_or_init(|| backend(&env))));
+    // Per request (see kv.rs); wrangler.toml always binds BFF_KV.
+    let store = env.kv("BFF_KV").ok().map(kv::WorkerKv);
+    let backend = BACKEND.with(|cell| Rc::clone(cell.get_or_init(|| backend(&env, store.is_some()))));
     let headers = header_map(req.headers().entries());
     let target = origin_form(&req.url()?);
     let method = req.inner().method();
-    let body = req.bytes().await?;
+    // Never more than one byte past the limit: the core answers 413 to anything longer.
+    let body = read_bounded(req.stream().ok(), MAX_REQUEST_BODY).await?;
     let Ok(request) = core_request(&method, &target, headers, body) else {
         return Response::error("Bad Request", 400);
     };
-    // Per request (see kv.rs); wrangler.toml always binds BFF_KV.
-    let store = env.kv("BFF_KV").ok().map(kv::WorkerKv);
     let deps = Deps {
         clock: &WorkerClock,
         random: &WorkerRandom,
@@ -59,9 +60,9 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
 }
 
 /// Parses the configuration once per isolate, from the Worker's vars and secrets.
-fn backend(env: &Env) -> Rc<Backend> {
+fn backend(env: &Env, store_bound: bool) -> Rc<Backend> {
     let backend = Backend::from_lookup(|name| setting(env, name));
-    backend.log_startup(&Console);
+    backend.log_startup(&Console, store_bound);
     Rc::new(backend)
 }
 
@@ -113,50 +114,6 @@ impl Log for Console {
             Level::Info => console_log!("bff: {message}"),
         }
     }
-}
-
-/// Outbound HTTP with the Workers fetch API: redirects are returned, never followed.
-struct WorkerHttp;
-
-impl HttpClient for WorkerHttp {
-    async fn send(
-        &self,
-        request: http::Request<Vec<u8>>,
-        timeout: Duration,
-    ) -> Result<http::Response<Vec<u8>>, HttpError> {
-        let abort = AbortController::default();
-        let exchange = pin!(exchange(request, abort.signal()));
-        match select(exchange, pin!(Delay::from(timeout))).await {
-            Either::Left((result, _)) => result.map_err(|e| HttpError::Connect(e.to_string())),
-            Either::Right(_) => {
-                abort.abort();
-                Err(HttpError::Timeout)
-            }
-        }
-    }
-
-    async fn pause(&self, duration: Duration) {
-        Delay::from(duration).await;
-    }
-}
-
-/// One fetch, including reading the whole response body (the timeout covers both).
-async fn exchange(request: http::Request<Vec<u8>>, signal: AbortSignal) -> worker::Result<http::Response<Vec<u8>>> {
-    let (parts, body) = request.into_parts();
-    let mut init = RequestInit::new();
-    init.with_method(Method::from(parts.method.to_string()))
-        .with_headers(js_headers(&parts.headers)?)
-        .with_redirect(RequestRedirect::Manual);
-    if !body.is_empty() {
-        init.with_body(Some(Uint8Array::from(body.as_slice()).into()));
-    }
-    let outbound = Request::new_with_init(&parts.uri.to_string(), &init)?;
-    let mut response = Fetch::Request(outbound).send_with_signal(&signal).await?;
-    let headers = header_map(response.headers().entries());
-    let body = response.bytes().await?;
-    let mut upstream = http::Response::builder().status(response.status_code()).body(body)?;
-    *upstream.headers_mut() = headers;
-    Ok(upstream)
 }
 
 // Pure conversions, tested on the host (src/tests.rs). JS header values are ByteStrings (one

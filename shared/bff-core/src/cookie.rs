@@ -57,6 +57,21 @@ impl Cookies {
         Self(own)
     }
 
+    /// Cookies as a request would carry them, for tests.
+    #[cfg(test)]
+    pub(crate) fn from_pairs(pairs: &[(String, String)]) -> Self {
+        let header = pairs
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut map = HeaderMap::new();
+        if let Ok(value) = http::HeaderValue::from_str(&header) {
+            map.insert(COOKIE, value);
+        }
+        Self::parse(&map)
+    }
+
     /// The value of `name` when the request carried it exactly once.
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         let mut found = self.0.iter().filter(|(n, _)| n == name);
@@ -81,8 +96,14 @@ impl Cookies {
 
 /// Strips the optional white space (SP and HTAB) around a name or value.
 fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(start, |i| i + 1);
+    let start = bytes
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |i| i + 1);
     &bytes[start..end]
 }
 
@@ -152,9 +173,15 @@ mod tests {
 
     #[test]
     fn semicolons_only_and_several_fields() {
-        let cookies = Cookies::parse(&headers(&[b"__Host-bff-a=1; __Host-bff-b=2;__Host-bff-c=3", b"__Host-bff-d=\"4\""]));
+        let cookies = Cookies::parse(&headers(&[
+            b"__Host-bff-a=1; __Host-bff-b=2;__Host-bff-c=3",
+            b"__Host-bff-d=\"4\"",
+        ]));
         let pairs: Vec<_> = cookies.0.iter().map(|(n, v)| format!("{n}={v}")).collect();
-        assert_eq!(pairs, ["__Host-bff-a=1", "__Host-bff-b=2", "__Host-bff-c=3", "__Host-bff-d=4"]);
+        assert_eq!(
+            pairs,
+            ["__Host-bff-a=1", "__Host-bff-b=2", "__Host-bff-c=3", "__Host-bff-d=4"]
+        );
         assert_eq!(cookies.get("__Host-bff-c"), Some("3"));
         assert_eq!(cookies.get("__Host-bff-z"), None);
     }
@@ -177,7 +204,9 @@ mod tests {
         let split = [format!("{S}=a").into_bytes(), format!("{S}=b").into_bytes()];
         let fields: Vec<&[u8]> = split.iter().map(Vec::as_slice).collect();
         assert_eq!(Cookies::parse(&headers(&fields)).get(S), None);
-        let txns = Cookies::parse(&headers(&[b"__Host-bff-txn.a=1; __Host-bff-txn.b=2; __Host-bff-txn.a=3"]));
+        let txns = Cookies::parse(&headers(&[
+            b"__Host-bff-txn.a=1; __Host-bff-txn.b=2; __Host-bff-txn.a=3",
+        ]));
         let listed: Vec<_> = txns.with_prefix("__Host-bff-txn.").collect();
         assert_eq!(listed, [("__Host-bff-txn.a", None), ("__Host-bff-txn.b", Some("2"))]);
     }

@@ -47,7 +47,10 @@ enum KeyStep {
 impl KeySet {
     fn next_step(&mut self, header: &Header, now: UnixTime) -> KeyStep {
         let fresh = self.jwks.as_ref().is_some_and(|(_, at)| at.until(now) < CACHE_SECS);
-        let candidate = self.jwks.as_ref().and_then(|(jwks, _)| jwks.candidates(header.kid.as_deref(), &header.alg).next().cloned());
+        let candidate = self
+            .jwks
+            .as_ref()
+            .and_then(|(jwks, _)| jwks.candidates(header.kid.as_deref(), &header.alg).next().cloned());
         match candidate {
             Some(key) if fresh => return KeyStep::Found(key),
             _ if self.in_flight => return KeyStep::Wait,
@@ -205,7 +208,11 @@ pub(crate) async fn send<H: HttpClient, K: KvStore>(
         );
         UpstreamError::Unavailable
     };
-    let response = deps.http.send(request, config.http_timeout).await.map_err(|e| failed(&e))?;
+    let response = deps
+        .http
+        .send(request, config.http_timeout)
+        .await
+        .map_err(|e| failed(&e))?;
     if response.body().len() > crate::MAX_PROVIDER_RESPONSE {
         return Err(failed(&"response over 1 MiB"));
     }

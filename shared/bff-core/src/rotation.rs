@@ -109,7 +109,9 @@ impl Rotations {
                 });
                 match entries.get(&hash) {
                     Some(Entry::Done {
-                        rotated: true, rotation, ..
+                        rotated: true,
+                        rotation,
+                        ..
                     }) => return Claim::Rotated(Arc::clone(rotation)),
                     // Not rotated: only a request that waited for this very refresh, for the
                     // same token, shares its answer.

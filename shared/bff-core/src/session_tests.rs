@@ -1,11 +1,13 @@
 use super::*;
 use crate::config::tests_support::config;
+use crate::cookie::Cookies;
 use crate::testing::CounterRandom;
 
 fn session(claim_bytes: usize, tokens: usize) -> Session {
     let mut claims = Map::new();
     claims.insert("big".into(), Value::String("x".repeat(claim_bytes)));
     Session {
+        id: "id-1".into(),
         iss: "https://idp.example".into(),
         sub: "alice".into(),
         sid: Some("sid-1".into()),
@@ -26,9 +28,9 @@ fn session(claim_bytes: usize, tokens: usize) -> Session {
                 obtained: 1000,
                 expires: 1060,
                 expires_known: true,
-                forced: None,
             })
             .collect(),
+        last_forced: None,
     }
 }
 
@@ -56,11 +58,16 @@ fn small_session_is_one_cookie_and_round_trips() {
             .iter()
             .all(|c| c.render().contains("Max-Age=0") && c.name().starts_with("__Host-bff-session."))
     );
-    let loaded = load(&request_cookies(&set), &config, UnixTime(1001)).unwrap();
+    let loaded = load(&Cookies::from_pairs(&request_cookies(&set)), &config, UnixTime(1001)).unwrap();
     assert_eq!(loaded.sub, "alice");
     assert_eq!(loaded.tokens.len(), 1);
     assert!(
-        load(&request_cookies(&set), &config, UnixTime(1000 + 86_400)).is_none(),
+        load(
+            &Cookies::from_pairs(&request_cookies(&set)),
+            &config,
+            UnixTime(1000 + 86_400)
+        )
+        .is_none(),
         "expired"
     );
 }
@@ -80,7 +87,9 @@ fn large_session_is_chunked_and_stale_names_deleted() {
             .any(|c| c.name() == "__Host-bff-session" && c.render().contains("Max-Age=0"))
     );
     assert_eq!(
-        load(&live, &config, UnixTime(1001)).unwrap().claims["big"]
+        load(&Cookies::from_pairs(&live), &config, UnixTime(1001))
+            .unwrap()
+            .claims["big"]
             .as_str()
             .unwrap()
             .len(),
@@ -116,9 +125,15 @@ fn tampered_swapped_or_foreign_cookies_are_no_session() {
     let mut live = request_cookies(&set);
     let good = live[0].1.clone();
     live[0].1 = format!("{}A", &good[..good.len() - 1]);
-    assert!(load(&live, &config, UnixTime(1001)).is_none(), "tampered");
+    assert!(
+        load(&Cookies::from_pairs(&live), &config, UnixTime(1001)).is_none(),
+        "tampered"
+    );
     live[0].1 = good[..good.len() / 2].to_owned();
-    assert!(load(&live, &config, UnixTime(1001)).is_none(), "truncated");
+    assert!(
+        load(&Cookies::from_pairs(&live), &config, UnixTime(1001)).is_none(),
+        "truncated"
+    );
     // A transaction cookie's value moved into the session cookie fails its associated data.
     let txn = LoginTxn {
         state: "s".into(),
@@ -132,7 +147,12 @@ fn tampered_swapped_or_foreign_cookies_are_no_session() {
     let txn_cookie = seal_txn(&txn, &config, &CounterRandom::default()).unwrap();
     let moved = request_cookies(&[txn_cookie]).remove(0).1;
     assert!(
-        load(&[(SESSION_COOKIE.into(), moved)], &config, UnixTime(1001)).is_none(),
+        load(
+            &Cookies::from_pairs(&[(SESSION_COOKIE.into(), moved)]),
+            &config,
+            UnixTime(1001)
+        )
+        .is_none(),
         "swapped"
     );
 }
@@ -147,7 +167,6 @@ fn freshness_rule() {
         obtained,
         expires,
         expires_known: true,
-        forced: None,
     };
     // 10 s token: margin max(5, 2) = 5.
     assert!(entry(0, 10).is_fresh(UnixTime(5)));
@@ -165,4 +184,67 @@ fn scope_sets() {
     assert!(scope_covered("a", "openid a b"));
     assert!(!scope_covered("a c", "openid a b"));
     assert_eq!(txn_cookie_name("state").len(), TXN_COOKIE_PREFIX.len() + 12);
+}
+
+/// A chunk name sent twice (one may be planted) is no session, even though one of them is ours.
+#[test]
+fn a_repeated_chunk_is_no_session() {
+    let config = config(&[]);
+    let mut s = session(4500, 0);
+    let set = save(&mut s, &config, &CounterRandom::default(), UnixTime(1000)).unwrap();
+    let mut live = request_cookies(&set);
+    assert!(load(&Cookies::from_pairs(&live), &config, UnixTime(1001)).is_some());
+    live.insert(0, (live[1].0.clone(), "v1.k1.planted".into()));
+    assert!(load(&Cookies::from_pairs(&live), &config, UnixTime(1001)).is_none());
+    let mut single =
+        request_cookies(&save(&mut session(10, 0), &config, &CounterRandom::default(), UnixTime(1000)).unwrap());
+    single.push(single[0].clone());
+    assert!(load(&Cookies::from_pairs(&single), &config, UnixTime(1001)).is_none());
+}
+
+fn token_response(body: Value) -> TokenSet {
+    serde_json::from_value(body).unwrap()
+}
+
+#[test]
+fn lifetimes_from_expires_in_or_exp() {
+    let tokens = |at: &str, expires_in: Value| {
+        token_response(serde_json::json!({"access_token": at, "token_type": "Bearer", "expires_in": expires_in}))
+    };
+    let entry = |t: &TokenSet| CachedToken::from_response(None, "openid".into(), t, 1000, 1_000_000);
+    // expires_in wins.
+    let e = entry(&tokens("opaque", Value::from(300)));
+    assert_eq!((e.expires, e.expires_known), (1300, true));
+    // A JWT's exp when expires_in is missing.
+    let jwt = format!(
+        "e30.{}.sig",
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, br#"{"exp":1120}"#)
+    );
+    let e = entry(&tokens(&jwt, Value::Null));
+    assert_eq!((e.expires, e.expires_known), (1120, true));
+    // Otherwise at most 60 s, and expires_in is not claimed.
+    let e = entry(&tokens("opaque", Value::Null));
+    assert_eq!((e.expires, e.expires_known, e.scope.as_str()), (1060, false, "openid"));
+}
+
+/// `expires_in` as a string of digits is used; anything else is absent; every lifetime is capped
+/// at a day and at the session's end.
+#[test]
+fn expires_in_is_lenient_and_capped() {
+    let parse = |expires_in: Value| {
+        token_response(serde_json::json!({"access_token": "at", "token_type": "Bearer", "expires_in": expires_in}))
+            .expires_in
+    };
+    assert_eq!(parse(Value::from("3600")), Some(3600));
+    assert_eq!(parse(Value::from(3600.7)), Some(3600));
+    assert_eq!(parse(Value::from("soon")), None);
+    assert_eq!(parse(Value::from("-5")), None);
+    assert_eq!(parse(Value::from(-5)), None);
+    assert_eq!(parse(serde_json::json!({"s": 1})), None);
+    assert_eq!(parse(Value::from(u64::MAX)), Some(u64::MAX));
+    let huge = token_response(serde_json::json!({"access_token": "at", "token_type": "Bearer", "expires_in": 1e300}));
+    let capped = CachedToken::from_response(None, "k".into(), &huge, 1000, 1_000_000);
+    assert_eq!(capped.expires, 1000 + 86_400);
+    let by_session = CachedToken::from_response(None, "k".into(), &huge, 1000, 5000);
+    assert_eq!(by_session.expires, 5000);
 }

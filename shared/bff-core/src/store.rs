@@ -210,7 +210,11 @@ async fn revoked<H, K: KvStore>(ctx: &Ctx<'_, H, K>, loaded: &Loaded) -> Result<
     Ok(false)
 }
 
-async fn revoked_at<H, K: KvStore>(ctx: &Ctx<'_, H, K>, store: &K, subject: Subject<'_>) -> Result<Option<u64>, Unavailable> {
+async fn revoked_at<H, K: KvStore>(
+    ctx: &Ctx<'_, H, K>,
+    store: &K,
+    subject: Subject<'_>,
+) -> Result<Option<u64>, Unavailable> {
     let entry = get_sealed(ctx, store, &subject.key()).await?;
     Ok(entry
         .and_then(|bytes| serde_json::from_slice::<Revocation>(&bytes).ok())
@@ -219,7 +223,12 @@ async fn revoked_at<H, K: KvStore>(ctx: &Ctx<'_, H, K>, store: &K, subject: Subj
 
 /// Records that sessions of `subject` created at or before `iat` are ended. An entry already
 /// there with a later `iat` is kept: an older logout token never shortens a newer one's reach.
-async fn revoke<H, K: KvStore>(ctx: &Ctx<'_, H, K>, store: &K, subject: Subject<'_>, iat: u64) -> Result<(), Unavailable> {
+async fn revoke<H, K: KvStore>(
+    ctx: &Ctx<'_, H, K>,
+    store: &K,
+    subject: Subject<'_>,
+    iat: u64,
+) -> Result<(), Unavailable> {
     if revoked_at(ctx, store, subject).await?.is_some_and(|newer| newer >= iat) {
         return Ok(());
     }
@@ -271,8 +280,14 @@ pub(crate) async fn create<H, K: KvStore>(
     put_sealed(ctx, store, &record_key(&session.id), &payload, expires, Write::Always)
         .await
         .map_err(|_| SaveError::Store)?;
-    let sealed = seal::seal(&config.keys[0], SESSION_COOKIE, session.id.as_bytes(), expires, ctx.deps.random)
-        .map_err(SaveError::Random)?;
+    let sealed = seal::seal(
+        &config.keys[0],
+        SESSION_COOKIE,
+        session.id.as_bytes(),
+        expires,
+        ctx.deps.random,
+    )
+    .map_err(SaveError::Random)?;
     let mut cookies = session::clear(config);
     cookies.retain(|c| c.name() != SESSION_COOKIE);
     cookies.insert(
@@ -290,9 +305,10 @@ pub(crate) async fn end<H, K: KvStore>(ctx: &Ctx<'_, H, K>, loaded: Option<&Load
         if let Some(id) = session_id(loaded)
             && let Err(unavailable) = revoke(ctx, store, Subject::Session(id), ctx.now.0).await
         {
-            ctx.deps
-                .log
-                .line(Level::Warn, &format!("logout without a revocation entry: {unavailable:?}"));
+            ctx.deps.log.line(
+                Level::Warn,
+                &format!("logout without a revocation entry: {unavailable:?}"),
+            );
         }
         if let Some(id) = &loaded.id
             && let Err(error) = store.delete(&record_key(id)).await

@@ -77,7 +77,11 @@ async fn end_sessions<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>, store: &K)
         base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, digest)
     );
     let unavailable = store::Unavailable::into_api_error;
-    if store::get_sealed(ctx, store, &jti_key).await.map_err(unavailable)?.is_some() {
+    if store::get_sealed(ctx, store, &jti_key)
+        .await
+        .map_err(unavailable)?
+        .is_some()
+    {
         return Err(refused(IdTokenError::Claim("jti")));
     }
     store::end_all(ctx, store, logout.sid.as_deref(), logout.sub.as_deref(), logout.iat)

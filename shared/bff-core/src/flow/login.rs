@@ -50,7 +50,9 @@ async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respons
         return Err(PageError::BadRequest("prompt may be given once."));
     };
     if prompt.is_some_and(|p| !prompt_allowed(config, p)) {
-        return Err(PageError::BadRequest("prompt must be none, login, consent or select_account."));
+        return Err(PageError::BadRequest(
+            "prompt must be none, login, consent or select_account.",
+        ));
     }
     let extra_resources: Vec<&str> = params
         .iter()
@@ -58,7 +60,9 @@ async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respons
         .map(|(_, v)| v.as_str())
         .collect();
     if extra_resources.len() > MAX_RESOURCES
-        || extra_resources.iter().any(|r| r.len() > MAX_RESOURCE_LEN || !is_resource_uri(r))
+        || extra_resources
+            .iter()
+            .any(|r| r.len() > MAX_RESOURCE_LEN || !is_resource_uri(r))
     {
         return Err(PageError::BadRequest(
             "resource must be at most 10 absolute URIs without a fragment, each at most 512 bytes.",

@@ -213,7 +213,13 @@ async fn exchange<H: HttpClient, K: KvStore>(
     Ok(Rotation {
         refresh_token: tokens.refresh_token.clone().filter(|new| new != refresh_token),
         id_token,
-        entry: CachedToken::from_response(resource.map(str::to_owned), key.to_owned(), &tokens, now, session.expires),
+        entry: CachedToken::from_response(
+            resource.map(str::to_owned),
+            key.to_owned(),
+            &tokens,
+            now,
+            session.expires,
+        ),
     })
 }
 
@@ -234,7 +240,12 @@ async fn refreshed_id_token<H: HttpClient, K: KvStore>(
     };
     match ctx.provider.validate_id_token(raw, None, ctx.config, ctx.deps).await {
         Ok(claims) if claims.sub != session.sub => Err(mismatch("sub")),
-        Ok(claims) if claims.auth_time.zip(session.auth_time).is_some_and(|(new, old)| new != old) => {
+        Ok(claims)
+            if claims
+                .auth_time
+                .zip(session.auth_time)
+                .is_some_and(|(new, old)| new != old) =>
+        {
             Err(mismatch("auth_time"))
         }
         Ok(claims) => Ok(Some((raw.to_owned(), project_claims(ctx.config, claims.other)))),
@@ -271,7 +282,10 @@ enum Refused {
 }
 
 /// Stores the session; if even the newest token does not fit, it is handed out uncached.
-async fn save_keeping_newest<H, K: KvStore>(loaded: &mut Loaded, ctx: &Ctx<'_, H, K>) -> Result<Vec<SetCookie>, SaveError> {
+async fn save_keeping_newest<H, K: KvStore>(
+    loaded: &mut Loaded,
+    ctx: &Ctx<'_, H, K>,
+) -> Result<Vec<SetCookie>, SaveError> {
     match store::save(ctx, loaded).await {
         Err(SaveError::TooLarge { .. }) => {
             loaded.session.tokens.clear();

@@ -155,9 +155,7 @@ fn lenient_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<
     Ok(match Option::<Value>::deserialize(deserializer)? {
         Some(Value::Number(n)) => n.as_u64().or_else(|| {
             // A fractional or huge number: whole seconds, saturating (`as` saturates).
-            n.as_f64()
-                .filter(|f| f.is_finite() && *f >= 0.0)
-                .map(|f| f as u64)
+            n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64)
         }),
         Some(Value::String(s)) if (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) => {
             Some(s.parse().unwrap_or(u64::MAX))

@@ -169,7 +169,7 @@ fn prune_txns<H, K>(ctx: &Ctx<'_, H, K>, new_size: usize) -> Vec<SetCookie> {
         }
     }
     // Newest first; keep while both limits hold, delete the rest (the oldest).
-    live.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    live.sort_unstable_by_key(|t| std::cmp::Reverse(t.0));
     let mut kept = (1, new_size);
     for (_, name, size) in live {
         if kept.0 < MAX_TXNS && kept.1 + size <= TXN_BUDGET {

@@ -1,4 +1,14 @@
-//! Deterministic ports for tests: a clock that only moves when told, counter randomness.
+//! The test kit: deterministic ports (a clock that only moves when told, counter and seeded
+//! randomness, a log kept in memory), a scripted authorization server and an in-memory store
+//! behind the real ports, and a driver that lets a flow test read like a story.
+
+mod provider;
+mod store;
+mod world;
+
+pub use provider::{CLIENT_ID, ClaimsEdit, Endpoint, Fault, ISSUER, RefreshPolicy, ScriptedProvider};
+pub use store::MemoryStore;
+pub use world::{Answer, Browser, COOKIE_KEYS, ORIGIN, START, World, request};
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -42,6 +52,33 @@ impl SecureRandom for CounterRandom {
     fn fill(&self, buf: &mut [u8]) -> Result<(), RandomError> {
         for byte in buf {
             *byte = self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+/// Reproducible randomness that does not repeat (SplitMix64), for ids that must differ.
+#[derive(Debug)]
+pub struct SeededRandom(AtomicU64);
+
+impl SeededRandom {
+    /// Starts from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(AtomicU64::new(seed))
+    }
+}
+
+impl SecureRandom for SeededRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), RandomError> {
+        for chunk in buf.chunks_mut(8) {
+            let mut z = self
+                .0
+                .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::SeqCst)
+                .wrapping_add(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
         }
         Ok(())
     }

@@ -1,0 +1,517 @@
+//! `ScriptedProvider`: an authorization server in memory, served through the [`HttpClient`]
+//! port. It signs real ES256 ID tokens and logout tokens, checks PKCE, rotates (or not) refresh
+//! tokens and revokes a whole grant when a used refresh token comes back, as strict providers
+//! do; it counts what it was asked and can be told to fail.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jwt_simple::prelude::*;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::FixedClock;
+use crate::ports::{Clock, HttpClient, HttpError};
+
+/// Rewrites the claims of an ID token before it is signed.
+pub type ClaimsEdit = fn(&mut JWTClaims<Map<String, Value>>);
+
+/// The issuer every test configuration names.
+pub const ISSUER: &str = "https://idp.example";
+/// The client the backend is registered as.
+pub const CLIENT_ID: &str = "bff";
+
+/// The endpoints, for faults and counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `/.well-known/openid-configuration`
+    Discovery,
+    /// `/jwks`
+    Jwks,
+    /// `/token`, every grant
+    Token,
+    /// `/userinfo`
+    UserInfo,
+    /// `/revoke`
+    Revocation,
+}
+
+/// How an endpoint fails until told otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The connection is refused.
+    Refuse,
+    /// No answer within the timeout.
+    Hang,
+    /// An HTTP status with an empty JSON object.
+    Status(u16),
+    /// 200 with a body that is not JSON.
+    Garbage,
+    /// 200 with a body one byte over the backend's limit.
+    Huge,
+}
+
+/// What a refresh does with the refresh token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefreshPolicy {
+    /// A new one on every use; the used one is dead, and presenting it again revokes the grant.
+    Rotate,
+    /// The same token stays valid; the response carries none.
+    Omit,
+    /// The same token stays valid; the response carries it again.
+    Echo,
+}
+
+struct Grant {
+    sub: String,
+    sid: String,
+    auth_time: u64,
+    scope: String,
+    resources: Vec<String>,
+    revoked: bool,
+}
+
+struct Code {
+    grant: usize,
+    nonce: String,
+    challenge: String,
+}
+
+struct State {
+    keys: Vec<ES256KeyPair>,
+    /// The key that signs; the JWKS lists keys `..=published`.
+    signing: usize,
+    published: usize,
+    grants: Vec<Grant>,
+    codes: HashMap<String, Code>,
+    /// refresh token → (grant, still usable)
+    refresh_tokens: HashMap<String, (usize, bool)>,
+    policy: RefreshPolicy,
+    /// `expires_in` as sent (any JSON, or absent).
+    expires_in: Option<Value>,
+    /// Rewrites the claims of ID tokens issued on refresh.
+    refresh_claims: Option<ClaimsEdit>,
+    faults: HashMap<Endpoint, Fault>,
+    counts: HashMap<Endpoint, usize>,
+    refreshes: usize,
+    reuse_detected: usize,
+    issued: u64,
+    paused_ms: u64,
+}
+
+/// See the module documentation. Time comes from the shared [`FixedClock`]; waiting through
+/// [`HttpClient::pause`] moves that clock, as real waiting would.
+pub struct ScriptedProvider {
+    clock: Arc<FixedClock>,
+    state: Mutex<State>,
+}
+
+impl ScriptedProvider {
+    /// A provider that rotates refresh tokens and issues 60 s access tokens.
+    pub fn new(clock: Arc<FixedClock>) -> Self {
+        let key = |seed: u8, kid: &str| {
+            ES256KeyPair::from_bytes(&[seed; 32])
+                .unwrap_or_else(|_| ES256KeyPair::generate())
+                .with_key_id(kid)
+        };
+        Self {
+            clock,
+            state: Mutex::new(State {
+                keys: vec![key(7, "k1"), key(9, "k2")],
+                signing: 0,
+                published: 0,
+                grants: Vec::new(),
+                codes: HashMap::new(),
+                refresh_tokens: HashMap::new(),
+                policy: RefreshPolicy::Rotate,
+                expires_in: Some(json!(60)),
+                refresh_claims: None,
+                faults: HashMap::new(),
+                counts: HashMap::new(),
+                refreshes: 0,
+                reuse_detected: 0,
+                issued: 0,
+                paused_ms: 0,
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What refreshes do with the refresh token.
+    pub fn set_refresh_policy(&self, policy: RefreshPolicy) {
+        self.state().policy = policy;
+    }
+
+    /// `expires_in` of the next token responses, as JSON (`None`: left out).
+    pub fn set_expires_in(&self, expires_in: Option<Value>) {
+        self.state().expires_in = expires_in;
+    }
+
+    /// Rewrites the claims of ID tokens issued on refresh (`None`: as issued).
+    pub fn set_refresh_claims(&self, edit: Option<ClaimsEdit>) {
+        self.state().refresh_claims = edit;
+    }
+
+    /// `endpoint` fails this way until [`ScriptedProvider::heal`].
+    pub fn fail(&self, endpoint: Endpoint, fault: Fault) {
+        self.state().faults.insert(endpoint, fault);
+    }
+
+    /// `endpoint` answers properly again.
+    pub fn heal(&self, endpoint: Endpoint) {
+        self.state().faults.remove(&endpoint);
+    }
+
+    /// Signs with a second key; `publish` says whether the JWKS lists it yet.
+    pub fn rotate_signing_key(&self, publish: bool) {
+        let mut state = self.state();
+        state.signing = 1;
+        if publish {
+            state.published = 1;
+        }
+    }
+
+    /// Requests `endpoint` received (failed ones included).
+    pub fn count(&self, endpoint: Endpoint) -> usize {
+        self.state().counts.get(&endpoint).copied().unwrap_or(0)
+    }
+
+    /// Successful refresh-token grants.
+    pub fn refreshes(&self) -> usize {
+        self.state().refreshes
+    }
+
+    /// Times a used refresh token came back (each revoked its grant).
+    pub fn reuse_detected(&self) -> usize {
+        self.state().reuse_detected
+    }
+
+    /// The user signs in at the authorization endpoint: from the backend's authorization URL,
+    /// the path and query of the redirect back (`code`, `state`, `iss`).
+    pub fn authorize(&self, authorization_url: &str, user: &str) -> String {
+        let url = url::Url::parse(authorization_url).unwrap_or_else(|e| panic!("authorization URL: {e}"));
+        let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+        let resources = url
+            .query_pairs()
+            .filter(|(k, _)| k == "resource")
+            .map(|(_, v)| v.into_owned())
+            .collect();
+        let redirect =
+            url::Url::parse(&param("redirect_uri").unwrap_or_default()).unwrap_or_else(|e| panic!("redirect_uri: {e}"));
+        let mut state = self.state();
+        state.issued += 1;
+        let n = state.issued;
+        let code = format!("code-{n}");
+        state.grants.push(Grant {
+            sub: user.to_owned(),
+            sid: format!("sid-{user}-{n}"),
+            auth_time: self.clock.now().0,
+            scope: param("scope").unwrap_or_default(),
+            resources,
+            revoked: false,
+        });
+        let grant = state.grants.len() - 1;
+        state.codes.insert(
+            code.clone(),
+            Code {
+                grant,
+                nonce: param("nonce").unwrap_or_default(),
+                challenge: param("code_challenge").unwrap_or_default(),
+            },
+        );
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("code", &code)
+            .append_pair("state", &param("state").unwrap_or_default())
+            .append_pair("iss", ISSUER)
+            .finish();
+        format!("{}?{query}", redirect.path())
+    }
+
+    /// A signed logout token (Back-Channel Logout 1.0 §2.4) for `sub` and/or `sid`.
+    pub fn logout_token(&self, sub: Option<&str>, sid: Option<&str>, jti: &str, iat: u64) -> String {
+        let mut custom = Map::new();
+        custom.insert(
+            "events".into(),
+            json!({"http://schemas.openid.net/event/backchannel-logout": {}}),
+        );
+        if let Some(sid) = sid {
+            custom.insert("sid".into(), json!(sid));
+        }
+        let claims = JWTClaims {
+            issued_at: Some(UnixTimeStamp::from_secs(iat)),
+            expires_at: Some(UnixTimeStamp::from_secs(iat + 120)),
+            invalid_before: None,
+            issuer: Some(ISSUER.into()),
+            subject: sub.map(str::to_owned),
+            audiences: Some(Audiences::AsString(CLIENT_ID.into())),
+            jwt_id: Some(jti.into()),
+            nonce: None,
+            custom,
+        };
+        let state = self.state();
+        state.keys[state.signing].sign(claims).unwrap_or_default()
+    }
+
+    /// The `sid` of the newest sign-in of `user`.
+    pub fn sid_of(&self, user: &str) -> Option<String> {
+        self.state()
+            .grants
+            .iter()
+            .rev()
+            .find(|g| g.sub == user)
+            .map(|g| g.sid.clone())
+    }
+
+    fn answer(&self, request: &http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, HttpError> {
+        let endpoint = match request.uri().path() {
+            "/.well-known/openid-configuration" => Endpoint::Discovery,
+            "/jwks" => Endpoint::Jwks,
+            "/token" => Endpoint::Token,
+            "/userinfo" => Endpoint::UserInfo,
+            "/revoke" => Endpoint::Revocation,
+            other => panic!("the backend asked for {other}"),
+        };
+        let mut state = self.state();
+        *state.counts.entry(endpoint).or_default() += 1;
+        match state.faults.get(&endpoint) {
+            Some(Fault::Refuse) => return Err(HttpError::Connect("connection refused".into())),
+            Some(Fault::Hang) => return Err(HttpError::Timeout),
+            Some(Fault::Status(status)) => return Ok(reply(*status, json!({}).to_string().into_bytes())),
+            Some(Fault::Garbage) => return Ok(reply(200, b"<html>not json".to_vec())),
+            Some(Fault::Huge) => return Ok(reply(200, vec![b' '; crate::MAX_PROVIDER_RESPONSE + 1])),
+            None => {}
+        }
+        let now = self.clock.now().0;
+        let body = match endpoint {
+            Endpoint::Discovery => discovery(),
+            Endpoint::Jwks => {
+                let keys: Vec<Value> = state.keys[..=state.published].iter().map(jwk).collect();
+                json!({ "keys": keys })
+            }
+            Endpoint::Token => return Ok(state.token(request.body(), now)),
+            Endpoint::UserInfo => {
+                let bearer = header(request, "authorization").unwrap_or_default();
+                let known = state.grants.last().filter(|_| bearer.starts_with("Bearer at-"));
+                match known {
+                    Some(grant) => json!({"sub": grant.sub, "email": format!("{}@example.com", grant.sub)}),
+                    None => return Ok(reply(401, b"{}".to_vec())),
+                }
+            }
+            Endpoint::Revocation => {
+                let form = form(request.body());
+                if let Some((grant, _)) = form.get("token").and_then(|t| state.refresh_tokens.get(t)).copied() {
+                    state.grants[grant].revoked = true;
+                }
+                json!({})
+            }
+        };
+        Ok(reply(200, body.to_string().into_bytes()))
+    }
+}
+
+impl State {
+    fn token(&mut self, body: &[u8], now: u64) -> http::Response<Vec<u8>> {
+        let form = form(body);
+        let get = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
+        let error = |code: &str| reply(400, json!({ "error": code }).to_string().into_bytes());
+        match get("grant_type") {
+            "authorization_code" => {
+                let Some(code) = self.codes.remove(get("code")) else {
+                    return error("invalid_grant");
+                };
+                let verifier_hash = URL_SAFE_NO_PAD.encode(Sha256::digest(get("code_verifier").as_bytes()));
+                if verifier_hash != code.challenge {
+                    return error("invalid_grant");
+                }
+                let scope = self.grants[code.grant].scope.clone();
+                self.issue(code.grant, Some(&code.nonce), &scope, None, now)
+            }
+            "refresh_token" => {
+                let presented = get("refresh_token").to_owned();
+                let Some((grant, usable)) = self.refresh_tokens.get(&presented).copied() else {
+                    return error("invalid_grant");
+                };
+                if !usable {
+                    // Reuse of a rotated token: the whole grant is revoked (RFC 9700 §4.14.2).
+                    self.reuse_detected += 1;
+                    self.grants[grant].revoked = true;
+                    return error("invalid_grant");
+                }
+                if self.grants[grant].revoked {
+                    return error("invalid_grant");
+                }
+                let granted = self.grants[grant].scope.clone();
+                let scope = form.get("scope").cloned().unwrap_or_else(|| granted.clone());
+                if !scope.split(' ').all(|s| granted.split(' ').any(|g| g == s)) {
+                    return error("invalid_scope");
+                }
+                if let Some(resource) = form.get("resource")
+                    && !self.grants[grant].resources.contains(resource)
+                {
+                    return error("invalid_target");
+                }
+                self.refreshes += 1;
+                let keep = match self.policy {
+                    RefreshPolicy::Rotate => {
+                        self.refresh_tokens.insert(presented, (grant, false));
+                        None
+                    }
+                    RefreshPolicy::Omit | RefreshPolicy::Echo => Some(presented),
+                };
+                let mut response = self.issue(grant, None, &scope, keep.as_deref(), now);
+                if self.policy == RefreshPolicy::Omit {
+                    let mut body: Map<String, Value> = serde_json::from_slice(response.body()).unwrap_or_default();
+                    body.remove("refresh_token");
+                    *response.body_mut() = Value::Object(body).to_string().into_bytes();
+                }
+                response
+            }
+            _ => error("unsupported_grant_type"),
+        }
+    }
+
+    /// A token response for `grant`; `keep` is the refresh token to answer with instead of a new one.
+    fn issue(
+        &mut self,
+        grant: usize,
+        nonce: Option<&str>,
+        scope: &str,
+        keep: Option<&str>,
+        now: u64,
+    ) -> http::Response<Vec<u8>> {
+        self.issued += 1;
+        let n = self.issued;
+        let refresh_token = match keep {
+            Some(token) => token.to_owned(),
+            None => {
+                let token = format!("rt-{n}");
+                self.refresh_tokens.insert(token.clone(), (grant, true));
+                token
+            }
+        };
+        let g = &self.grants[grant];
+        let mut custom = Map::new();
+        custom.insert("sid".into(), json!(g.sid));
+        custom.insert("auth_time".into(), json!(g.auth_time));
+        custom.insert("name".into(), json!(format!("User {}", g.sub)));
+        custom.insert("email".into(), json!(format!("{}@example.com", g.sub)));
+        let mut claims = JWTClaims {
+            issued_at: Some(UnixTimeStamp::from_secs(now)),
+            expires_at: Some(UnixTimeStamp::from_secs(now + 300)),
+            invalid_before: None,
+            issuer: Some(ISSUER.into()),
+            subject: Some(g.sub.clone()),
+            audiences: Some(Audiences::AsString(CLIENT_ID.into())),
+            jwt_id: None,
+            nonce: nonce.map(str::to_owned),
+            custom,
+        };
+        if nonce.is_none()
+            && let Some(edit) = self.refresh_claims
+        {
+            edit(&mut claims);
+        }
+        let id_token = self.keys[self.signing].sign(claims).unwrap_or_default();
+        let mut body = json!({
+            "access_token": format!("at-{n}"),
+            "token_type": "Bearer",
+            "id_token": id_token,
+            "scope": scope,
+        });
+        if scope.split(' ').any(|s| s == "offline_access") {
+            body["refresh_token"] = json!(refresh_token);
+        }
+        if let Some(expires_in) = &self.expires_in {
+            body["expires_in"] = expires_in.clone();
+        }
+        reply(200, body.to_string().into_bytes())
+    }
+}
+
+impl HttpClient for ScriptedProvider {
+    async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+        _timeout: Duration,
+    ) -> Result<http::Response<Vec<u8>>, HttpError> {
+        // The network: other requests of the same executor run meanwhile.
+        YieldOnce(false).await;
+        self.answer(&request)
+    }
+
+    async fn pause(&self, duration: Duration) {
+        let whole = {
+            let mut state = self.state();
+            state.paused_ms += u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+            let whole = state.paused_ms / 1000;
+            state.paused_ms %= 1000;
+            whole
+        };
+        self.clock.advance(whole);
+        YieldOnce(false).await;
+    }
+}
+
+/// Gives the executor to the other futures once.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+fn discovery() -> Value {
+    json!({
+        "issuer": ISSUER,
+        "authorization_endpoint": format!("{ISSUER}/authorize"),
+        "token_endpoint": format!("{ISSUER}/token"),
+        "jwks_uri": format!("{ISSUER}/jwks"),
+        "userinfo_endpoint": format!("{ISSUER}/userinfo"),
+        "revocation_endpoint": format!("{ISSUER}/revoke"),
+        "end_session_endpoint": format!("{ISSUER}/logout"),
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "authorization_response_iss_parameter_supported": true,
+    })
+}
+
+fn jwk(key: &ES256KeyPair) -> Value {
+    let point = key.public_key().public_key().to_bytes_uncompressed();
+    json!({
+        "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig",
+        "kid": key.key_id().clone().unwrap_or_default(),
+        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&point[33..]),
+    })
+}
+
+fn reply(status: u16, body: Vec<u8>) -> http::Response<Vec<u8>> {
+    let mut response = http::Response::new(body);
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    response
+}
+
+fn header<'a>(request: &'a http::Request<Vec<u8>>, name: &str) -> Option<&'a str> {
+    request.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn form(body: &[u8]) -> HashMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}

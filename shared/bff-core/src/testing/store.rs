@@ -1,0 +1,151 @@
+//! `MemoryStore`: the [`KvStore`] port in memory, either like DynamoDB (conditional writes are
+//! atomic, reads are consistent) or like Workers KV (no conditional write, and a delete is not
+//! seen by reads until [`MemoryStore::settle`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::FixedClock;
+use crate::ports::{Clock, KvError, KvStore};
+
+/// See the module documentation.
+pub struct MemoryStore {
+    clock: Arc<FixedClock>,
+    items: Mutex<Items>,
+    eventually_consistent: bool,
+    /// Operations on keys starting with this fail.
+    failing: Mutex<Option<String>>,
+}
+
+#[derive(Default)]
+struct Items {
+    live: HashMap<String, (Vec<u8>, u64)>,
+    /// Deleted, but still seen by reads (eventual consistency).
+    ghosts: HashMap<String, (Vec<u8>, u64)>,
+}
+
+impl MemoryStore {
+    /// Like DynamoDB: consistent reads, atomic conditional writes.
+    pub fn consistent(clock: Arc<FixedClock>) -> Self {
+        Self::new(clock, false)
+    }
+
+    /// Like Workers KV: conditional writes are a read then a write, and deletes show late.
+    pub fn eventually_consistent(clock: Arc<FixedClock>) -> Self {
+        Self::new(clock, true)
+    }
+
+    fn new(clock: Arc<FixedClock>, eventually_consistent: bool) -> Self {
+        Self {
+            clock,
+            items: Mutex::new(Items::default()),
+            eventually_consistent,
+            failing: Mutex::new(None),
+        }
+    }
+
+    fn items(&self) -> MutexGuard<'_, Items> {
+        self.items.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Every operation on a key starting with `prefix` fails (`Some("")`: all of them) until
+    /// called with `None`.
+    pub fn fail_keys(&self, prefix: Option<&str>) {
+        *self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = prefix.map(str::to_owned);
+    }
+
+    /// Deletes become visible to reads.
+    pub fn settle(&self) {
+        self.items().ghosts.clear();
+    }
+
+    /// Whether a live (not deleted, not expired) value is stored under `key`.
+    pub fn contains(&self, key: &str) -> bool {
+        let now = self.clock.now().0;
+        self.items().live.get(key).is_some_and(|(_, expires)| *expires > now)
+    }
+
+    /// The live keys starting with `prefix`.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let now = self.clock.now().0;
+        let mut keys: Vec<String> = (self.items().live.iter())
+            .filter(|(k, (_, expires))| k.starts_with(prefix) && *expires > now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    fn check(&self, operation: &str, key: &str) -> Result<(), KvError> {
+        let failing = self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failing.as_deref().is_some_and(|prefix| key.starts_with(prefix)) {
+            Err(KvError(format!("memory store {operation}: failing on purpose")))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn read(&self, key: &str) -> Option<Vec<u8>> {
+        let now = self.clock.now().0;
+        let items = self.items();
+        let found = items.live.get(key).or_else(|| items.ghosts.get(key));
+        found.filter(|(_, expires)| *expires > now).map(|(v, _)| v.clone())
+    }
+
+    fn write(&self, key: &str, value: Vec<u8>, ttl_secs: u64) {
+        let expires = self.clock.now().0.saturating_add(ttl_secs);
+        let mut items = self.items();
+        items.ghosts.remove(key);
+        items.live.insert(key.to_owned(), (value, expires));
+    }
+}
+
+impl KvStore for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.check("get", key)?;
+        Ok(self.read(key))
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<(), KvError> {
+        self.check("put", key)?;
+        self.write(key, value, ttl_secs);
+        Ok(())
+    }
+
+    async fn put_if_absent(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<bool, KvError> {
+        self.check("put", key)?;
+        let present = if self.eventually_consistent {
+            self.read(key).is_some()
+        } else {
+            self.contains(key)
+        };
+        if !present {
+            self.write(key, value, ttl_secs);
+        }
+        Ok(!present)
+    }
+
+    async fn put_if_present(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<bool, KvError> {
+        self.check("put", key)?;
+        let present = if self.eventually_consistent {
+            self.read(key).is_some()
+        } else {
+            self.contains(key)
+        };
+        if present {
+            self.write(key, value, ttl_secs);
+        }
+        Ok(present)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.check("delete", key)?;
+        let mut items = self.items();
+        if let Some(item) = items.live.remove(key)
+            && self.eventually_consistent
+        {
+            items.ghosts.insert(key.to_owned(), item);
+        }
+        Ok(())
+    }
+}

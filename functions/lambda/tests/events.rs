@@ -38,6 +38,17 @@ fn http_api_event_reaches_the_core_in_origin_form() {
     assert!(core.body().is_empty());
 }
 
+/// A body over the core's limit reaches it cut one byte past the limit: enough for a 413, and no
+/// copy of the rest.
+#[test]
+fn oversized_bodies_reach_the_core_cut_one_byte_past_the_limit() {
+    let mut event: Value = serde_json::from_str(FUNCTION_URL).unwrap();
+    event["isBase64Encoded"] = json!(false);
+    event["body"] = json!("a".repeat(1024 * 1024));
+    let core = into_core_request(from_str(&event.to_string()).unwrap());
+    assert_eq!(core.body().len(), bff_core::MAX_REQUEST_BODY + 1);
+}
+
 #[test]
 fn function_url_event_keeps_the_raw_path_and_decodes_the_body() {
     let core = into_core_request(from_str(FUNCTION_URL).unwrap());

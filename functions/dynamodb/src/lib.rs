@@ -437,12 +437,7 @@ pub fn cause_chain(error: &dyn std::error::Error) -> String {
 /// loopback host (a local stand-in).
 fn parse_endpoint(text: &str) -> Option<url::Url> {
     let url = url::Url::parse(text.trim()).ok()?;
-    let loopback = match url.host()? {
-        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
-    };
-    let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+    let scheme_ok = bff_core::is_https_or_loopback(&url);
     let bare = url.path() == "/" && url.query().is_none() && url.username().is_empty() && url.password().is_none();
     (scheme_ok && bare).then_some(url)
 }

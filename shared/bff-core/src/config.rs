@@ -7,8 +7,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use url::Url;
 
+use crate::cookie::SameSite;
+use crate::oidc::algorithms::is_supported_alg;
 use crate::oidc::client_auth::{SigningKey, parse_private_key};
 use crate::secret::{ClientSecret, SealKey};
+use crate::urls::{is_https_or_loopback, is_local_path, is_resource_uri};
 
 /// How the backend authenticates at the token endpoint (RFC 6749 §2.3, RFC 7523).
 #[derive(Debug)]
@@ -20,18 +23,11 @@ pub(crate) enum ClientAuth {
 
 /// Where sessions live (CONTRACT §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SessionStore {
+pub(crate) enum SessionMode {
     /// Sealed into the session cookie itself.
     Cookie,
     /// In the deployment's store; the cookie holds only a sealed session id.
     Kv,
-}
-
-/// `SameSite` of the session cookie.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SameSite {
-    Lax,
-    Strict,
 }
 
 /// The parsed configuration. Secrets redact themselves in `Debug`.
@@ -50,7 +46,7 @@ pub(crate) struct Config {
     pub(crate) scopes: Vec<String>,
     pub(crate) authorization_params: Vec<(String, String)>,
     pub(crate) default_resource: Option<String>,
-    pub(crate) session_store: SessionStore,
+    pub(crate) session_store: SessionMode,
     pub(crate) session_max_age: u64,
     pub(crate) sessioninfo_claims: Vec<String>,
     pub(crate) userinfo: bool,
@@ -152,8 +148,8 @@ impl Config {
             None => None,
         };
         let session_store = match get("BFF_SESSION_STORE").as_deref() {
-            None | Some("cookie") => SessionStore::Cookie,
-            Some("kv") => SessionStore::Kv,
+            None | Some("cookie") => SessionMode::Cookie,
+            Some("kv") => SessionMode::Kv,
             Some(_) => return Err(ConfigError::new("BFF_SESSION_STORE", "must be cookie or kv")),
         };
         let session_max_age = parse_number(get("BFF_SESSION_MAX_AGE"), "BFF_SESSION_MAX_AGE", 86_400, 1)?;
@@ -165,7 +161,7 @@ impl Config {
         let userinfo = parse_bool(get("BFF_USERINFO"), "BFF_USERINFO", false)?;
         let post_logout_path = match get("BFF_POST_LOGOUT_PATH") {
             None => format!("{base_path}/"),
-            Some(p) if crate::flow::login::is_local_path(&p) => p,
+            Some(p) if is_local_path(&p) => p,
             Some(_) => {
                 return Err(ConfigError::new(
                     "BFF_POST_LOGOUT_PATH",
@@ -185,7 +181,7 @@ impl Config {
             None => None,
             Some(list) => {
                 let algs: Vec<String> = list.split_whitespace().map(str::to_owned).collect();
-                if !algs.iter().all(|a| crate::oidc::id_token::is_supported_alg(a)) {
+                if !algs.iter().all(|a| is_supported_alg(a)) {
                     return Err(ConfigError::new(
                         "BFF_ID_TOKEN_ALGS",
                         "only RS256-512, PS256-512, ES256, ES384 and EdDSA are accepted",
@@ -226,19 +222,23 @@ impl Config {
         })
     }
 
-    /// The OAuth `redirect_uri` (CONTRACT §2.5).
     /// `B/bff/login`, where "sign in again" leads.
     pub(crate) fn login_path(&self) -> String {
         format!("{}/bff/login", self.base_path)
     }
 
+    /// The OAuth `redirect_uri` (CONTRACT §2.5).
     pub(crate) fn redirect_uri(&self) -> String {
         format!("{}{}/bff/callback", self.public_origin, self.base_path)
     }
 
     /// Whether `url` may be called: https, or http on loopback when insecure issuers are allowed.
     pub(crate) fn endpoint_allowed(&self, url: &Url) -> bool {
-        url.scheme() == "https" || (self.allow_insecure_issuer && url.scheme() == "http" && is_loopback(url))
+        if self.allow_insecure_issuer {
+            is_https_or_loopback(url)
+        } else {
+            url.scheme() == "https"
+        }
     }
 }
 
@@ -264,18 +264,13 @@ fn parse_number(value: Option<String>, name: &'static str, default: u64, min: u6
     }
 }
 
-pub(crate) fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
-    }
-}
-
 fn check_https_url(value: &str, allow_loopback_http: bool, name: &'static str) -> Result<Url, ConfigError> {
     let url = Url::parse(value).map_err(|_| ConfigError::new(name, "must be an absolute URL"))?;
-    let ok = url.scheme() == "https" || (allow_loopback_http && url.scheme() == "http" && is_loopback(&url));
+    let ok = if allow_loopback_http {
+        is_https_or_loopback(&url)
+    } else {
+        url.scheme() == "https"
+    };
     if !ok {
         return Err(ConfigError::new(
             name,
@@ -292,7 +287,7 @@ fn parse_origin(value: &str) -> Result<String, ConfigError> {
     const NAME: &str = "BFF_PUBLIC_ORIGIN";
     let url =
         Url::parse(value).map_err(|_| ConfigError::new(NAME, "must be an origin such as https://app.example.com"))?;
-    let secure = url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url));
+    let secure = is_https_or_loopback(&url);
     if !secure || url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
         return Err(ConfigError::new(
             NAME,
@@ -372,11 +367,6 @@ fn parse_authorization_params(value: Option<String>) -> Result<Vec<(String, Stri
         return Err(ConfigError::new(NAME, format!("must not set {reserved}")));
     }
     Ok(params)
-}
-
-/// RFC 8707 §2: an absolute URI without a fragment.
-pub(crate) fn is_resource_uri(value: &str) -> bool {
-    Url::parse(value).is_ok_and(|u| u.fragment().is_none() && !value.contains('#'))
 }
 
 #[cfg(test)]

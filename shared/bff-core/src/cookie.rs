@@ -6,7 +6,12 @@
 use http::HeaderMap;
 use http::header::COOKIE;
 
-use crate::config::SameSite;
+/// `SameSite` of a cookie (RFC 6265bis §4.1.2.7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SameSite {
+    Lax,
+    Strict,
+}
 
 /// Every cookie this backend reads or writes starts with this; other names are skipped unread.
 pub(crate) const OWN_PREFIX: &str = "__Host-bff-";

@@ -24,29 +24,33 @@
 
 mod config;
 mod cookie;
+mod ctx;
 mod error;
 mod flow;
 mod oidc;
 mod ports;
 mod provider;
+mod records;
 mod response;
 mod rotation;
 mod route;
 mod seal;
 mod secret;
 mod session;
-mod store;
+mod session_cookie;
+mod session_store;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
-
-use http::request::Parts;
+mod urls;
 
 pub use config::ConfigError;
 pub use ports::{
-    Clock, HttpClient, HttpError, KvError, KvStore, Level, Log, NoStore, RandomError, SecureRandom, UnixTime,
+    Clock, Deps, HttpClient, HttpError, KvError, KvStore, Level, Log, NoStore, RandomError, SecureRandom, UnixTime,
 };
+pub use urls::is_https_or_loopback;
 
 use crate::config::Config;
+use crate::ctx::Ctx;
 use crate::error::{ApiError, PageError};
 use crate::provider::ProviderCache;
 use crate::rotation::Rotations;
@@ -60,20 +64,6 @@ pub const MAX_REQUEST_BODY: usize = 16 * 1024;
 /// is a provider failure. An adapter should stop reading one byte past it.
 pub const MAX_PROVIDER_RESPONSE: usize = 1024 * 1024;
 
-/// What a request needs from the platform, borrowed for the request's duration.
-pub struct Deps<'a, H, K = NoStore> {
-    /// Wall clock.
-    pub clock: &'a dyn Clock,
-    /// Secure randomness.
-    pub random: &'a dyn SecureRandom,
-    /// Outbound HTTP to the authorization server.
-    pub http: &'a H,
-    /// Operational log lines.
-    pub log: &'a dyn Log,
-    /// The shared store (Workers KV, DynamoDB), where the deployment has one.
-    pub store: Option<&'a K>,
-}
-
 /// The backend of one isolate or container: configuration parsed once, plus caches of the
 /// issuer's metadata and keys (owned data only).
 pub struct Backend {
@@ -84,18 +74,6 @@ struct Inner {
     config: Config,
     provider: ProviderCache,
     rotations: Rotations,
-}
-
-/// Everything one request's flow works with.
-pub(crate) struct Ctx<'a, H, K> {
-    pub(crate) config: &'a Config,
-    pub(crate) provider: &'a ProviderCache,
-    pub(crate) rotations: &'a Rotations,
-    pub(crate) deps: &'a Deps<'a, H, K>,
-    pub(crate) parts: &'a Parts,
-    pub(crate) body: &'a [u8],
-    pub(crate) cookies: cookie::Cookies,
-    pub(crate) now: UnixTime,
 }
 
 impl Backend {
@@ -156,7 +134,7 @@ impl Backend {
                 _ => ApiError::BodyTooLarge.into_response(),
             };
         }
-        if matches!(route, Route::Token | Route::SessionInfo | Route::Logout)
+        if route.needs_csrf()
             && let Err(refusal) = flow::check_csrf(&parts, &inner.config)
         {
             return refusal.into_response();
@@ -180,12 +158,5 @@ impl Backend {
             Route::Logout => flow::logout::logout(&ctx).await,
             Route::BackchannelLogout => flow::backchannel::backchannel_logout(&ctx).await,
         }
-    }
-}
-
-impl<H, K> Ctx<'_, H, K> {
-    /// `B/bff/login`, where "sign in again" leads.
-    pub(crate) fn login_path(&self) -> String {
-        self.config.login_path()
     }
 }

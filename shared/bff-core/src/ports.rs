@@ -191,3 +191,17 @@ impl KvStore for NoStore {
         Ok(())
     }
 }
+
+/// What a request needs from the platform, borrowed for the request's duration.
+pub struct Deps<'a, H, K = NoStore> {
+    /// Wall clock.
+    pub clock: &'a dyn Clock,
+    /// Secure randomness.
+    pub random: &'a dyn SecureRandom,
+    /// Outbound HTTP to the authorization server.
+    pub http: &'a H,
+    /// Operational log lines.
+    pub log: &'a dyn Log,
+    /// The shared store (Workers KV, DynamoDB), where the deployment has one.
+    pub store: Option<&'a K>,
+}

@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex};
 
 use http::header::ACCEPT;
 
-use crate::Deps;
 use crate::config::Config;
+use crate::oidc::algorithms;
 use crate::oidc::discovery::{self, Jwk, Jwks, Metadata};
 use crate::oidc::id_token::{self, Header, IdTokenError};
 use crate::oidc::token::UpstreamError;
+use crate::ports::Deps;
 use crate::ports::{HttpClient, KvStore, Level, UnixTime};
 
 /// Metadata and keys are refetched after this long.
@@ -148,7 +149,7 @@ impl ProviderCache {
     ) -> Result<id_token::Claims, KeyError> {
         let metadata = self.metadata(config, deps).await.map_err(KeyError::Upstream)?;
         let header = id_token::header(token).map_err(KeyError::Token)?;
-        let allowed = id_token::allowed_algs(
+        let allowed = algorithms::allowed_algs(
             config.id_token_algs.as_deref(),
             &metadata.id_token_signing_alg_values_supported,
         );

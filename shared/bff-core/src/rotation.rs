@@ -17,22 +17,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::ports::{HttpClient, KvStore, UnixTime};
+use crate::ports::{Deps, HttpClient, KvStore};
 use crate::session::CachedToken;
-use crate::{Ctx, Deps, store};
 
 /// A rotation is remembered this long.
-const MEMORY_SECS: u64 = 30;
+pub(crate) const MEMORY_SECS: u64 = 30;
 /// A refresh in flight longer than this is presumed lost and taken over.
 const IN_FLIGHT_SECS: u64 = 20;
 /// How often a waiting request looks again.
-const POLL: Duration = Duration::from_millis(20);
+pub(crate) const POLL: Duration = Duration::from_millis(20);
 
 /// The outcome of one refresh, as later requests with the same old token need it.
 #[derive(Clone, Serialize, Deserialize)]
@@ -175,68 +172,4 @@ impl Drop for Guard<'_> {
             entries.remove(&self.hash);
         }
     }
-}
-
-/// Across isolates and containers (CONTRACT §2.2, the KV issue): before presenting a refresh
-/// token, look for a rotation another instance stored under its hash, and claim the refresh with
-/// a conditional write (exactly one winner on DynamoDB; best effort on Workers KV, which has no
-/// compare-and-swap). A loser waits for the winner's result up to the HTTP timeout, then
-/// refreshes itself (the winner may have failed).
-pub(crate) async fn shared_claim<H: HttpClient, K: KvStore>(
-    ctx: &Ctx<'_, H, K>,
-    refresh_token: &str,
-) -> Option<Rotation> {
-    let store = ctx.deps.store?;
-    let (done_key, claim_key) = shared_keys(refresh_token);
-    let find = async || {
-        store::get_sealed(ctx, store, &done_key)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|bytes| serde_json::from_slice::<Rotation>(&bytes).ok())
-    };
-    if let Some(rotation) = find().await {
-        return Some(rotation);
-    }
-    let expires = ctx.now.plus(MEMORY_SECS);
-    if store::put_sealed(ctx, store, &claim_key, b"refreshing", expires, store::Write::IfAbsent)
-        .await
-        .unwrap_or(true)
-    {
-        return None;
-    }
-    let deadline = ctx.deps.clock.now().0 + ctx.config.http_timeout.as_secs() + 2;
-    while ctx.deps.clock.now().0 <= deadline {
-        ctx.deps.http.pause(POLL * 10).await;
-        if let Some(rotation) = find().await {
-            return Some(rotation);
-        }
-        // Released without a rotation (failed, or the provider does not rotate): our turn.
-        if matches!(store.get(&claim_key).await, Ok(None)) {
-            return None;
-        }
-    }
-    None
-}
-
-/// Stores a rotation for the other instances, sealed, for 30 s.
-pub(crate) async fn publish<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>, refresh_token: &str, rotation: &Rotation) {
-    let Some(store) = ctx.deps.store else { return };
-    let (done_key, _) = shared_keys(refresh_token);
-    let payload = serde_json::to_vec(rotation).unwrap_or_default();
-    let expires = UnixTime(ctx.deps.clock.now().0 + MEMORY_SECS);
-    let _ = store::put_sealed(ctx, store, &done_key, &payload, expires, store::Write::Always).await;
-}
-
-/// Gives up a claim after a failed refresh, or one that did not rotate, so other instances need
-/// not wait it out.
-pub(crate) async fn release<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>, refresh_token: &str) {
-    if let Some(store) = ctx.deps.store {
-        let _ = store.delete(&shared_keys(refresh_token).1).await;
-    }
-}
-
-fn shared_keys(refresh_token: &str) -> (String, String) {
-    let hash = URL_SAFE_NO_PAD.encode(Sha256::digest(refresh_token.as_bytes()));
-    (format!("rotation:{hash}"), format!("rotating:{hash}"))
 }

@@ -23,6 +23,12 @@ pub(crate) enum Miss {
 }
 
 impl Route {
+    /// Whether the route needs the CSRF checks (CONTRACT §2.1): every JSON endpoint a page calls
+    /// with the session, not the navigations, the metadata or the provider's back channel.
+    pub(crate) fn needs_csrf(self) -> bool {
+        matches!(self, Self::Token | Self::SessionInfo | Self::Logout)
+    }
+
     /// Resolves `path` (without query) under `base`.
     pub(crate) fn resolve(method: &Method, path: &str, base: &str) -> Result<Self, Miss> {
         let Some(rest) = path.strip_prefix(base) else {

@@ -1,6 +1,11 @@
 use super::*;
+use serde_json::{Map, Value};
+
 use crate::config::tests_support::config;
 use crate::cookie::Cookies;
+use crate::oidc::token::TokenSet;
+use crate::secret::{AccessToken, IdToken, RefreshToken};
+use crate::session::{CachedToken, scope_covered, scope_key};
 use crate::testing::CounterRandom;
 
 fn session(claim_bytes: usize, tokens: usize) -> Session {

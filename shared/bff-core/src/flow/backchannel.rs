@@ -5,15 +5,17 @@ use http::{HeaderValue, Response, StatusCode};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::Ctx;
+use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::flow::single;
+use crate::oidc::algorithms;
 use crate::oidc::id_token::{self, IdTokenError};
 use crate::oidc::logout_token;
 use crate::ports::{HttpClient, KvStore, Level, UnixTime};
 use crate::provider::KeyError;
+use crate::records;
 use crate::response;
-use crate::store;
+use crate::session_store;
 
 pub(crate) async fn backchannel_logout<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
     // Stateless cookie sessions can only be ended through a revocation list in a store.
@@ -51,7 +53,7 @@ async fn end_sessions<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>, store: &K)
         .map_err(ApiError::Upstream)?;
     // 2. The signature as for an ID token, with the same algorithm allow-list (never `none`).
     let header = id_token::header(token).map_err(refused)?;
-    let allowed = id_token::allowed_algs(
+    let allowed = algorithms::allowed_algs(
         config.id_token_algs.as_deref(),
         &metadata.id_token_signing_alg_values_supported,
     );
@@ -76,19 +78,19 @@ async fn end_sessions<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>, store: &K)
         "jti:{}",
         base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, digest)
     );
-    let unavailable = store::Unavailable::into_api_error;
-    if store::get_sealed(ctx, store, &jti_key)
+    let unavailable = records::Unavailable::into_api_error;
+    if records::get_sealed(ctx, store, &jti_key)
         .await
         .map_err(unavailable)?
         .is_some()
     {
         return Err(refused(IdTokenError::Claim("jti")));
     }
-    store::end_all(ctx, store, logout.sid.as_deref(), logout.sub.as_deref(), logout.iat)
+    session_store::end_all(ctx, store, logout.sid.as_deref(), logout.sub.as_deref(), logout.iat)
         .await
         .map_err(unavailable)?;
     let expires = UnixTime(logout.exp.max(ctx.now.0) + 120);
-    store::put_sealed(ctx, store, &jti_key, b"seen", expires, store::Write::Always)
+    records::put_sealed(ctx, store, &jti_key, b"seen", expires, records::Write::Always)
         .await
         .map_err(unavailable)?;
     ctx.deps

@@ -5,9 +5,8 @@ use http::Response;
 use http::header::AUTHORIZATION;
 use serde_json::{Map, Value};
 
-use crate::Ctx;
-use crate::config::SameSite;
-use crate::cookie::SetCookie;
+use crate::cookie::{SameSite, SetCookie};
+use crate::ctx::Ctx;
 use crate::error::PageError;
 use crate::flow::{query, single};
 use crate::oidc::token::{self, Grant, TokenSet, UpstreamError};
@@ -15,14 +14,15 @@ use crate::ports::{HttpClient, KvStore, Level};
 use crate::provider::{self, KeyError};
 use crate::response;
 use crate::secret::{IdToken, RefreshToken, constant_time_eq};
-use crate::session::{self, CachedToken, LoginTxn, SaveError, Session, project_claims, scope_key};
-use crate::store;
+use crate::session::{CachedToken, LoginTxn, SaveError, Session, project_claims, scope_key};
+use crate::session_cookie;
+use crate::session_store;
 
 pub(crate) async fn callback<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
     let login_path = ctx.login_path();
     let params = query(ctx.parts);
     let state = single(&params, "state").ok().flatten().unwrap_or_default();
-    let txn_name = session::txn_cookie_name(state);
+    let txn_name = session_cookie::txn_cookie_name(state);
     // A transaction cookie sent twice (one may be planted) is no transaction: login CSRF.
     let Some(value) = ctx.cookies.get(&txn_name).filter(|_| !state.is_empty()) else {
         return PageError::BadRequest("This sign-in is unknown, expired or already finished. Please start again.")
@@ -32,7 +32,7 @@ pub(crate) async fn callback<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> 
     // went to the provider it is consumed, and a retry could only fail.
     let delete_txn = SetCookie::delete(txn_name.clone(), SameSite::Lax);
     let mut code_sent = false;
-    let outcome = match session::open_txn(value, ctx.config, ctx.now) {
+    let outcome = match session_cookie::open_txn(value, ctx.config, ctx.now) {
         Ok(txn) if constant_time_eq(&txn.state, state) => finish(ctx, &params, txn, &mut code_sent).await,
         _ => Err(PageError::BadRequest(
             "This sign-in is unknown, expired or already finished. Please start again.",
@@ -156,7 +156,7 @@ async fn finish<H: HttpClient, K: KvStore>(
     // The code's access token answers requests for that resource with the whole grant's scope.
     let entry = CachedToken::from_response(first_resource, scope_key(&scope), &tokens, ctx.now.0, expires);
     session.tokens.push(entry);
-    let cookies = store::create(ctx, session).await.map_err(|e| match e {
+    let cookies = session_store::create(ctx, session).await.map_err(|e| match e {
         SaveError::Random(_) => PageError::ServerError,
         SaveError::Store | SaveError::Gone => PageError::Unavailable,
         SaveError::TooLarge { bytes } => {

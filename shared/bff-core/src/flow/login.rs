@@ -6,16 +6,18 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Response;
 use url::Url;
 
-use crate::Ctx;
-use crate::config::{Config, SameSite, is_resource_uri};
-use crate::cookie::SetCookie;
+use crate::config::Config;
+use crate::cookie::{SameSite, SetCookie};
+use crate::ctx::Ctx;
 use crate::error::PageError;
 use crate::flow::{query, single};
 use crate::oidc::pkce;
 use crate::ports::{HttpClient, KvStore, RandomError, SecureRandom};
 use crate::response;
-use crate::session::{self, LoginTxn, TXN_COOKIE_PREFIX};
-use crate::store;
+use crate::session::LoginTxn;
+use crate::session_cookie::{self, TXN_COOKIE_PREFIX};
+use crate::session_store;
+use crate::urls::{is_local_path, is_resource_uri};
 
 /// At most this many login transactions exist at a time (several tabs may log in at once).
 const MAX_TXNS: usize = 5;
@@ -81,8 +83,8 @@ async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respons
     // An incremental login asks for the union of what the session already has and what is new,
     // so no earlier grant is lost (CONTRACT §2.2 backend_not_ready). The session cookie is
     // visible here: this is a same-site navigation.
-    let existing = match store::load(ctx).await {
-        Ok(store::Lookup::Found(loaded)) => Some(loaded.session),
+    let existing = match session_store::load(ctx).await {
+        Ok(session_store::Lookup::Found(loaded)) => Some(loaded.session),
         _ => None,
     };
     let mut scopes: Vec<String> = config.scopes.clone();
@@ -137,7 +139,7 @@ async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respons
         }
     }
 
-    let new_txn = session::seal_txn(&txn, config, random).map_err(|_| PageError::ServerError)?;
+    let new_txn = session_cookie::seal_txn(&txn, config, random).map_err(|_| PageError::ServerError)?;
     if new_txn.size() > TXN_BUDGET {
         return Err(PageError::BadRequest(
             "This sign-in asks for too much at once (return_to, scope and resource together).",
@@ -163,7 +165,7 @@ fn prune_txns<H, K>(ctx: &Ctx<'_, H, K>, new_size: usize) -> Vec<SetCookie> {
     let mut deletes = Vec::new();
     let mut live: Vec<(u64, &str, usize)> = Vec::new();
     for (name, value) in ctx.cookies.with_prefix(TXN_COOKIE_PREFIX) {
-        match value.map(|v| (v, session::open_txn(v, ctx.config, ctx.now))) {
+        match value.map(|v| (v, session_cookie::open_txn(v, ctx.config, ctx.now))) {
             Some((value, Ok(txn))) => live.push((txn.created, name, name.len() + 1 + value.len())),
             _ => deletes.push(SetCookie::delete(name, SameSite::Lax)),
         }
@@ -187,60 +189,4 @@ fn random_string(random: &dyn SecureRandom, count: usize) -> Result<String, Rand
     let mut bytes = vec![0u8; count];
     random.fill(&mut bytes)?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
-}
-
-/// A path on this origin (CONTRACT §2.5): one leading `/`, not `//` or `/\`, no scheme or host,
-/// no control characters, and nothing a browser would read as another origin once decoded.
-pub(crate) fn is_local_path(path: &str) -> bool {
-    let bytes = path.as_bytes();
-    if bytes.first() != Some(&b'/') || matches!(bytes.get(1), Some(b'/' | b'\\')) {
-        return false;
-    }
-    if path.chars().any(|c| c.is_control() || c == '\\' || c.is_whitespace()) {
-        return false;
-    }
-    // Encoded slashes or backslashes right after the first slash decode to `//` or `/\`.
-    let lower = path.to_ascii_lowercase();
-    if lower.starts_with("/%2f") || lower.starts_with("/%5c") {
-        return false;
-    }
-    // Parsed against a dummy origin, the path must stay on that origin.
-    Url::parse("https://origin.invalid")
-        .and_then(|base| base.join(path))
-        .is_ok_and(|u| u.host_str() == Some("origin.invalid"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn return_to_table() {
-        let good = ["/", "/app/", "/a/b?x=1#frag", "/path%20with%20space", "/%2e%2e/x"];
-        let bad = [
-            "",
-            "app",
-            "//evil.example",
-            "/\\evil.example",
-            "https://evil.example",
-            "javascript:alert(1)",
-            "/%2fevil.example",
-            "/%2F%2Fevil.example",
-            "/%5cevil.example",
-            "/\tevil",
-            "/\n/evil.example",
-            "\\\\evil.example",
-            " /x",
-            "/x y",
-            "http:/evil.example",
-            "%2f%2fevil.example",
-            "/a\\b",
-        ];
-        for path in good {
-            assert!(is_local_path(path), "{path} should be accepted");
-        }
-        for path in bad {
-            assert!(!is_local_path(path), "{path} should be refused");
-        }
-    }
 }

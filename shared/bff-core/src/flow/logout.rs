@@ -4,23 +4,23 @@ use http::{Response, StatusCode};
 use serde_json::json;
 use url::Url;
 
-use crate::Ctx;
+use crate::ctx::Ctx;
 use crate::oidc::token;
 use crate::ports::{HttpClient, KvStore, Level};
 use crate::provider;
 use crate::response;
-use crate::session;
-use crate::store::{self, Lookup};
+use crate::session_cookie;
+use crate::session_store::{self, Lookup};
 
 pub(crate) async fn logout<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
     let config = ctx.config;
     let post_logout = format!("{}{}", config.public_origin, config.post_logout_path);
-    let loaded = match store::load(ctx).await {
+    let loaded = match session_store::load(ctx).await {
         Ok(Lookup::Found(loaded)) => Some(*loaded),
         _ => None,
     };
-    let mut cookies = store::end(ctx, loaded.as_ref()).await;
-    cookies.extend(session::clear_txns(&ctx.cookies));
+    let mut cookies = session_store::end(ctx, loaded.as_ref()).await;
+    cookies.extend(session_cookie::clear_txns(&ctx.cookies));
     let mut logout_url = post_logout.clone();
 
     if let Some(session) = loaded.as_ref().map(|l| &l.session) {

@@ -5,18 +5,18 @@ use http::header::{CACHE_CONTROL, PRAGMA};
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::Ctx;
+use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::ports::{HttpClient, KvStore};
 use crate::response;
-use crate::store::{self, Lookup};
+use crate::session_store::{self, Lookup};
 
 pub(crate) async fn session_info<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
-    let session = match store::load(ctx).await {
+    let session = match session_store::load(ctx).await {
         Ok(Lookup::Found(loaded)) => loaded.session,
         Ok(Lookup::Missing) => return ApiError::InvalidSession.into_response(),
         Ok(Lookup::Revoked) => {
-            let cookies = store::end(ctx, None).await;
+            let cookies = session_store::end(ctx, None).await;
             return response::with_cookies(ApiError::InvalidSession.into_response(), &cookies);
         }
         Err(unavailable) => return unavailable.into_api_error().into_response(),

@@ -4,20 +4,21 @@ use http::{Method, Response, StatusCode};
 use serde_json::{Map, Value, json};
 use url::form_urlencoded::Serializer;
 
-use crate::Ctx;
-use crate::config::is_resource_uri;
 use crate::cookie::SetCookie;
+use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::flow::{query, single};
 use crate::oidc::id_token::IdTokenError;
 use crate::oidc::token::{self, Grant, UpstreamError};
 use crate::ports::{HttpClient, KvStore, Level, UnixTime};
 use crate::provider::{self, KeyError};
+use crate::records;
 use crate::response;
-use crate::rotation::{self, Claim, Rotation};
+use crate::rotation::{Claim, Rotation};
 use crate::secret::{IdToken, RefreshToken, constant_time_eq};
 use crate::session::{CachedToken, SaveError, Session, project_claims, scope_covered, scope_key};
-use crate::store::{self, Loaded, Lookup};
+use crate::session_store::{self, Loaded, Lookup};
+use crate::urls::is_resource_uri;
 
 /// A `rejected_token` forces a refresh of the same entry at most this often.
 const FORCED_REFRESH_SECS: u64 = 30;
@@ -46,11 +47,11 @@ async fn mediate<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respo
     }
     let scope = single(&params, "scope").map_err(|()| fail(ApiError::InvalidRequest("scope may be given once")))?;
     let rejected = single(&params, "rejected_token").ok().flatten();
-    let mut loaded = match store::load(ctx).await {
+    let mut loaded = match session_store::load(ctx).await {
         Ok(Lookup::Found(loaded)) => *loaded,
         Ok(Lookup::Missing) => return Err(fail(ApiError::InvalidSession)),
         Ok(Lookup::Revoked) => {
-            let cookies = store::end(ctx, None).await;
+            let cookies = session_store::end(ctx, None).await;
             return Err(response::with_cookies(fail(ApiError::InvalidSession), &cookies));
         }
         Err(unavailable) => return Err(fail(unavailable.into_api_error())),
@@ -84,7 +85,7 @@ async fn mediate<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respo
         Ok(entry) => entry,
         Err(Refused::Answer(response)) => return Err(response),
         Err(Refused::SessionDead(error)) => {
-            let cookies = store::end(ctx, Some(&loaded)).await;
+            let cookies = session_store::end(ctx, Some(&loaded)).await;
             return Err(response::with_cookies(error.into_response(), &cookies));
         }
     };
@@ -133,7 +134,7 @@ async fn refresh<H: HttpClient, K: KvStore>(
             }
             Claim::Mine(guard) => guard,
         };
-        if let Some(rotation) = rotation::shared_claim(ctx, &refresh_token).await {
+        if let Some(rotation) = records::shared_claim(ctx, &refresh_token).await {
             apply(session, &rotation);
             let entry = rotation.answers(key, resource).then(|| rotation.entry.clone());
             guard.complete(rotation, true, ctx.deps.clock.now().0);
@@ -146,16 +147,16 @@ async fn refresh<H: HttpClient, K: KvStore>(
         let rotation = match outcome {
             Ok(rotation) => rotation,
             Err(refused) => {
-                rotation::release(ctx, &refresh_token).await;
+                records::release(ctx, &refresh_token).await;
                 return Err(refused);
             }
         };
         apply(session, &rotation);
         let rotated = rotation.refresh_token.is_some();
         if rotated {
-            rotation::publish(ctx, &refresh_token, &rotation).await;
+            records::publish(ctx, &refresh_token, &rotation).await;
         } else {
-            rotation::release(ctx, &refresh_token).await;
+            records::release(ctx, &refresh_token).await;
         }
         let entry = rotation.entry.clone();
         guard.complete(rotation, rotated, ctx.deps.clock.now().0);
@@ -286,10 +287,10 @@ async fn save_keeping_newest<H, K: KvStore>(
     loaded: &mut Loaded,
     ctx: &Ctx<'_, H, K>,
 ) -> Result<Vec<SetCookie>, SaveError> {
-    match store::save(ctx, loaded).await {
+    match session_store::save(ctx, loaded).await {
         Err(SaveError::TooLarge { .. }) => {
             loaded.session.tokens.clear();
-            store::save(ctx, loaded).await
+            session_store::save(ctx, loaded).await
         }
         other => other,
     }

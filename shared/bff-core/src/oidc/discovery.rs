@@ -110,7 +110,7 @@ impl Jwks {
 
     /// The signing keys that can verify a token with header `kid` and `alg`.
     pub(crate) fn candidates<'a>(&'a self, kid: Option<&'a str>, alg: &'a str) -> impl Iterator<Item = &'a Jwk> + 'a {
-        let kty = crate::oidc::id_token::key_type(alg);
+        let kty = crate::oidc::algorithms::key_type(alg);
         self.keys.iter().filter(move |k| {
             k.usage.as_deref().is_none_or(|u| u == "sig")
                 && k.alg.as_deref().is_none_or(|a| a == alg)

@@ -3,8 +3,6 @@
 //! The clock is injected: jwt-simple is given the current time (`artificial_time`), never reads
 //! the system clock, and every claim jwt-simple treats as optional is checked here as required.
 
-use std::collections::HashSet;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jwt_simple::prelude::*;
@@ -16,26 +14,6 @@ use crate::secret::constant_time_eq;
 
 /// Clock skew tolerated on `exp` and `iat`.
 const LEEWAY_SECS: u64 = 60;
-
-/// Asymmetric algorithms this backend verifies. `none` and HMAC are never accepted.
-const SUPPORTED: &[&str] = &[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
-];
-
-/// Whether `alg` may appear on an allow-list.
-pub(crate) fn is_supported_alg(alg: &str) -> bool {
-    SUPPORTED.contains(&alg)
-}
-
-/// The JWK `kty` that carries keys for `alg`.
-pub(crate) fn key_type(alg: &str) -> Option<&'static str> {
-    match alg {
-        "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" => Some("RSA"),
-        "ES256" | "ES384" => Some("EC"),
-        "EdDSA" => Some("OKP"),
-        _ => None,
-    }
-}
 
 /// Why an ID token was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -216,17 +194,6 @@ pub(crate) fn unverified_exp(token: &str) -> Option<u64> {
     let payload = token.split('.').nth(1)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
     serde_json::from_slice::<Value>(&bytes).ok()?.get("exp")?.as_u64()
-}
-
-/// The algorithms allowed for ID tokens: the configured list, else the issuer's advertised ones,
-/// else RS256 (Core §3.1.3.7 step 6 default); never `none` or HMAC.
-pub(crate) fn allowed_algs(configured: Option<&[String]>, advertised: &[String]) -> HashSet<String> {
-    let source: Vec<String> = match configured {
-        Some(list) => list.to_vec(),
-        None if advertised.is_empty() => vec!["RS256".to_owned()],
-        None => advertised.to_vec(),
-    };
-    source.into_iter().filter(|a| is_supported_alg(a)).collect()
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@ use serde_json::{Map, Value, json};
 
 use super::Claims;
 use super::*;
+use crate::oidc::algorithms::{allowed_algs, is_supported_alg};
 use crate::oidc::discovery::Jwks;
+use std::collections::HashSet;
 
 const NOW: u64 = 1_800_000_000;
 

@@ -1,5 +1,6 @@
 //! OpenID Connect and OAuth 2.0 client pieces: pure builders and parsers, no I/O.
 
+pub(crate) mod algorithms;
 pub(crate) mod client_auth;
 pub(crate) mod discovery;
 pub(crate) mod id_token;

@@ -1,0 +1,29 @@
+//! What one request's flow works with: the configuration and caches of its backend, the
+//! platform's ports, and the request itself.
+
+use http::request::Parts;
+
+use crate::config::Config;
+use crate::cookie::Cookies;
+use crate::ports::{Deps, UnixTime};
+use crate::provider::ProviderCache;
+use crate::rotation::Rotations;
+
+/// Everything one request's flow works with.
+pub(crate) struct Ctx<'a, H, K> {
+    pub(crate) config: &'a Config,
+    pub(crate) provider: &'a ProviderCache,
+    pub(crate) rotations: &'a Rotations,
+    pub(crate) deps: &'a Deps<'a, H, K>,
+    pub(crate) parts: &'a Parts,
+    pub(crate) body: &'a [u8],
+    pub(crate) cookies: Cookies,
+    pub(crate) now: UnixTime,
+}
+
+impl<H, K> Ctx<'_, H, K> {
+    /// `B/bff/login`, where "sign in again" leads.
+    pub(crate) fn login_path(&self) -> String {
+        self.config.login_path()
+    }
+}

@@ -4,8 +4,13 @@ use http::header::{ALLOW, CACHE_CONTROL, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::{Value, json};
 
+use crate::cookie::SetCookie;
 use crate::oidc::token::UpstreamError;
+use crate::ports::RandomError;
+use crate::provider::KeyError;
+use crate::records::Unavailable;
 use crate::response;
+use crate::session::SaveError;
 
 /// Errors of the JSON endpoints (draft-01 §4.3; CONTRACT §2.1–2.7).
 #[derive(Debug)]
@@ -17,7 +22,7 @@ pub(crate) enum ApiError {
     },
     /// Refused request: CSRF rules, bad parameters.
     InvalidRequest(&'static str),
-    /// A request body over [`crate::MAX_REQUEST_BODY`] (413).
+    /// A request body over [`crate::limits::MAX_REQUEST_BODY`] (413).
     BodyTooLarge,
     /// §4.3.1: no valid session.
     InvalidSession,
@@ -31,12 +36,18 @@ pub(crate) enum ApiError {
     Unsupported,
     /// The authorization server failed or answered an error.
     Upstream(UpstreamError),
+    /// The session is over: `error`, with its cookies cleared.
+    SessionEnded {
+        error: Box<ApiError>,
+        cookies: Vec<SetCookie>,
+    },
 }
 
 impl ApiError {
     /// The one mapping from error to status and body.
     pub(crate) fn into_response(self) -> Response<Vec<u8>> {
         let (status, body) = match self {
+            Self::SessionEnded { error, cookies } => return response::with_cookies(error.into_response(), &cookies),
             Self::BackendNotReady { login_url, description } => (
                 StatusCode::BAD_REQUEST,
                 json!({"error": "backend_not_ready", "error_description": description, "login_url": login_url}),
@@ -89,7 +100,7 @@ impl ApiError {
 pub(crate) enum PageError {
     /// A refusal: bad `return_to`, state, `iss`, ID token, token response (400).
     BadRequest(&'static str),
-    /// A request body over [`crate::MAX_REQUEST_BODY`] (413).
+    /// A request body over [`crate::limits::MAX_REQUEST_BODY`] (413).
     BodyTooLarge,
     /// The authorization server answered the authorization request with an error (400).
     Provider { error: String, description: Option<String> },
@@ -148,6 +159,75 @@ impl PageError {
                 response
             }
         }
+    }
+}
+
+impl From<UpstreamError> for ApiError {
+    fn from(error: UpstreamError) -> Self {
+        Self::Upstream(error)
+    }
+}
+
+impl From<Unavailable> for ApiError {
+    /// 500 for a deployment without its store, 503 when the store failed.
+    fn from(unavailable: Unavailable) -> Self {
+        match unavailable {
+            Unavailable::Failed => Self::Upstream(UpstreamError::Unavailable),
+            Unavailable::NotConfigured => Self::ServerError,
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(error: KeyError) -> Self {
+        match error {
+            KeyError::Upstream(e) => Self::Upstream(e),
+            KeyError::Token(_) => Self::InvalidRequest("the token is not valid"),
+        }
+    }
+}
+
+impl From<SaveError> for ApiError {
+    fn from(error: SaveError) -> Self {
+        match error {
+            // A logout deleted the record meanwhile: the session stays ended.
+            SaveError::Gone => Self::InvalidSession,
+            SaveError::Store => Self::Upstream(UpstreamError::Unavailable),
+            SaveError::Random(_) | SaveError::TooLarge { .. } => Self::ServerError,
+        }
+    }
+}
+
+impl From<RandomError> for ApiError {
+    fn from(_: RandomError) -> Self {
+        Self::ServerError
+    }
+}
+
+impl From<KeyError> for PageError {
+    fn from(error: KeyError) -> Self {
+        match error {
+            KeyError::Upstream(UpstreamError::Unavailable) => Self::Unavailable,
+            KeyError::Upstream(_) | KeyError::Token(_) => {
+                Self::BadRequest("The ID token from the sign-in service was not valid.")
+            }
+        }
+    }
+}
+
+impl From<SaveError> for PageError {
+    fn from(error: SaveError) -> Self {
+        match error {
+            SaveError::Random(_) => Self::ServerError,
+            SaveError::Store | SaveError::Gone => Self::Unavailable,
+            SaveError::TooLarge { .. } => Self::TooLarge,
+        }
+    }
+}
+
+impl From<RandomError> for PageError {
+    fn from(_: RandomError) -> Self {
+        Self::ServerError
     }
 }
 

@@ -27,6 +27,7 @@ mod cookie;
 mod ctx;
 mod error;
 mod flow;
+mod limits;
 mod oidc;
 mod ports;
 mod provider;
@@ -44,6 +45,7 @@ pub mod testing;
 mod urls;
 
 pub use config::ConfigError;
+pub use limits::{MAX_PROVIDER_RESPONSE, MAX_REQUEST_BODY};
 pub use ports::{
     Clock, Deps, HttpClient, HttpError, KvError, KvStore, Level, Log, NoStore, RandomError, SecureRandom, UnixTime,
 };
@@ -55,14 +57,6 @@ use crate::error::{ApiError, PageError};
 use crate::provider::ProviderCache;
 use crate::rotation::Rotations;
 use crate::route::{Miss, Route};
-
-/// The largest request body the backend reads (16 KiB); a larger one is answered 413 before any
-/// work. An adapter need not read more than one byte past it.
-pub const MAX_REQUEST_BODY: usize = 16 * 1024;
-
-/// The largest response the backend accepts from the authorization server (1 MiB); a larger one
-/// is a provider failure. An adapter should stop reading one byte past it.
-pub const MAX_PROVIDER_RESPONSE: usize = 1024 * 1024;
 
 /// The backend of one isolate or container: configuration parsed once, plus caches of the
 /// issuer's metadata and keys (owned data only).
@@ -149,14 +143,16 @@ impl Backend {
             cookies: cookie::Cookies::parse(&parts.headers),
             now: deps.clock.now(),
         };
-        match route {
+        let answer = match route {
             Route::Token => flow::token::token(&ctx).await,
             Route::SessionInfo => flow::session_info::session_info(&ctx).await,
-            Route::Configuration => flow::session_info::configuration(&ctx),
-            Route::Login => flow::login::login(&ctx).await,
-            Route::Callback => flow::callback::callback(&ctx).await,
-            Route::Logout => flow::logout::logout(&ctx).await,
+            Route::Configuration => Ok(flow::session_info::configuration(&ctx)),
+            Route::Logout => Ok(flow::logout::logout(&ctx).await),
             Route::BackchannelLogout => flow::backchannel::backchannel_logout(&ctx).await,
-        }
+            // The navigations answer with pages.
+            Route::Login => return flow::login::login(&ctx).await,
+            Route::Callback => return flow::callback::callback(&ctx).await,
+        };
+        answer.unwrap_or_else(ApiError::into_response)
     }
 }

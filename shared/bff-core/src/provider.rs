@@ -214,7 +214,7 @@ pub(crate) async fn send<H: HttpClient, K: KvStore>(
         .send(request, config.http_timeout)
         .await
         .map_err(|e| failed(&e))?;
-    if response.body().len() > crate::MAX_PROVIDER_RESPONSE {
+    if response.body().len() > crate::limits::MAX_PROVIDER_RESPONSE {
         return Err(failed(&"response over 1 MiB"));
     }
     Ok(response)

@@ -36,16 +36,6 @@ pub(crate) enum Unavailable {
     NotConfigured,
 }
 
-impl Unavailable {
-    /// The answer of a JSON endpoint: 500 for a deployment without its store, 503 otherwise.
-    pub(crate) fn into_api_error(self) -> crate::error::ApiError {
-        match self {
-            Self::Failed => crate::error::ApiError::Upstream(crate::oidc::token::UpstreamError::Unavailable),
-            Self::NotConfigured => crate::error::ApiError::ServerError,
-        }
-    }
-}
-
 pub(crate) fn failed<H, K>(ctx: &Ctx<'_, H, K>, error: &KvError) -> Unavailable {
     ctx.deps.log.line(Level::Warn, &error.to_string());
     Unavailable::Failed
@@ -89,6 +79,32 @@ pub(crate) async fn put_sealed<H, K: KvStore>(
 #[derive(Serialize, Deserialize)]
 struct Revocation {
     iat: u64,
+}
+
+/// Whether a logout token with `jti` was processed before (Back-Channel Logout 1.0 §2.6 step 7).
+pub(crate) async fn logout_token_seen<H, K: KvStore>(
+    ctx: &Ctx<'_, H, K>,
+    store: &K,
+    jti: &str,
+) -> Result<bool, Unavailable> {
+    Ok(get_sealed(ctx, store, &jti_key(ctx, jti)).await?.is_some())
+}
+
+/// Remembers a processed logout token until a while after it expires.
+pub(crate) async fn remember_logout_token<H, K: KvStore>(
+    ctx: &Ctx<'_, H, K>,
+    store: &K,
+    jti: &str,
+    exp: UnixTime,
+) -> Result<(), Unavailable> {
+    let expires = UnixTime(exp.0.max(ctx.now.0) + 120);
+    put_sealed(ctx, store, &jti_key(ctx, jti), b"seen", expires, Write::Always).await?;
+    Ok(())
+}
+
+fn jti_key<H, K>(ctx: &Ctx<'_, H, K>, jti: &str) -> String {
+    let digest = Sha256::digest(format!("{}|{jti}", ctx.config.issuer).as_bytes());
+    format!("jti:{}", URL_SAFE_NO_PAD.encode(digest))
 }
 
 /// What a revocation entry can name: the user, the provider's session, or this backend's session.

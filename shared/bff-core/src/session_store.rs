@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::config::SessionMode;
 use crate::cookie::SetCookie;
 use crate::ctx::Ctx;
+use crate::error::ApiError;
 use crate::ports::{HttpClient, KvStore, Level, UnixTime};
 use crate::records::{self, Subject, Unavailable, Write, get_sealed, put_sealed};
 use crate::seal;
@@ -78,6 +79,19 @@ pub(crate) async fn load<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Resu
         return Ok(Lookup::Revoked);
     }
     Ok(Lookup::Found(Box::new(loaded)))
+}
+
+/// The request's session, or the JSON endpoints' answer without one: `invalid_session` (with
+/// the cookies cleared when a logout ended it), or the store's failure.
+pub(crate) async fn require<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Loaded, ApiError> {
+    match load(ctx).await? {
+        Lookup::Found(loaded) => Ok(*loaded),
+        Lookup::Missing => Err(ApiError::InvalidSession),
+        Lookup::Revoked => Err(ApiError::SessionEnded {
+            error: Box::new(ApiError::InvalidSession),
+            cookies: end(ctx, None).await,
+        }),
+    }
 }
 
 /// The entries that can end `loaded`.

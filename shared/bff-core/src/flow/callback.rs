@@ -9,9 +9,9 @@ use crate::cookie::{SameSite, SetCookie};
 use crate::ctx::Ctx;
 use crate::error::PageError;
 use crate::flow::{query, single};
-use crate::oidc::token::{self, Grant, TokenSet, UpstreamError};
+use crate::oidc::token::{self, Grant, TokenSet};
 use crate::ports::{HttpClient, KvStore, Level};
-use crate::provider::{self, KeyError};
+use crate::provider;
 use crate::response;
 use crate::secret::{IdToken, RefreshToken, constant_time_eq};
 use crate::session::{CachedToken, LoginTxn, SaveError, Session, project_claims, scope_key};
@@ -80,7 +80,7 @@ async fn finish<H: HttpClient, K: KvStore>(
         ));
     };
 
-    let assertion = token::client_assertion(config, ctx.now, ctx.deps.random).map_err(|_| PageError::ServerError)?;
+    let assertion = token::client_assertion(config, ctx.now, ctx.deps.random)?;
     // The first access token is for the default resource when it was asked for, else the first.
     let first_resource = txn
         .resources
@@ -104,19 +104,7 @@ async fn finish<H: HttpClient, K: KvStore>(
         .provider
         .validate_id_token(raw_id_token, Some(&txn.nonce), config, ctx.deps)
         .await
-        .map_err(|e| match e {
-            KeyError::Upstream(UpstreamError::Unavailable) => PageError::Unavailable,
-            KeyError::Upstream(other) => {
-                ctx.deps
-                    .log
-                    .line(Level::Warn, &format!("ID token not validated: {other:?}"));
-                PageError::BadRequest("The ID token from the sign-in service was not valid.")
-            }
-            KeyError::Token(reason) => {
-                ctx.deps.log.line(Level::Warn, &format!("ID token refused: {reason:?}"));
-                PageError::BadRequest("The ID token from the sign-in service was not valid.")
-            }
-        })?;
+        .inspect_err(|e| ctx.deps.log.line(Level::Warn, &format!("ID token refused: {e:?}")))?;
 
     let mut source = claims.other;
     if let Some(endpoint) = metadata.userinfo_endpoint.as_ref().filter(|_| config.userinfo) {
@@ -156,18 +144,13 @@ async fn finish<H: HttpClient, K: KvStore>(
     // The code's access token answers requests for that resource with the whole grant's scope.
     let entry = CachedToken::from_response(first_resource, scope_key(&scope), &tokens, ctx.now.0, expires);
     session.tokens.push(entry);
-    let cookies = session_store::create(ctx, session).await.map_err(|e| match e {
-        SaveError::Random(_) => PageError::ServerError,
-        SaveError::Store | SaveError::Gone => PageError::Unavailable,
-        SaveError::TooLarge { bytes } => {
-            ctx.deps.log.line(
-                Level::Error,
-                &format!(
-                    "session of {bytes} bytes exceeds BFF_COOKIE_BUDGET={}; use KV mode (BFF_SESSION_STORE=kv)",
-                    config.cookie_budget
-                ),
+    let cookies = session_store::create(ctx, session).await.inspect_err(|e| {
+        if let SaveError::TooLarge { bytes } = e {
+            let budget = config.cookie_budget;
+            let line = format!(
+                "session of {bytes} bytes exceeds BFF_COOKIE_BUDGET={budget}; use KV mode (BFF_SESSION_STORE=kv)"
             );
-            PageError::TooLarge
+            ctx.deps.log.line(Level::Error, &line);
         }
     })?;
     Ok((txn.return_to, cookies))

@@ -105,9 +105,9 @@ async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respons
 
     let random = ctx.deps.random;
     let txn = LoginTxn {
-        state: random_string(random, 16).map_err(|_| PageError::ServerError)?,
-        nonce: random_string(random, 16).map_err(|_| PageError::ServerError)?,
-        verifier: random_string(random, 32).map_err(|_| PageError::ServerError)?,
+        state: random_string(random, 16)?,
+        nonce: random_string(random, 16)?,
+        verifier: random_string(random, 32)?,
         return_to,
         created: ctx.now.0,
         scope: scopes.join(" "),
@@ -139,7 +139,7 @@ async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respons
         }
     }
 
-    let new_txn = session_cookie::seal_txn(&txn, config, random).map_err(|_| PageError::ServerError)?;
+    let new_txn = session_cookie::seal_txn(&txn, config, random)?;
     if new_txn.size() > TXN_BUDGET {
         return Err(PageError::BadRequest(
             "This sign-in asks for too much at once (return_to, scope and resource together).",

@@ -9,18 +9,12 @@ use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::ports::{HttpClient, KvStore};
 use crate::response;
-use crate::session_store::{self, Lookup};
+use crate::session_store;
 
-pub(crate) async fn session_info<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
-    let session = match session_store::load(ctx).await {
-        Ok(Lookup::Found(loaded)) => loaded.session,
-        Ok(Lookup::Missing) => return ApiError::InvalidSession.into_response(),
-        Ok(Lookup::Revoked) => {
-            let cookies = session_store::end(ctx, None).await;
-            return response::with_cookies(ApiError::InvalidSession.into_response(), &cookies);
-        }
-        Err(unavailable) => return unavailable.into_api_error().into_response(),
-    };
+pub(crate) async fn session_info<H: HttpClient, K: KvStore>(
+    ctx: &Ctx<'_, H, K>,
+) -> Result<Response<Vec<u8>>, ApiError> {
+    let session = session_store::require(ctx).await?.session;
     let mut body = json!({"iss": session.iss, "sub": session.sub, "exp": session.expires});
     if let Some(auth_time) = session.auth_time {
         body["auth_time"] = json!(auth_time);
@@ -32,7 +26,7 @@ pub(crate) async fn session_info<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>)
         // The fixed members above win over a claim of the same name.
         body.as_object_mut().map(|o| o.entry(name).or_insert(value));
     }
-    response::json(StatusCode::OK, &body)
+    Ok(response::json(StatusCode::OK, &body))
 }
 
 pub(crate) fn configuration<H, K>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {

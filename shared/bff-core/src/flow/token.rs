@@ -17,45 +17,28 @@ use crate::response;
 use crate::rotation::{Claim, Rotation};
 use crate::secret::{IdToken, RefreshToken, constant_time_eq};
 use crate::session::{CachedToken, SaveError, Session, project_claims, scope_covered, scope_key};
-use crate::session_store::{self, Loaded, Lookup};
+use crate::session_store::{self, Loaded};
 use crate::urls::is_resource_uri;
 
 /// A `rejected_token` forces a refresh of the same entry at most this often.
 const FORCED_REFRESH_SECS: u64 = 30;
 
-pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
-    match mediate(ctx).await {
-        Ok(response) => response,
-        Err(error) => error,
-    }
-}
-
-async fn mediate<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Response<Vec<u8>>, Response<Vec<u8>>> {
+pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Response<Vec<u8>>, ApiError> {
     let config = ctx.config;
     let params = if ctx.parts.method == Method::POST {
         url::form_urlencoded::parse(ctx.body).into_owned().collect()
     } else {
         query(ctx.parts)
     };
-    let fail = |e: ApiError| e.into_response();
-    let resource =
-        single(&params, "resource").map_err(|()| fail(ApiError::InvalidRequest("resource may be given once")))?;
+    let resource = single(&params, "resource").map_err(|()| ApiError::InvalidRequest("resource may be given once"))?;
     if resource.is_some_and(|r| !is_resource_uri(r)) {
-        return Err(fail(ApiError::InvalidRequest(
+        return Err(ApiError::InvalidRequest(
             "resource must be an absolute URI without a fragment",
-        )));
+        ));
     }
-    let scope = single(&params, "scope").map_err(|()| fail(ApiError::InvalidRequest("scope may be given once")))?;
+    let scope = single(&params, "scope").map_err(|()| ApiError::InvalidRequest("scope may be given once"))?;
     let rejected = single(&params, "rejected_token").ok().flatten();
-    let mut loaded = match session_store::load(ctx).await {
-        Ok(Lookup::Found(loaded)) => *loaded,
-        Ok(Lookup::Missing) => return Err(fail(ApiError::InvalidSession)),
-        Ok(Lookup::Revoked) => {
-            let cookies = session_store::end(ctx, None).await;
-            return Err(response::with_cookies(fail(ApiError::InvalidSession), &cookies));
-        }
-        Err(unavailable) => return Err(fail(unavailable.into_api_error())),
-    };
+    let mut loaded = session_store::require(ctx).await?;
     let session = &mut loaded.session;
 
     // Which token the request means (CONTRACT §2.2).
@@ -64,7 +47,7 @@ async fn mediate<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respo
     let key = scope_key(&wanted_scope);
     let resource_granted = resource.as_ref().is_none_or(|r| session.resources.contains(r));
     if !scope_covered(&key, &session.scope) || !resource_granted {
-        return Err(fail(not_ready(ctx, session, &key, resource.as_deref())));
+        return Err(not_ready(ctx, session, &key, resource.as_deref()));
     }
 
     let index = session.tokens.iter().position(|t| t.answers(&key, resource.as_deref()));
@@ -83,10 +66,13 @@ async fn mediate<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respo
     }
     let entry = match refresh(ctx, session, &key, resource.as_deref(), &wanted_scope).await {
         Ok(entry) => entry,
-        Err(Refused::Answer(response)) => return Err(response),
+        Err(Refused::Answer(error)) => return Err(error),
         Err(Refused::SessionDead(error)) => {
             let cookies = session_store::end(ctx, Some(&loaded)).await;
-            return Err(response::with_cookies(error.into_response(), &cookies));
+            return Err(ApiError::SessionEnded {
+                error: Box::new(error),
+                cookies,
+            });
         }
     };
     session.tokens.retain(|t| !t.answers(&key, resource.as_deref()));
@@ -98,7 +84,8 @@ async fn mediate<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respo
     match save_keeping_newest(&mut loaded, ctx).await {
         Ok(cookies) => Ok(response::with_cookies(response::json(StatusCode::OK, &body), &cookies)),
         // A logout deleted the record while this refresh ran: the session stays ended.
-        Err(SaveError::Gone) => Err(fail(ApiError::InvalidSession)),
+        Err(error @ SaveError::Gone) => Err(error.into()),
+        // The token is good; it just could not be cached.
         Err(_) => Ok(response::json(StatusCode::OK, &body)),
     }
 }
@@ -116,13 +103,10 @@ async fn refresh<H: HttpClient, K: KvStore>(
     // this means another client keeps rotating the same grant.
     for _ in 0..4 {
         let Some(refresh_token) = session.refresh_token.as_ref().map(|t| t.expose().to_owned()) else {
-            return Err(Refused::Answer(
-                ApiError::BackendNotReady {
-                    login_url: ctx.login_path(),
-                    description: "no refresh token; sign in again",
-                }
-                .into_response(),
-            ));
+            return Err(Refused::Answer(ApiError::BackendNotReady {
+                login_url: ctx.login_path(),
+                description: "no refresh token; sign in again",
+            }));
         };
         let guard = match ctx.rotations.claim(&refresh_token, key, resource, ctx.deps).await {
             Claim::Rotated(rotation) => {
@@ -162,9 +146,7 @@ async fn refresh<H: HttpClient, K: KvStore>(
         guard.complete(rotation, rotated, ctx.deps.clock.now().0);
         return Ok(entry);
     }
-    Err(Refused::Answer(
-        ApiError::Upstream(UpstreamError::Unavailable).into_response(),
-    ))
+    Err(Refused::Answer(UpstreamError::Unavailable.into()))
 }
 
 /// One refresh request at the token endpoint (RFC 6749 §6) and what it yields. The new refresh
@@ -179,14 +161,8 @@ async fn exchange<H: HttpClient, K: KvStore>(
     wanted_scope: &str,
 ) -> Result<Rotation, Refused> {
     let config = ctx.config;
-    let fail = |e: ApiError| Refused::Answer(e.into_response());
-    let metadata = ctx
-        .provider
-        .metadata(config, ctx.deps)
-        .await
-        .map_err(|e| fail(ApiError::Upstream(e)))?;
-    let assertion = token::client_assertion(config, ctx.deps.clock.now(), ctx.deps.random)
-        .map_err(|_| fail(ApiError::ServerError))?;
+    let metadata = ctx.provider.metadata(config, ctx.deps).await?;
+    let assertion = token::client_assertion(config, ctx.deps.clock.now(), ctx.deps.random)?;
     // RFC 6749 §6: an omitted scope means the originally granted one.
     let grant = Grant::Refresh {
         refresh_token,
@@ -204,7 +180,7 @@ async fn exchange<H: HttpClient, K: KvStore>(
         Err(e @ UpstreamError::OAuth { .. }) if e.is_invalid_grant() => {
             return Err(Refused::SessionDead(ApiError::Upstream(e)));
         }
-        Err(e) => return Err(fail(ApiError::Upstream(e))),
+        Err(e) => return Err(e.into()),
     };
     let id_token = match tokens.id_token.as_deref() {
         Some(raw) => refreshed_id_token(ctx, session, raw).await?,
@@ -276,10 +252,16 @@ fn apply(session: &mut Session, rotation: &Rotation) {
 
 /// Why a refresh produced no token.
 enum Refused {
-    /// Answer this.
-    Answer(Response<Vec<u8>>),
+    /// Answer this; the session stays as it was.
+    Answer(ApiError),
     /// The refresh token is dead: end the session, then answer the error.
     SessionDead(ApiError),
+}
+
+impl<E: Into<ApiError>> From<E> for Refused {
+    fn from(error: E) -> Self {
+        Self::Answer(error.into())
+    }
 }
 
 /// Stores the session; if even the newest token does not fit, it is handed out uncached.

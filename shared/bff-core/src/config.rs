@@ -102,27 +102,7 @@ impl Config {
         check_https_url(&issuer, allow_insecure_issuer, "BFF_ISSUER")?;
 
         let client_id = required("BFF_CLIENT_ID")?;
-        let (client_auth, client_secret) = match get("BFF_CLIENT_AUTH").as_deref() {
-            None | Some("client_secret_basic") => (
-                ClientAuth::SecretBasic,
-                Some(ClientSecret::new(required("BFF_CLIENT_SECRET")?)),
-            ),
-            Some("client_secret_post") => (
-                ClientAuth::SecretPost,
-                Some(ClientSecret::new(required("BFF_CLIENT_SECRET")?)),
-            ),
-            Some("private_key_jwt") => {
-                let key = parse_private_key(&required("BFF_CLIENT_PRIVATE_KEY")?)
-                    .map_err(|why| ConfigError::new("BFF_CLIENT_PRIVATE_KEY", why))?;
-                (ClientAuth::PrivateKeyJwt(key), None)
-            }
-            Some(_) => {
-                return Err(ConfigError::new(
-                    "BFF_CLIENT_AUTH",
-                    "must be client_secret_basic, client_secret_post or private_key_jwt",
-                ));
-            }
-        };
+        let (client_auth, client_secret) = parse_client_auth(get("BFF_CLIENT_AUTH"), &required)?;
 
         let public_origin = parse_origin(&required("BFF_PUBLIC_ORIGIN")?)?;
         let base_path = parse_base_path(get("BFF_BASE_PATH"))?;
@@ -138,20 +118,19 @@ impl Config {
         }
         let authorization_params = parse_authorization_params(get("BFF_AUTHORIZATION_PARAMS"))?;
         let default_resource = match get("BFF_DEFAULT_RESOURCE") {
-            Some(r) if is_resource_uri(&r) => Some(r),
-            Some(_) => {
+            Some(r) if !is_resource_uri(&r) => {
                 return Err(ConfigError::new(
                     "BFF_DEFAULT_RESOURCE",
                     "must be an absolute URI without fragment",
                 ));
             }
-            None => None,
+            other => other,
         };
-        let session_store = match get("BFF_SESSION_STORE").as_deref() {
-            None | Some("cookie") => SessionMode::Cookie,
-            Some("kv") => SessionMode::Kv,
-            Some(_) => return Err(ConfigError::new("BFF_SESSION_STORE", "must be cookie or kv")),
-        };
+        let session_store = parse_choice(
+            get("BFF_SESSION_STORE"),
+            "BFF_SESSION_STORE",
+            &[("cookie", SessionMode::Cookie), ("kv", SessionMode::Kv)],
+        )?;
         let session_max_age = parse_number(get("BFF_SESSION_MAX_AGE"), "BFF_SESSION_MAX_AGE", 86_400, 1)?;
         let sessioninfo_claims = get("BFF_SESSIONINFO_CLAIMS")
             .unwrap_or_else(|| DEFAULT_CLAIMS.to_owned())
@@ -169,34 +148,17 @@ impl Config {
                 ));
             }
         };
-        let same_site = match get("BFF_COOKIE_SAMESITE").map(|v| v.to_ascii_lowercase()).as_deref() {
-            None | Some("strict") => SameSite::Strict,
-            Some("lax") => SameSite::Lax,
-            Some(_) => return Err(ConfigError::new("BFF_COOKIE_SAMESITE", "must be strict or lax")),
-        };
+        let same_site = get("BFF_COOKIE_SAMESITE").map(|v| v.to_ascii_lowercase());
+        let same_site = parse_choice(
+            same_site,
+            "BFF_COOKIE_SAMESITE",
+            &[("strict", SameSite::Strict), ("lax", SameSite::Lax)],
+        )?;
         let cookie_budget = parse_number(get("BFF_COOKIE_BUDGET"), "BFF_COOKIE_BUDGET", 7000, 1000)?;
         let cookie_budget =
             usize::try_from(cookie_budget).map_err(|_| ConfigError::new("BFF_COOKIE_BUDGET", "too large"))?;
-        let id_token_algs = match get("BFF_ID_TOKEN_ALGS") {
-            None => None,
-            Some(list) => {
-                let algs: Vec<String> = list.split_whitespace().map(str::to_owned).collect();
-                if !algs.iter().all(|a| is_supported_alg(a)) {
-                    return Err(ConfigError::new(
-                        "BFF_ID_TOKEN_ALGS",
-                        "only RS256-512, PS256-512, ES256, ES384 and EdDSA are accepted",
-                    ));
-                }
-                Some(algs)
-            }
-        };
-        let http_timeout = match get("BFF_HTTP_TIMEOUT") {
-            None => Duration::from_secs(5),
-            Some(v) => match v.parse::<f64>() {
-                Ok(secs) if secs > 0.0 && secs <= 60.0 => Duration::from_secs_f64(secs),
-                _ => return Err(ConfigError::new("BFF_HTTP_TIMEOUT", "must be seconds between 0 and 60")),
-            },
-        };
+        let id_token_algs = parse_id_token_algs(get("BFF_ID_TOKEN_ALGS"))?;
+        let http_timeout = parse_http_timeout(get("BFF_HTTP_TIMEOUT"))?;
 
         Ok(Self {
             issuer,
@@ -239,6 +201,68 @@ impl Config {
         } else {
             url.scheme() == "https"
         }
+    }
+}
+
+/// `client_secret_basic` (the default), `client_secret_post` or `private_key_jwt`, with the
+/// secret or key each needs.
+fn parse_client_auth(
+    method: Option<String>,
+    required: &impl Fn(&'static str) -> Result<String, ConfigError>,
+) -> Result<(ClientAuth, Option<ClientSecret>), ConfigError> {
+    match method.as_deref() {
+        None | Some("client_secret_basic") => Ok((
+            ClientAuth::SecretBasic,
+            Some(ClientSecret::new(required("BFF_CLIENT_SECRET")?)),
+        )),
+        Some("client_secret_post") => Ok((
+            ClientAuth::SecretPost,
+            Some(ClientSecret::new(required("BFF_CLIENT_SECRET")?)),
+        )),
+        Some("private_key_jwt") => {
+            let key = parse_private_key(&required("BFF_CLIENT_PRIVATE_KEY")?)
+                .map_err(|why| ConfigError::new("BFF_CLIENT_PRIVATE_KEY", why))?;
+            Ok((ClientAuth::PrivateKeyJwt(key), None))
+        }
+        Some(_) => Err(ConfigError::new(
+            "BFF_CLIENT_AUTH",
+            "must be client_secret_basic, client_secret_post or private_key_jwt",
+        )),
+    }
+}
+
+/// One of `choices` by name; unset means the first.
+fn parse_choice<T: Copy>(value: Option<String>, name: &'static str, choices: &[(&str, T)]) -> Result<T, ConfigError> {
+    let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+    match value {
+        None => Ok(choices[0].1),
+        Some(v) => choices
+            .iter()
+            .find(|(n, _)| *n == v)
+            .map(|(_, t)| *t)
+            .ok_or_else(|| ConfigError::new(name, format!("must be {}", names.join(" or ")))),
+    }
+}
+
+fn parse_id_token_algs(value: Option<String>) -> Result<Option<Vec<String>>, ConfigError> {
+    let Some(list) = value else { return Ok(None) };
+    let algs: Vec<String> = list.split_whitespace().map(str::to_owned).collect();
+    if !algs.iter().all(|a| is_supported_alg(a)) {
+        return Err(ConfigError::new(
+            "BFF_ID_TOKEN_ALGS",
+            "only RS256-512, PS256-512, ES256, ES384 and EdDSA are accepted",
+        ));
+    }
+    Ok(Some(algs))
+}
+
+fn parse_http_timeout(value: Option<String>) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(Duration::from_secs(5)),
+        Some(v) => match v.parse::<f64>() {
+            Ok(secs) if secs > 0.0 && secs <= 60.0 => Ok(Duration::from_secs_f64(secs)),
+            _ => Err(ConfigError::new("BFF_HTTP_TIMEOUT", "must be seconds between 0 and 60")),
+        },
     }
 }
 
@@ -370,123 +394,5 @@ fn parse_authorization_params(value: Option<String>) -> Result<Vec<(String, Stri
 }
 
 #[cfg(test)]
-pub(crate) mod tests_support {
-    pub(crate) use super::tests::config;
-}
-
-#[cfg(test)]
-pub(crate) mod tests {
-    use std::collections::HashMap;
-
-    use super::*;
-
-    pub(crate) const KEY: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
-
-    fn settings(extra: &[(&str, &str)]) -> HashMap<String, String> {
-        let mut map: HashMap<String, String> = [
-            ("BFF_ISSUER", "https://idp.example"),
-            ("BFF_CLIENT_ID", "bff"),
-            ("BFF_CLIENT_SECRET", "s3cret"),
-            ("BFF_PUBLIC_ORIGIN", "https://app.example"),
-            ("BFF_COOKIE_KEYS", KEY),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-        for (k, v) in extra {
-            map.insert((*k).to_owned(), (*v).to_owned());
-        }
-        map
-    }
-
-    fn parse(extra: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map = settings(extra);
-        Config::from_lookup(|name| map.get(name).cloned())
-    }
-
-    /// A valid configuration with `extra` settings on top.
-    pub(crate) fn config(extra: &[(&str, &str)]) -> Config {
-        parse(extra).unwrap()
-    }
-
-    #[test]
-    fn defaults() {
-        let config = parse(&[]).unwrap();
-        assert_eq!(config.redirect_uri(), "https://app.example/bff/callback");
-        assert_eq!(config.scopes, ["openid", "profile", "email", "offline_access"]);
-        assert_eq!(config.post_logout_path, "/");
-        assert_eq!(config.cookie_budget, 7000);
-        assert_eq!(config.session_max_age, 86_400);
-        assert_eq!(config.http_timeout, Duration::from_secs(5));
-        assert_eq!(config.same_site, SameSite::Strict);
-    }
-
-    #[test]
-    fn base_path_and_params() {
-        let config = parse(&[
-            ("BFF_BASE_PATH", "/app/"),
-            ("BFF_AUTHORIZATION_PARAMS", "prompt=consent&audience=x"),
-        ])
-        .unwrap();
-        assert_eq!(config.base_path, "/app");
-        assert_eq!(config.post_logout_path, "/app/");
-        assert_eq!(config.redirect_uri(), "https://app.example/app/bff/callback");
-        assert_eq!(
-            config.authorization_params[0],
-            ("prompt".to_owned(), "consent".to_owned())
-        );
-    }
-
-    #[test]
-    fn errors_name_the_setting_not_the_value() {
-        let cases: &[(&str, &str)] = &[
-            ("BFF_ISSUER", "http://idp.example"),
-            ("BFF_PUBLIC_ORIGIN", "http://app.example"),
-            ("BFF_PUBLIC_ORIGIN", "https://app.example/path"),
-            ("BFF_COOKIE_KEYS", "k1:tooshort"),
-            ("BFF_COOKIE_KEYS", "bad id:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"),
-            ("BFF_BASE_PATH", "app"),
-            ("BFF_SCOPES", "profile"),
-            ("BFF_AUTHORIZATION_PARAMS", "state=x"),
-            ("BFF_COOKIE_SAMESITE", "none"),
-            ("BFF_HTTP_TIMEOUT", "abc"),
-            ("BFF_ID_TOKEN_ALGS", "HS256"),
-            ("BFF_ID_TOKEN_ALGS", "none"),
-            ("BFF_USERINFO", "maybe"),
-            ("BFF_CLIENT_AUTH", "tls_client_auth"),
-            ("BFF_COOKIE_BUDGET", "12"),
-        ];
-        for (name, value) in cases {
-            let err = parse(&[(name, value)]).unwrap_err();
-            assert_eq!(err.setting(), *name, "{name}={value}");
-            assert!(!err.to_string().contains(value), "{err}");
-        }
-        let map = settings(&[]);
-        let err = Config::from_lookup(|n| if n == "BFF_ISSUER" { None } else { map.get(n).cloned() }).unwrap_err();
-        assert_eq!(err.to_string(), "configuration error: BFF_ISSUER: missing");
-    }
-
-    #[test]
-    fn loopback_http_only_when_allowed() {
-        assert!(parse(&[("BFF_ISSUER", "http://127.0.0.1:9000")]).is_err());
-        assert!(
-            parse(&[
-                ("BFF_ISSUER", "http://127.0.0.1:9000"),
-                ("BFF_ALLOW_INSECURE_ISSUER", "true")
-            ])
-            .is_ok()
-        );
-        assert!(parse(&[("BFF_ISSUER", "http://10.0.0.1"), ("BFF_ALLOW_INSECURE_ISSUER", "true")]).is_err());
-        assert!(parse(&[("BFF_PUBLIC_ORIGIN", "http://127.0.0.1:8787")]).is_ok());
-        let config = parse(&[("BFF_PUBLIC_ORIGIN", "http://localhost:8787/")]).unwrap();
-        assert_eq!(config.public_origin, "http://localhost:8787");
-    }
-
-    #[test]
-    fn key_ring_order() {
-        let two = format!("new:{},{KEY}", "Hx4dHBsaGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA");
-        let config = parse(&[("BFF_COOKIE_KEYS", &two)]).unwrap();
-        assert_eq!(config.keys.len(), 2);
-        assert_eq!(config.keys[0].id, "new");
-    }
-}
+#[path = "config_tests.rs"]
+pub(crate) mod tests;

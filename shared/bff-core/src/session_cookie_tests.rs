@@ -1,7 +1,7 @@
 use super::*;
 use serde_json::{Map, Value};
 
-use crate::config::tests_support::config;
+use crate::config::tests::config;
 use crate::cookie::Cookies;
 use crate::oidc::token::TokenSet;
 use crate::secret::{AccessToken, IdToken, RefreshToken};

@@ -81,6 +81,17 @@ pub(crate) async fn load<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Resu
     Ok(Lookup::Found(Box::new(loaded)))
 }
 
+/// Logs what an operator must know about a failed save: a session over the cookie budget even
+/// without cached tokens needs KV mode.
+pub(crate) fn report<H, K>(ctx: &Ctx<'_, H, K>, error: &SaveError) {
+    if let SaveError::TooLarge { bytes } = error {
+        let budget = ctx.config.cookie_budget;
+        let line =
+            format!("session of {bytes} bytes exceeds BFF_COOKIE_BUDGET={budget}; use KV mode (BFF_SESSION_STORE=kv)");
+        ctx.deps.log.line(Level::Error, &line);
+    }
+}
+
 /// The request's session, or the JSON endpoints' answer without one: `invalid_session` (with
 /// the cookies cleared when a logout ended it), or the store's failure.
 pub(crate) async fn require<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Loaded, ApiError> {

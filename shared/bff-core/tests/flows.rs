@@ -377,16 +377,17 @@ fn a_refresh_keeps_the_rotated_token_when_the_id_token_cannot_be_checked() {
     }
 }
 
-/// Review findings 4 and 9: a refreshed ID token for another `sub`, `auth_time`, `iss` or `aud`
-/// (OpenID Connect Core §12.2) ends the session explicitly.
+/// Review findings 4 and 9: a refreshed ID token for another `sub`, `auth_time`, `iss`, `aud` or
+/// `nonce` (OpenID Connect Core §12.2) ends the session explicitly.
 #[test]
 fn a_refreshed_id_token_for_someone_else_ends_the_session() {
-    let edits: [(&str, ClaimsEdit); 4] = [
+    let edits: [(&str, ClaimsEdit); 5] = [
         ("sub", |c| c.subject = Some("mallory".into())),
         ("auth_time", |c| {
             c.custom.insert("auth_time".into(), serde_json::json!(1));
         }),
         ("iss", |c| c.issuer = Some("https://other.example".into())),
+        ("nonce", |c| c.nonce = Some("another".into())),
         ("aud", |c| {
             c.audiences = Some(jwt_simple::prelude::Audiences::AsString("other".into()))
         }),

@@ -5,16 +5,18 @@ use http::Response;
 use http::header::AUTHORIZATION;
 use serde_json::{Map, Value};
 
+use crate::config::Config;
 use crate::cookie::{SameSite, SetCookie};
 use crate::ctx::Ctx;
 use crate::error::PageError;
 use crate::flow::{query, single};
+use crate::oidc::discovery::Metadata;
 use crate::oidc::token::{self, Grant, TokenSet};
 use crate::ports::{HttpClient, KvStore, Level};
 use crate::provider;
 use crate::response;
 use crate::secret::{IdToken, RefreshToken, constant_time_eq};
-use crate::session::{CachedToken, LoginTxn, SaveError, Session, project_claims, scope_key};
+use crate::session::{CachedToken, LoginTxn, Session, project_claims, scope_key};
 use crate::session_cookie;
 use crate::session_store;
 
@@ -57,29 +59,7 @@ async fn finish<H: HttpClient, K: KvStore>(
 ) -> Result<(String, Vec<SetCookie>), PageError> {
     let config = ctx.config;
     let metadata = ctx.provider.metadata(config, ctx.deps).await?;
-    // RFC 9207 §2.4: compare `iss` by simple string comparison; required when advertised.
-    match single(params, "iss") {
-        Ok(Some(iss)) if iss == config.issuer => {}
-        Ok(None) if !metadata.authorization_response_iss_parameter_supported => {}
-        _ => {
-            return Err(PageError::BadRequest(
-                "The sign-in response did not come from the expected issuer.",
-            ));
-        }
-    }
-    if let Ok(Some(error)) = single(params, "error") {
-        let description = single(params, "error_description").ok().flatten().map(str::to_owned);
-        return Err(PageError::Provider {
-            error: error.to_owned(),
-            description,
-        });
-    }
-    let Ok(Some(code)) = single(params, "code") else {
-        return Err(PageError::BadRequest(
-            "The sign-in response carried no authorization code.",
-        ));
-    };
-
+    let code = authorization_code(params, config, &metadata)?;
     let assertion = token::client_assertion(config, ctx.now, ctx.deps.random)?;
     // The first access token is for the default resource when it was asked for, else the first.
     let first_resource = txn
@@ -105,27 +85,16 @@ async fn finish<H: HttpClient, K: KvStore>(
         .validate_id_token(raw_id_token, Some(&txn.nonce), config, ctx.deps)
         .await
         .inspect_err(|e| ctx.deps.log.line(Level::Warn, &format!("ID token refused: {e:?}")))?;
-
     let mut source = claims.other;
     if let Some(endpoint) = metadata.userinfo_endpoint.as_ref().filter(|_| config.userinfo) {
         for (name, value) in userinfo(ctx, endpoint, &tokens, &claims.sub).await? {
             source.entry(name).or_insert(value);
         }
     }
-    let projected = project_claims(config, source);
-
-    // What the grant covers: what was asked and consented to, plus what the token response names.
-    // With resource indicators a token response lists only one resource's scopes, so it alone
-    // would lose the others.
-    let mut scope = txn.scope.clone();
-    for extra in tokens.scope.as_deref().unwrap_or_default().split_whitespace() {
-        if !scope.split_whitespace().any(|s| s == extra) {
-            scope.push(' ');
-            scope.push_str(extra);
-        }
-    }
     let expires = ctx.now.0 + config.session_max_age;
-    let mut session = Session {
+    let scope = granted_scope(&txn.scope, tokens.scope.as_deref());
+    let entry = CachedToken::from_response(first_resource, scope_key(&scope), &tokens, ctx.now.0, expires);
+    let session = Session {
         id: String::new(),
         iss: config.issuer.clone(),
         sub: claims.sub,
@@ -133,27 +102,64 @@ async fn finish<H: HttpClient, K: KvStore>(
         auth_time: claims.auth_time,
         created: ctx.now.0,
         expires,
-        claims: projected,
+        claims: project_claims(config, source),
         id_token: IdToken::new(raw_id_token),
         refresh_token: tokens.refresh_token.clone().map(RefreshToken::new),
-        scope: scope.clone(),
-        resources: txn.resources.clone(),
-        tokens: Vec::new(),
+        scope,
+        resources: txn.resources,
+        // The code's access token answers requests for that resource with the whole grant's scope.
+        tokens: vec![entry],
         last_forced: None,
     };
-    // The code's access token answers requests for that resource with the whole grant's scope.
-    let entry = CachedToken::from_response(first_resource, scope_key(&scope), &tokens, ctx.now.0, expires);
-    session.tokens.push(entry);
-    let cookies = session_store::create(ctx, session).await.inspect_err(|e| {
-        if let SaveError::TooLarge { bytes } = e {
-            let budget = config.cookie_budget;
-            let line = format!(
-                "session of {bytes} bytes exceeds BFF_COOKIE_BUDGET={budget}; use KV mode (BFF_SESSION_STORE=kv)"
-            );
-            ctx.deps.log.line(Level::Error, &line);
-        }
-    })?;
+    let cookies = session_store::create(ctx, session)
+        .await
+        .inspect_err(|e| session_store::report(ctx, e))?;
     Ok((txn.return_to, cookies))
+}
+
+/// The authorization response's code, once `iss` (RFC 9207 §2.4: simple string comparison,
+/// required when advertised) and `error` (RFC 6749 §4.1.2.1) are checked.
+fn authorization_code<'a>(
+    params: &'a [(String, String)],
+    config: &Config,
+    metadata: &Metadata,
+) -> Result<&'a str, PageError> {
+    match single(params, "iss") {
+        Ok(Some(iss)) if iss == config.issuer => {}
+        Ok(None) if !metadata.authorization_response_iss_parameter_supported => {}
+        _ => {
+            return Err(PageError::BadRequest(
+                "The sign-in response did not come from the expected issuer.",
+            ));
+        }
+    }
+    if let Ok(Some(error)) = single(params, "error") {
+        let description = single(params, "error_description").ok().flatten().map(str::to_owned);
+        return Err(PageError::Provider {
+            error: error.to_owned(),
+            description,
+        });
+    }
+    match single(params, "code") {
+        Ok(Some(code)) => Ok(code),
+        _ => Err(PageError::BadRequest(
+            "The sign-in response carried no authorization code.",
+        )),
+    }
+}
+
+/// What the grant covers: what was asked and consented to, plus what the token response names.
+/// With resource indicators a token response lists only one resource's scopes, so it alone would
+/// lose the others.
+fn granted_scope(asked: &str, answered: Option<&str>) -> String {
+    let mut scope = asked.to_owned();
+    for extra in answered.unwrap_or_default().split_whitespace() {
+        if !scope.split_whitespace().any(|s| s == extra) {
+            scope.push(' ');
+            scope.push_str(extra);
+        }
+    }
+    scope
 }
 
 /// OpenID Connect Core §5.3: the UserInfo claims, whose `sub` must match the ID token's.

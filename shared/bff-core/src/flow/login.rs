@@ -43,53 +43,97 @@ pub(crate) async fn login<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
 async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Response<Vec<u8>>, PageError> {
     let config = ctx.config;
     let params = query(ctx.parts);
-    let return_to = match single(&params, "return_to") {
-        Ok(Some(path)) if is_local_path(path) && path.len() <= MAX_RETURN_TO => path.to_owned(),
-        Ok(None) => format!("{}/", config.base_path),
-        _ => return Err(PageError::BadRequest("return_to must be a path on this site.")),
-    };
-    let Ok(prompt) = single(&params, "prompt") else {
-        return Err(PageError::BadRequest("prompt may be given once."));
-    };
-    if prompt.is_some_and(|p| !prompt_allowed(config, p)) {
-        return Err(PageError::BadRequest(
-            "prompt must be none, login, consent or select_account.",
-        ));
-    }
-    let extra_resources: Vec<&str> = params
-        .iter()
-        .filter(|(k, _)| k == "resource")
-        .map(|(_, v)| v.as_str())
-        .collect();
-    if extra_resources.len() > MAX_RESOURCES
-        || extra_resources
-            .iter()
-            .any(|r| r.len() > MAX_RESOURCE_LEN || !is_resource_uri(r))
-    {
-        return Err(PageError::BadRequest(
-            "resource must be at most 10 absolute URIs without a fragment, each at most 512 bytes.",
-        ));
-    }
-    let extra_scopes: Vec<&str> = params
-        .iter()
-        .filter(|(k, _)| k == "scope")
-        .map(|(_, v)| v.as_str())
-        .collect();
-    if extra_scopes.iter().map(|s| s.len() + 1).sum::<usize>() > MAX_EXTRA_SCOPE + 1 {
-        return Err(PageError::BadRequest("scope may be at most 1024 bytes."));
-    }
+    let request = LoginRequest::parse(config, &params)?;
     let metadata = ctx.provider.metadata(config, ctx.deps).await?;
+    let (scope, resources) = grant_wanted(ctx, &request).await;
+    let random = ctx.deps.random;
+    let txn = LoginTxn {
+        state: random_string(random, 16)?,
+        nonce: random_string(random, 16)?,
+        verifier: random_string(random, 32)?,
+        return_to: request.return_to,
+        created: ctx.now.0,
+        scope,
+        resources,
+    };
+    let url = authorization_url(config, &metadata.authorization_endpoint, &txn, request.prompt)?;
+    let new_txn = session_cookie::seal_txn(&txn, config, random)?;
+    if new_txn.size() > TXN_BUDGET {
+        return Err(PageError::BadRequest(
+            "This sign-in asks for too much at once (return_to, scope and resource together).",
+        ));
+    }
+    let mut cookies = prune_txns(ctx, new_txn.size());
+    cookies.push(new_txn);
+    Ok(response::with_cookies(response::redirect(url.as_str()), &cookies))
+}
 
-    // An incremental login asks for the union of what the session already has and what is new,
-    // so no earlier grant is lost (CONTRACT §2.2 backend_not_ready). The session cookie is
-    // visible here: this is a same-site navigation.
+/// What `login` was asked for, each part checked and bounded: another site can start a login
+/// with a navigation, and what it asks for is sealed into a cookie (CONTRACT §2.5).
+struct LoginRequest<'a> {
+    return_to: String,
+    prompt: Option<&'a str>,
+    scopes: Vec<&'a str>,
+    resources: Vec<&'a str>,
+}
+
+impl<'a> LoginRequest<'a> {
+    fn parse(config: &Config, params: &'a [(String, String)]) -> Result<Self, PageError> {
+        let return_to = match single(params, "return_to") {
+            Ok(Some(path)) if is_local_path(path) && path.len() <= MAX_RETURN_TO => path.to_owned(),
+            Ok(None) => format!("{}/", config.base_path),
+            _ => return Err(PageError::BadRequest("return_to must be a path on this site.")),
+        };
+        let Ok(prompt) = single(params, "prompt") else {
+            return Err(PageError::BadRequest("prompt may be given once."));
+        };
+        if prompt.is_some_and(|p| !prompt_allowed(config, p)) {
+            return Err(PageError::BadRequest(
+                "prompt must be none, login, consent or select_account.",
+            ));
+        }
+        let all = |name: &str| {
+            params
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        let resources = all("resource");
+        let bad_resource = |r: &&str| r.len() > MAX_RESOURCE_LEN || !is_resource_uri(r);
+        if resources.len() > MAX_RESOURCES || resources.iter().any(bad_resource) {
+            return Err(PageError::BadRequest(
+                "resource must be at most 10 absolute URIs without a fragment, each at most 512 bytes.",
+            ));
+        }
+        let scopes = all("scope");
+        if scopes.iter().map(|s| s.len() + 1).sum::<usize>() > MAX_EXTRA_SCOPE + 1 {
+            return Err(PageError::BadRequest("scope may be at most 1024 bytes."));
+        }
+        Ok(Self {
+            return_to,
+            prompt,
+            scopes,
+            resources,
+        })
+    }
+}
+
+/// The scope and resources to ask for: the configured ones, what the session already has, and
+/// what is new. An incremental login asks for the union, so no earlier grant is lost (CONTRACT
+/// §2.2 `backend_not_ready`); the session cookie is visible here, in a same-site navigation.
+async fn grant_wanted<H: HttpClient, K: KvStore>(
+    ctx: &Ctx<'_, H, K>,
+    request: &LoginRequest<'_>,
+) -> (String, Vec<String>) {
+    let config = ctx.config;
     let existing = match session_store::load(ctx).await {
         Ok(session_store::Lookup::Found(loaded)) => Some(loaded.session),
         _ => None,
     };
     let mut scopes: Vec<String> = config.scopes.clone();
     let granted = existing.as_ref().map(|s| s.scope.as_str()).unwrap_or_default();
-    let extra = extra_scopes.iter().flat_map(|s| s.split_whitespace());
+    let extra = request.scopes.iter().flat_map(|s| s.split_whitespace());
     for scope in granted.split_whitespace().chain(extra) {
         if !scopes.iter().any(|s| s == scope) {
             scopes.push(scope.to_owned());
@@ -97,24 +141,18 @@ async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respons
     }
     let mut resources: Vec<String> = config.default_resource.iter().cloned().collect();
     let previous = existing.iter().flat_map(|s| s.resources.iter().map(String::as_str));
-    for resource in previous.chain(extra_resources) {
+    for resource in previous.chain(request.resources.iter().copied()) {
         if !resources.iter().any(|r| r == resource) {
             resources.push(resource.to_owned());
         }
     }
+    (scopes.join(" "), resources)
+}
 
-    let random = ctx.deps.random;
-    let txn = LoginTxn {
-        state: random_string(random, 16)?,
-        nonce: random_string(random, 16)?,
-        verifier: random_string(random, 32)?,
-        return_to,
-        created: ctx.now.0,
-        scope: scopes.join(" "),
-        resources,
-    };
-
-    let mut url = Url::parse(&metadata.authorization_endpoint).map_err(|_| PageError::Unavailable)?;
+/// The authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3, OpenID Connect Core §3.1.2.1,
+/// RFC 8707 §2); a `prompt` of the request replaces a configured one.
+fn authorization_url(config: &Config, endpoint: &str, txn: &LoginTxn, prompt: Option<&str>) -> Result<Url, PageError> {
+    let mut url = Url::parse(endpoint).map_err(|_| PageError::Unavailable)?;
     {
         let mut query = url.query_pairs_mut();
         query
@@ -138,16 +176,7 @@ async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respons
             query.append_pair("prompt", prompt);
         }
     }
-
-    let new_txn = session_cookie::seal_txn(&txn, config, random)?;
-    if new_txn.size() > TXN_BUDGET {
-        return Err(PageError::BadRequest(
-            "This sign-in asks for too much at once (return_to, scope and resource together).",
-        ));
-    }
-    let mut cookies = prune_txns(ctx, new_txn.size());
-    cookies.push(new_txn);
-    Ok(response::with_cookies(response::redirect(url.as_str()), &cookies))
+    Ok(url)
 }
 
 /// Whether `prompt` is a space-separated list of OpenID Connect values, or the configured one.

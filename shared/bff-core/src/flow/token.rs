@@ -8,7 +8,7 @@ use crate::cookie::SetCookie;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::flow::{query, single};
-use crate::oidc::id_token::IdTokenError;
+use crate::oidc::id_token::{self, IdTokenError};
 use crate::oidc::token::{self, Grant, UpstreamError};
 use crate::ports::{HttpClient, KvStore, Level, UnixTime};
 use crate::provider::{self, KeyError};
@@ -24,36 +24,32 @@ use crate::urls::is_resource_uri;
 const FORCED_REFRESH_SECS: u64 = 30;
 
 pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Response<Vec<u8>>, ApiError> {
-    let config = ctx.config;
     let params = if ctx.parts.method == Method::POST {
         url::form_urlencoded::parse(ctx.body).into_owned().collect()
     } else {
         query(ctx.parts)
     };
-    let resource = single(&params, "resource").map_err(|()| ApiError::InvalidRequest("resource may be given once"))?;
-    if resource.is_some_and(|r| !is_resource_uri(r)) {
-        return Err(ApiError::InvalidRequest(
-            "resource must be an absolute URI without a fragment",
-        ));
-    }
-    let scope = single(&params, "scope").map_err(|()| ApiError::InvalidRequest("scope may be given once"))?;
-    let rejected = single(&params, "rejected_token").ok().flatten();
+    let request = TokenRequest::parse(&params)?;
     let mut loaded = session_store::require(ctx).await?;
     let session = &mut loaded.session;
 
     // Which token the request means (CONTRACT §2.2).
-    let resource = resource.map(str::to_owned).or_else(|| config.default_resource.clone());
-    let wanted_scope = scope.map(str::to_owned).unwrap_or_else(|| session.scope.clone());
+    let resource = request
+        .resource
+        .map(str::to_owned)
+        .or_else(|| ctx.config.default_resource.clone());
+    let wanted_scope = request.scope.map_or_else(|| session.scope.clone(), str::to_owned);
     let key = scope_key(&wanted_scope);
     let resource_granted = resource.as_ref().is_none_or(|r| session.resources.contains(r));
     if !scope_covered(&key, &session.scope) || !resource_granted {
         return Err(not_ready(ctx, session, &key, resource.as_deref()));
     }
 
-    let index = session.tokens.iter().position(|t| t.answers(&key, resource.as_deref()));
     let mut forced = false;
-    if let Some(entry) = index.map(|i| &session.tokens[i]) {
-        let was_rejected = rejected.is_some_and(|r| constant_time_eq(r, entry.token.expose()));
+    if let Some(entry) = session.tokens.iter().find(|t| t.answers(&key, resource.as_deref())) {
+        let was_rejected = request
+            .rejected
+            .is_some_and(|r| constant_time_eq(r, entry.token.expose()));
         // At most one forced refresh per 30 s per session, whatever the key (CONTRACT §2.2).
         let may_force = session
             .last_forced
@@ -75,19 +71,64 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
             });
         }
     };
-    session.tokens.retain(|t| !t.answers(&key, resource.as_deref()));
     if forced {
         session.last_forced = Some(ctx.now.0);
     }
     let body = body_of(ctx, &entry);
-    session.tokens.push(entry);
-    match save_keeping_newest(&mut loaded, ctx).await {
-        Ok(cookies) => Ok(response::with_cookies(response::json(StatusCode::OK, &body), &cookies)),
-        // A logout deleted the record while this refresh ran: the session stays ended.
-        Err(error @ SaveError::Gone) => Err(error.into()),
-        // The token is good; it just could not be cached.
-        Err(_) => Ok(response::json(StatusCode::OK, &body)),
+    let cookies = store_token(ctx, &mut loaded, entry).await?;
+    Ok(response::with_cookies(response::json(StatusCode::OK, &body), &cookies))
+}
+
+/// The parameters of a `bff-token` request (CONTRACT §2.2).
+struct TokenRequest<'a> {
+    resource: Option<&'a str>,
+    scope: Option<&'a str>,
+    rejected: Option<&'a str>,
+}
+
+impl<'a> TokenRequest<'a> {
+    fn parse(params: &'a [(String, String)]) -> Result<Self, ApiError> {
+        let resource =
+            single(params, "resource").map_err(|()| ApiError::InvalidRequest("resource may be given once"))?;
+        if resource.is_some_and(|r| !is_resource_uri(r)) {
+            return Err(ApiError::InvalidRequest(
+                "resource must be an absolute URI without a fragment",
+            ));
+        }
+        let scope = single(params, "scope").map_err(|()| ApiError::InvalidRequest("scope may be given once"))?;
+        let rejected = single(params, "rejected_token").ok().flatten();
+        Ok(Self {
+            resource,
+            scope,
+            rejected,
+        })
     }
+}
+
+/// Caches `entry` in the session and stores the session with its new refresh token. If even the
+/// refresh token, claims and ID token alone no longer fit the cookie budget, the session cannot
+/// keep its refresh token: that is a deployment problem (KV mode is the remedy), answered 500.
+async fn store_token<H, K: KvStore>(
+    ctx: &Ctx<'_, H, K>,
+    loaded: &mut Loaded,
+    entry: CachedToken,
+) -> Result<Vec<SetCookie>, ApiError> {
+    let session = &mut loaded.session;
+    session
+        .tokens
+        .retain(|t| !t.answers(&entry.key, entry.resource.as_deref()));
+    session.tokens.push(entry);
+    let saved = match session_store::save(ctx, loaded).await {
+        Err(SaveError::TooLarge { .. }) => {
+            loaded.session.tokens.clear();
+            session_store::save(ctx, loaded).await
+        }
+        other => other,
+    };
+    saved.map_err(|error| {
+        session_store::report(ctx, &error);
+        error.into()
+    })
 }
 
 /// Refreshes through the rotation memory: one refresh per refresh token per isolate or
@@ -201,7 +242,7 @@ async fn exchange<H: HttpClient, K: KvStore>(
 }
 
 /// OpenID Connect Core §12.2: a refreshed ID token must keep `iss`, `sub`, `aud` and, when both
-/// carry it, `auth_time`. A definite mismatch ends the session; any other failure to validate it
+/// carry them, `auth_time` and `nonce`. A definite mismatch ends the session; any other failure to validate it
 /// (JWKS down, a key not yet fetchable) keeps the old claims, since the tokens themselves are good.
 async fn refreshed_id_token<H: HttpClient, K: KvStore>(
     ctx: &Ctx<'_, H, K>,
@@ -225,6 +266,14 @@ async fn refreshed_id_token<H: HttpClient, K: KvStore>(
         {
             Err(mismatch("auth_time"))
         }
+        Ok(claims)
+            if claims
+                .nonce
+                .as_ref()
+                .is_some_and(|new| original_nonce(session).is_some_and(|old| *new != old)) =>
+        {
+            Err(mismatch("nonce"))
+        }
         Ok(claims) => Ok(Some((raw.to_owned(), project_claims(ctx.config, claims.other)))),
         Err(KeyError::Token(IdTokenError::Claim(claim @ ("iss" | "aud" | "azp")))) => Err(mismatch(claim)),
         Err(error) => {
@@ -235,6 +284,13 @@ async fn refreshed_id_token<H: HttpClient, K: KvStore>(
             Ok(None)
         }
     }
+}
+
+/// The `nonce` of the session's ID token from the login (validated then, sealed since).
+fn original_nonce(session: &Session) -> Option<String> {
+    id_token::unverified_claim(session.id_token.expose(), "nonce")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// Takes a rotation into the session: the new refresh token and ID token with its claims.
@@ -261,20 +317,6 @@ enum Refused {
 impl<E: Into<ApiError>> From<E> for Refused {
     fn from(error: E) -> Self {
         Self::Answer(error.into())
-    }
-}
-
-/// Stores the session; if even the newest token does not fit, it is handed out uncached.
-async fn save_keeping_newest<H, K: KvStore>(
-    loaded: &mut Loaded,
-    ctx: &Ctx<'_, H, K>,
-) -> Result<Vec<SetCookie>, SaveError> {
-    match session_store::save(ctx, loaded).await {
-        Err(SaveError::TooLarge { .. }) => {
-            loaded.session.tokens.clear();
-            session_store::save(ctx, loaded).await
-        }
-        other => other,
     }
 }
 

@@ -57,6 +57,7 @@ pub(crate) struct Claims {
     pub(crate) sub: String,
     pub(crate) sid: Option<String>,
     pub(crate) auth_time: Option<u64>,
+    pub(crate) nonce: Option<String>,
     /// Every other claim, for the sessioninfo projection.
     pub(crate) other: Map<String, Value>,
 }
@@ -109,6 +110,7 @@ pub(crate) fn verify(
         sub,
         sid,
         auth_time,
+        nonce: claims.nonce,
         other,
     })
 }
@@ -191,9 +193,15 @@ pub(crate) fn verify_signature(
 /// The `exp` of a JWT, read WITHOUT verification: only to learn how long to cache an access token
 /// whose response had no `expires_in` (CONTRACT §2.2). Never used for a security decision.
 pub(crate) fn unverified_exp(token: &str) -> Option<u64> {
+    unverified_claim(token, "exp")?.as_u64()
+}
+
+/// A claim of a JWT, read without verification: for an access token's `exp`, or for the session's
+/// own ID token, which was validated at login and has been sealed since.
+pub(crate) fn unverified_claim(token: &str, name: &str) -> Option<Value> {
     let payload = token.split('.').nth(1)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    serde_json::from_slice::<Value>(&bytes).ok()?.get("exp")?.as_u64()
+    serde_json::from_slice::<Map<String, Value>>(&bytes).ok()?.remove(name)
 }
 
 #[cfg(test)]

@@ -234,7 +234,7 @@ pub(crate) fn parse_error(body: &[u8]) -> Option<UpstreamError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::tests_support::config;
+    use crate::config::tests::config;
 
     fn response(status: u16, body: &str) -> http::Response<Vec<u8>> {
         http::Response::builder()

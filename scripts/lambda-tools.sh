@@ -3,7 +3,7 @@
 # holding them, so callers can write:
 #
 #   PATH=$(scripts/lambda-tools.sh):$PATH
-#   cargo lambda watch --disable-cors ...      # local emulator (CONTRACT §5)
+#   cargo lambda watch --disable-cors ...      # local emulator (http-api.md: Configuration)
 #   SAM_CLI_TELEMETRY=0 sam validate --lint && sam build
 #
 # Both tools live in ONE Python venv on purpose: cargo-lambda finds zig by running

@@ -1,4 +1,4 @@
-// The JS client of the Token-Mediating Backend (CONTRACT §6). Dependency-free, browser-first.
+// The JS client of the Token-Mediating Backend (README: "The JS client"). Dependency-free, browser-first.
 //
 //   import { createClient } from '/sdk/tmi-bff.js';
 //   const bff = createClient();

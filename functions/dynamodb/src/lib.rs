@@ -1,5 +1,5 @@
 //! A DynamoDB table as the core's [`KvStore`]: the Lambda deployment's session store and
-//! back-channel logout memory (CONTRACT §2.7, §4 `BFF_SESSION_STORE`).
+//! back-channel logout memory (http-api.md: backchannel-logout, Configuration).
 //!
 //! Four calls of DynamoDB's JSON API (`GetItem` with strongly consistent reads, `PutItem`,
 //! `PutItem` with a condition, `DeleteItem`), signed with AWS Signature Version 4 ([`sigv4`]) and

@@ -128,7 +128,7 @@ async fn the_core_answers_through_the_adapter() {
         service_fn(|request| async move { Ok(serve(backend, deps, request).await) }),
     )
     .await;
-    // Unreadable session chunks: invalid_session (CONTRACT §2.2), as JSON text, not base64.
+    // Unreadable session chunks: invalid_session (http-api.md: bff-token), as JSON text, not base64.
     assert_eq!(
         (&lambda["statusCode"], &lambda["isBase64Encoded"]),
         (&json!(400), &json!(false))

@@ -1,4 +1,4 @@
-//! Configuration (CONTRACT §4), parsed once per isolate or container from a lookup function.
+//! Configuration (http-api.md: Configuration), parsed once per isolate or container from a lookup function.
 
 use std::fmt;
 use std::time::Duration;
@@ -21,7 +21,7 @@ pub(crate) enum ClientAuth {
     SecretPost,
 }
 
-/// Where sessions live (CONTRACT §3).
+/// Where sessions live (http-api.md: Cookies).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SessionMode {
     /// Sealed into the session cookie itself.
@@ -189,7 +189,7 @@ impl Config {
         format!("{}/bff/login", self.base_path)
     }
 
-    /// The OAuth `redirect_uri` (CONTRACT §2.5).
+    /// The OAuth `redirect_uri` (http-api.md: login).
     pub(crate) fn redirect_uri(&self) -> String {
         format!("{}{}/bff/callback", self.public_origin, self.base_path)
     }

@@ -12,7 +12,7 @@ use crate::records::Unavailable;
 use crate::response;
 use crate::session::SaveError;
 
-/// Errors of the JSON endpoints (draft-01 §4.3; CONTRACT §2.1–2.7).
+/// Errors of the JSON endpoints (draft-01 §4.3; http-api.md).
 #[derive(Debug)]
 pub(crate) enum ApiError {
     /// §4.3.2: no refresh token, or the request needs user interaction.

@@ -71,7 +71,7 @@ struct Inner {
 }
 
 impl Backend {
-    /// Parses the configuration (CONTRACT §4) from `lookup` (environment, Worker vars and
+    /// Parses the configuration (http-api.md: Configuration) from `lookup` (environment, Worker vars and
     /// secrets). Never fails: a bad configuration is remembered, reported by
     /// [`Backend::config_error`] and answered with 500 `server_error` on every request.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {

@@ -16,7 +16,7 @@ use crate::ports::{HttpClient, KvStore, Level, UnixTime};
 
 /// Metadata and keys are refetched after this long.
 const CACHE_SECS: u64 = 3600;
-/// The JWKS is fetched at most this often, counting failed attempts (CONTRACT §2.5): random
+/// The JWKS is fetched at most this often, counting failed attempts (http-api.md: callback): random
 /// `kid`s in unauthenticated back-channel logout tokens must not make the backend hammer the
 /// provider.
 const REFETCH_SECS: u64 = 5;

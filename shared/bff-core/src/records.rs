@@ -75,7 +75,7 @@ pub(crate) async fn put_sealed<H, K: KvStore>(
     written.map_err(|e| failed(ctx, &e))
 }
 
-/// A revocation entry: sessions created at or before `iat` are ended (CONTRACT §2.7).
+/// A revocation entry: sessions created at or before `iat` are ended (http-api.md: backchannel-logout).
 #[derive(Serialize, Deserialize)]
 struct Revocation {
     iat: u64,
@@ -155,7 +155,7 @@ pub(crate) async fn revoke<H, K: KvStore>(
     Ok(())
 }
 
-/// Across isolates and containers (CONTRACT §2.2, the KV issue): before presenting a refresh
+/// Across isolates and containers (http-api.md: bff-token): before presenting a refresh
 /// token, look for a rotation another instance stored under its hash, and claim the refresh with
 /// a conditional write (exactly one winner on DynamoDB; best effort on Workers KV, which has no
 /// compare-and-swap). A loser waits for the winner's result up to the HTTP timeout, then

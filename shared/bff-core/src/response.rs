@@ -1,4 +1,4 @@
-//! Response builders: the JSON endpoints' headers (CONTRACT §2.1) and the navigations' pages.
+//! Response builders: the JSON endpoints' headers (http-api.md: Rules for every request) and the navigations' pages.
 
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, PRAGMA, SET_COOKIE};
 use http::{HeaderValue, Response, StatusCode};

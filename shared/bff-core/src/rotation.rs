@@ -1,4 +1,4 @@
-//! Refresh single flight and rotation memory, per isolate or Lambda container (CONTRACT §2.2).
+//! Refresh single flight and rotation memory, per isolate or Lambda container (http-api.md: bff-token).
 //!
 //! Rotating refresh tokens die when presented twice, and some providers (oidc-provider among
 //! them) then revoke the whole grant. So every refresh with a given refresh token goes through

@@ -1,8 +1,8 @@
-//! (method, path) → the endpoint, under the base path `B` (CONTRACT §2).
+//! (method, path) → the endpoint, under the base path `B` (http-api.md: Endpoints).
 
 use http::Method;
 
-/// The endpoints, in the order of CONTRACT §2.
+/// The endpoints, in the order of http-api.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Route {
     Token,
@@ -23,7 +23,7 @@ pub(crate) enum Miss {
 }
 
 impl Route {
-    /// Whether the route needs the CSRF checks (CONTRACT §2.1): every JSON endpoint a page calls
+    /// Whether the route needs the CSRF checks (http-api.md: Rules for every request): every JSON endpoint a page calls
     /// with the session, not the navigations, the metadata or the provider's back channel.
     pub(crate) fn needs_csrf(self) -> bool {
         matches!(self, Self::Token | Self::SessionInfo | Self::Logout)

@@ -1,4 +1,4 @@
-//! The sealed envelope: AES-256-GCM with a key ring (CONTRACT §3).
+//! The sealed envelope: AES-256-GCM with a key ring (http-api.md: Cookies).
 //!
 //! Wire format: `v1.<kid>.<base64url(nonce ‖ ciphertext ‖ tag)>`. The plaintext is the expiry
 //! (8 bytes, big-endian Unix seconds) followed by the payload. The associated data binds the

@@ -1,5 +1,5 @@
 //! The session and login-transaction payloads, and the pure decisions about cached tokens
-//! (draft-01 §4.2; CONTRACT §2.2, §3). Where they are kept lives in `session_cookie` and
+//! (draft-01 §4.2; http-api.md: bff-token, Cookies). Where they are kept lives in `session_cookie` and
 //! `session_store`.
 
 use serde::{Deserialize, Serialize};
@@ -11,7 +11,7 @@ use crate::oidc::token::TokenSet;
 use crate::ports::{RandomError, UnixTime};
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 
-/// A login transaction lives this long (CONTRACT §3).
+/// A login transaction lives this long (http-api.md: Cookies).
 pub(crate) const TXN_LIFETIME: u64 = 600;
 
 /// A logged-in user's session: everything sealed into the session cookie.
@@ -66,7 +66,7 @@ pub(crate) struct CachedToken {
 }
 
 impl CachedToken {
-    /// CONTRACT §2.2: refresh before handing out when less than min(60 s, max(5 s, lifetime / 4))
+    /// http-api.md, bff-token: refresh before handing out when less than min(60 s, max(5 s, lifetime / 4))
     /// remains.
     pub(crate) fn is_fresh(&self, now: UnixTime) -> bool {
         let lifetime = self.expires.saturating_sub(self.obtained);
@@ -89,11 +89,11 @@ pub(crate) struct LoginTxn {
     pub(crate) resources: Vec<String>,
 }
 
-/// Cached lifetimes never pass a day, whatever `expires_in` says (CONTRACT §2.2).
+/// Cached lifetimes never pass a day, whatever `expires_in` says (http-api.md: bff-token).
 const MAX_TOKEN_LIFETIME: u64 = 86_400;
 
 impl CachedToken {
-    /// A cache entry for a fresh token response (CONTRACT §2.2): `expires_in`, else a JWT's `exp`,
+    /// A cache entry for a fresh token response (http-api.md: bff-token): `expires_in`, else a JWT's `exp`,
     /// else at most 60 s; capped at a day and at `session_end`.
     pub(crate) fn from_response(
         resource: Option<String>,

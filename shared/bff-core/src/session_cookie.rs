@@ -1,5 +1,5 @@
 //! The session and login transactions as cookies: sealing, chunking within the budget, loading,
-//! clearing (CONTRACT §3).
+//! clearing (http-api.md: Cookies).
 
 use crate::config::Config;
 use crate::cookie::{Cookies, SameSite, SetCookie};
@@ -50,7 +50,7 @@ pub(crate) fn load(cookies: &Cookies, config: &Config, now: UnixTime) -> Option<
 }
 
 /// Seals `session` into `Set-Cookie`s within the budget, dropping the least recently used cached
-/// tokens first (CONTRACT §3), and deletes every other chunk name the session might have used.
+/// tokens first (http-api.md: Cookies), and deletes every other chunk name the session might have used.
 pub(crate) fn save(
     session: &mut Session,
     config: &Config,

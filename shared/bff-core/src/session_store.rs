@@ -1,5 +1,5 @@
 //! Where sessions live: in the cookie itself, or in the store with the cookie holding a sealed id
-//! (CONTRACT §3, §4 `BFF_SESSION_STORE`): load, save, create and end, checked against the
+//! (http-api.md: Cookies, Configuration): load, save, create and end, checked against the
 //! revocation entries whenever the deployment has a store.
 
 use base64::Engine as _;
@@ -220,7 +220,7 @@ pub(crate) async fn end<H, K: KvStore>(ctx: &Ctx<'_, H, K>, loaded: Option<&Load
     session_cookie::clear(ctx.config)
 }
 
-/// Back-channel logout (CONTRACT §2.7): ends every session of `sid` (or, without one, of `sub`)
+/// Back-channel logout (http-api.md: backchannel-logout): ends every session of `sid` (or, without one, of `sub`)
 /// created at or before `iat`, through a revocation entry every request checks. In KV mode the
 /// records are deleted when next seen, and expire with their sessions otherwise.
 pub(crate) async fn end_all<H, K: KvStore>(

@@ -23,7 +23,7 @@ pub(crate) fn is_resource_uri(value: &str) -> bool {
     Url::parse(value).is_ok_and(|u| u.fragment().is_none() && !value.contains('#'))
 }
 
-/// A path on this origin (CONTRACT §2.5): one leading `/`, not `//` or `/\`, no scheme or host,
+/// A path on this origin (http-api.md: login): one leading `/`, not `//` or `/\`, no scheme or host,
 /// no control characters, and nothing a browser would read as another origin once decoded.
 pub(crate) fn is_local_path(path: &str) -> bool {
     let bytes = path.as_bytes();

@@ -1,4 +1,4 @@
-//! `POST B/bff/backchannel-logout` (CONTRACT §2.7; OpenID Connect Back-Channel Logout 1.0 §2.5–2.8).
+//! `POST B/bff/backchannel-logout` (http-api.md: backchannel-logout; OpenID Connect Back-Channel Logout 1.0 §2.5–2.8).
 
 use http::header::CACHE_CONTROL;
 use http::{HeaderValue, Response, StatusCode};

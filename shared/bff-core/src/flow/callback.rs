@@ -1,4 +1,4 @@
-//! `GET B/bff/callback`: finish the authorization code flow (CONTRACT §2.5; RFC 6749 §4.1.2,
+//! `GET B/bff/callback`: finish the authorization code flow (http-api.md: login; RFC 6749 §4.1.2,
 //! RFC 9207, OpenID Connect Core §3.1.3).
 
 use http::Response;

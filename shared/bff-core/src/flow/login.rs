@@ -1,4 +1,4 @@
-//! `GET B/bff/login`: start the authorization code flow (CONTRACT §2.5; RFC 6749 §4.1.1,
+//! `GET B/bff/login`: start the authorization code flow (http-api.md: login; RFC 6749 §4.1.1,
 //! RFC 7636, OpenID Connect Core §3.1.2.1, RFC 8707).
 
 use base64::Engine as _;
@@ -69,7 +69,7 @@ async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respons
 }
 
 /// What `login` was asked for, each part checked and bounded: another site can start a login
-/// with a navigation, and what it asks for is sealed into a cookie (CONTRACT §2.5).
+/// with a navigation, and what it asks for is sealed into a cookie (http-api.md: login).
 struct LoginRequest<'a> {
     return_to: String,
     prompt: Option<&'a str>,
@@ -120,7 +120,7 @@ impl<'a> LoginRequest<'a> {
 }
 
 /// The scope and resources to ask for: the configured ones, what the session already has, and
-/// what is new. An incremental login asks for the union, so no earlier grant is lost (CONTRACT
+/// what is new. An incremental login asks for the union, so no earlier grant is lost (http-api.md
 /// §2.2 `backend_not_ready`); the session cookie is visible here, in a same-site navigation.
 async fn grant_wanted<H: HttpClient, K: KvStore>(
     ctx: &Ctx<'_, H, K>,

@@ -1,4 +1,4 @@
-//! `POST B/bff/logout` (CONTRACT §2.6; RFC 7009; OpenID Connect RP-Initiated Logout 1.0 §2).
+//! `POST B/bff/logout` (http-api.md: logout; RFC 7009; OpenID Connect RP-Initiated Logout 1.0 §2).
 
 use http::{Response, StatusCode};
 use serde_json::json;

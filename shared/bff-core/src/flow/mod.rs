@@ -12,7 +12,7 @@ use http::request::Parts;
 use crate::config::Config;
 use crate::error::ApiError;
 
-/// CSRF rules of CONTRACT §2.1 (RFC 10017 §6.1.3.3.2): a custom header a cross-site form cannot
+/// CSRF rules (http-api.md: Rules for every request; RFC 10017 §6.1.3.3.2): a custom header a cross-site form cannot
 /// send, plus the browser's own `Origin` and `Sec-Fetch-Site` when present.
 pub(crate) fn check_csrf(parts: &Parts, config: &Config) -> Result<(), ApiError> {
     let header = |name: &str| parts.headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));

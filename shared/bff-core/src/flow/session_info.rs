@@ -1,5 +1,5 @@
-//! `B/.well-known/bff-sessioninfo` (draft-01 §5; CONTRACT §2.3) and `B/.well-known/bff-configuration`
-//! (CONTRACT §2.4).
+//! `B/.well-known/bff-sessioninfo` (draft-01 §5; http-api.md: bff-sessioninfo) and `B/.well-known/bff-configuration`
+//! (http-api.md: bff-configuration).
 
 use http::header::{CACHE_CONTROL, PRAGMA};
 use http::{HeaderValue, Response, StatusCode};

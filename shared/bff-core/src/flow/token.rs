@@ -1,4 +1,4 @@
-//! `B/.well-known/bff-token`: hand the frontend an access token (draft-01 §4; CONTRACT §2.2).
+//! `B/.well-known/bff-token`: hand the frontend an access token (draft-01 §4; http-api.md: bff-token).
 
 use http::{Method, Response, StatusCode};
 use serde_json::{Map, Value, json};
@@ -33,7 +33,7 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
     let mut loaded = session_store::require(ctx).await?;
     let session = &mut loaded.session;
 
-    // Which token the request means (CONTRACT §2.2).
+    // Which token the request means (http-api.md: bff-token).
     let resource = request
         .resource
         .map(str::to_owned)
@@ -50,7 +50,7 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
         let was_rejected = request
             .rejected
             .is_some_and(|r| constant_time_eq(r, entry.token.expose()));
-        // At most one forced refresh per 30 s per session, whatever the key (CONTRACT §2.2).
+        // At most one forced refresh per 30 s per session, whatever the key (http-api.md: bff-token).
         let may_force = session
             .last_forced
             .is_none_or(|at| ctx.now.0.saturating_sub(at) >= FORCED_REFRESH_SECS);
@@ -79,7 +79,7 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
     Ok(response::with_cookies(response::json(StatusCode::OK, &body), &cookies))
 }
 
-/// The parameters of a `bff-token` request (CONTRACT §2.2).
+/// The parameters of a `bff-token` request (http-api.md: bff-token).
 struct TokenRequest<'a> {
     resource: Option<&'a str>,
     scope: Option<&'a str>,
@@ -132,7 +132,7 @@ async fn store_token<H, K: KvStore>(
 }
 
 /// Refreshes through the rotation memory: one refresh per refresh token per isolate or
-/// container; requests that arrive with a token just rotated use the result (CONTRACT §2.2).
+/// container; requests that arrive with a token just rotated use the result (http-api.md: bff-token).
 async fn refresh<H: HttpClient, K: KvStore>(
     ctx: &Ctx<'_, H, K>,
     session: &mut Session,
@@ -328,7 +328,7 @@ fn body_of<H, K>(ctx: &Ctx<'_, H, K>, entry: &CachedToken) -> Value {
     body
 }
 
-/// `backend_not_ready` with a `login_url` asking for what is missing (CONTRACT §2.2).
+/// `backend_not_ready` with a `login_url` asking for what is missing (http-api.md: bff-token).
 fn not_ready<H, K>(ctx: &Ctx<'_, H, K>, session: &Session, key: &str, resource: Option<&str>) -> ApiError {
     let mut query = Serializer::new(String::new());
     let missing: Vec<&str> = key

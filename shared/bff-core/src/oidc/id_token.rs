@@ -191,7 +191,7 @@ pub(crate) fn verify_signature(
 }
 
 /// The `exp` of a JWT, read WITHOUT verification: only to learn how long to cache an access token
-/// whose response had no `expires_in` (CONTRACT §2.2). Never used for a security decision.
+/// whose response had no `expires_in` (http-api.md: bff-token). Never used for a security decision.
 pub(crate) fn unverified_exp(token: &str) -> Option<u64> {
     unverified_claim(token, "exp")?.as_u64()
 }

@@ -142,9 +142,9 @@ fn serve_in_process(port: u16, settings: Vec<(String, String)>) {
                 settings.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
             }));
             let lookup = |name: &str| settings.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-            let store = Arc::new(bff_dynamodb::DynamoDb::from_lookup(lookup).unwrap());
-            backend.log_startup(&StderrLog, store.is_some());
             let http = Arc::new(ReqwestHttp::new().unwrap());
+            let store = Arc::new(bff_lambda::store(lookup, &http).unwrap());
+            backend.log_startup(&StderrLog, store.is_some());
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -177,16 +177,16 @@ fn serve_in_process(port: u16, settings: Vec<(String, String)>) {
     });
 }
 
-/// Reads a request body as the adapters do: at most one byte past the core's limit.
+/// Reads a request body as the adapters do: the core gets at most one byte past its limit. The
+/// rest is read and dropped, as a platform's front end would: a server that answers and closes
+/// with request bytes still unread makes the kernel reset the connection, and the client may
+/// lose the 413 to that reset.
 async fn read_bounded(mut body: hyper::body::Incoming) -> Vec<u8> {
     let mut bytes = Vec::new();
     while let Some(Ok(frame)) = body.frame().await {
         if let Ok(data) = frame.into_data() {
             let room = (bff_core::MAX_REQUEST_BODY + 1).saturating_sub(bytes.len());
             bytes.extend_from_slice(&data[..data.len().min(room)]);
-        }
-        if bytes.len() > bff_core::MAX_REQUEST_BODY {
-            break;
         }
     }
     bytes

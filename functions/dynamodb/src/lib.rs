@@ -3,23 +3,28 @@
 //!
 //! Four calls of DynamoDB's JSON API (`GetItem` with strongly consistent reads, `PutItem`,
 //! `PutItem` with a condition, `DeleteItem`), signed with AWS Signature Version 4 ([`sigv4`]) and
-//! sent with reqwest (rustls with ring, no redirects, a deadline per call). No AWS SDK.
+//! sent through the core's [`HttpClient`] port (the Lambda's reqwest client: rustls with ring, no
+//! redirects, a deadline per call). No AWS SDK. The clock, which dates signatures and decides
+//! expiry, is injected too.
 //!
 //! Table: partition key `pk` (string), value `v` (binary), `ttl` (number, Unix seconds), the
 //! table's time-to-live attribute. DynamoDB deletes expired items only eventually (typically
 //! within days), so every read ignores items whose `ttl` has passed and a conditional write
 //! treats them as absent.
 
+mod call;
 mod sigv4;
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use bff_core::{Clock, KvError, KvStore, UnixTime};
+use bff_core::{Clock, HttpClient, KvError, KvStore, UnixTime};
+
+use crate::call::{Failure, Operation, error_kind, transport};
 use serde_json::{Value, json};
 
 /// The environment variable naming the table; unset or empty means no DynamoDB store.
@@ -27,16 +32,9 @@ pub const TABLE_VAR: &str = "BFF_DYNAMODB_TABLE";
 
 /// Deadline for one call, connect to last byte (DynamoDB answers in milliseconds).
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Pause before the one retry of a call that failed in a retryable way.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
-/// DynamoDB's error types that mean "slow down, nothing was done".
-const THROTTLED: [&str; 3] = [
-    "ThrottlingException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-];
 
 /// AWS credentials: an access key pair and, for temporary credentials (Lambda's execution role),
 /// a session token. `Debug` shows only the access key id.
@@ -72,10 +70,10 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// A DynamoDB table used as a [`KvStore`]. Build one per container (it holds the connection pool)
-/// and lend it to every request; it is `Send + Sync`.
-pub struct DynamoDb {
-    http: reqwest::Client,
+/// A DynamoDB table used as a [`KvStore`], over the HTTP client `H`. Build one per container (its
+/// client holds the connection pool) and lend it to every request.
+pub struct DynamoDb<H> {
+    http: H,
     endpoint: url::Url,
     /// `Host` as sent and signed: the endpoint's host, with its port when not the default.
     host: String,
@@ -85,28 +83,39 @@ pub struct DynamoDb {
     clock: Box<dyn Clock>,
 }
 
-impl DynamoDb {
-    /// A store for `table` at `endpoint` (e.g. `https://dynamodb.eu-west-1.amazonaws.com`, or a
-    /// local stand-in such as `http://127.0.0.1:8000`), signing for `region`.
+/// Where and as whom a store calls DynamoDB.
+#[derive(Clone, Debug)]
+pub struct Target<'a> {
+    /// e.g. `https://dynamodb.eu-west-1.amazonaws.com`, or a local stand-in such as
+    /// `http://127.0.0.1:8000`.
+    pub endpoint: &'a str,
+    /// The region signatures are for.
+    pub region: &'a str,
+    /// The table.
+    pub table: &'a str,
+    /// Who signs.
+    pub credentials: Credentials,
+}
+
+impl<H: HttpClient> DynamoDb<H> {
+    /// A store for `target`, calling through `http`, dating signatures with `clock`.
     ///
     /// # Errors
     /// [`SetupError::Endpoint`] when the endpoint is not an `https://` URL with a host and no path
-    /// (`http://` only for a loopback host); [`SetupError::Tls`] when reqwest cannot set up TLS.
-    pub fn new(endpoint: &str, region: &str, table: &str, credentials: Credentials) -> Result<Self, SetupError> {
+    /// (`http://` only for a loopback host).
+    pub fn new(target: Target<'_>, http: H, clock: impl Clock + 'static) -> Result<Self, SetupError> {
+        let Target {
+            endpoint,
+            region,
+            table,
+            credentials,
+        } = target;
         let endpoint = parse_endpoint(endpoint).ok_or(SetupError::Endpoint)?;
         let host = match (endpoint.host_str(), endpoint.port()) {
             (Some(host), Some(port)) => format!("{host}:{port}"),
             (Some(host), None) => host.to_owned(),
             (None, _) => return Err(SetupError::Endpoint),
         };
-        // Err means a provider is already installed (by bff-lambda's client, say): fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(CALL_TIMEOUT)
-            .build()
-            .map_err(|_| SetupError::Tls)?;
         Ok(Self {
             http,
             endpoint,
@@ -114,27 +123,23 @@ impl DynamoDb {
             region: region.to_owned(),
             table: table.to_owned(),
             credentials,
-            clock: Box::new(SystemClock),
+            clock: Box::new(clock),
         })
     }
 
-    /// The store the environment describes, as a Lambda container sees it: `None` when
-    /// `BFF_DYNAMODB_TABLE` is unset or empty. Credentials from `AWS_ACCESS_KEY_ID`,
-    /// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`; region from `AWS_REGION` (or
-    /// `AWS_DEFAULT_REGION`); endpoint from `AWS_ENDPOINT_URL_DYNAMODB`, else `AWS_ENDPOINT_URL`,
-    /// else `https://dynamodb.<region>.amazonaws.com`.
+    /// The store the environment (read through `lookup`) describes, as a Lambda container sees
+    /// it: `None` when `BFF_DYNAMODB_TABLE` is unset or empty. Credentials from
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`; region from
+    /// `AWS_REGION` (or `AWS_DEFAULT_REGION`); endpoint from `AWS_ENDPOINT_URL_DYNAMODB`, else
+    /// `AWS_ENDPOINT_URL`, else `https://dynamodb.<region>.amazonaws.com`.
     ///
     /// # Errors
     /// [`SetupError`] naming the missing or malformed variable (never its value).
-    pub fn from_env() -> Result<Option<Self>, SetupError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// [`DynamoDb::from_env`] with the variables read from `lookup`.
-    ///
-    /// # Errors
-    /// As [`DynamoDb::from_env`].
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, SetupError> {
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+        http: H,
+        clock: impl Clock + 'static,
+    ) -> Result<Option<Self>, SetupError> {
         let setting = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
         let Some(table) = setting(TABLE_VAR) else {
             return Ok(None);
@@ -151,14 +156,13 @@ impl DynamoDb {
         let endpoint = (setting("AWS_ENDPOINT_URL_DYNAMODB"))
             .or_else(|| setting("AWS_ENDPOINT_URL"))
             .unwrap_or_else(|| format!("https://dynamodb.{region}.amazonaws.com"));
-        Self::new(&endpoint, &region, &table, credentials).map(Some)
-    }
-
-    /// Replaces the system clock, which dates signatures and decides expiry (tests).
-    #[must_use]
-    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
-        self.clock = Box::new(clock);
-        self
+        let target = Target {
+            endpoint: &endpoint,
+            region: &region,
+            table: &table,
+            credentials,
+        };
+        Self::new(target, http, clock).map(Some)
     }
 
     /// The table's name.
@@ -182,7 +186,6 @@ impl DynamoDb {
         })
     }
 
-    /// One call, retried once after a short pause when it failed in a way that allows it.
     /// A `PutItem` under `condition` (over `pk` and `#ttl` against `:now`); `false` when the
     /// condition did not hold.
     async fn put_when(&self, key: &str, value: &[u8], ttl_secs: u64, condition: &str) -> Result<bool, KvError> {
@@ -202,11 +205,12 @@ impl DynamoDb {
         }
     }
 
+    /// One call, retried once after a short pause when it failed in a way that allows it.
     async fn call(&self, operation: Operation, body: &Value) -> Result<Value, Failure> {
         let payload = body.to_string().into_bytes();
         match self.call_once(operation, &payload).await {
             Err(failure) if failure.retryable(operation.idempotent()) => {
-                tokio::time::sleep(RETRY_PAUSE).await;
+                self.http.pause(RETRY_PAUSE).await;
                 self.call_once(operation, &payload).await
             }
             outcome => outcome,
@@ -214,14 +218,17 @@ impl DynamoDb {
     }
 
     async fn call_once(&self, operation: Operation, payload: &[u8]) -> Result<Value, Failure> {
-        let mut request = self.http.post(self.endpoint.clone()).body(payload.to_vec());
+        let mut request = http::Request::post(self.endpoint.as_str());
         for (name, value) in self.signed_headers(operation, payload) {
             request = request.header(name, value);
         }
-        let response = request.send().await.map_err(transport)?;
+        let request = request.body(payload.to_vec()).map_err(|e| Failure::Transport {
+            sent: false,
+            message: e.to_string(),
+        })?;
+        let response = self.http.send(request, CALL_TIMEOUT).await.map_err(transport)?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(transport)?;
-        let parsed = serde_json::from_slice::<Value>(&body).ok();
+        let parsed = serde_json::from_slice::<Value>(response.body()).ok();
         match parsed {
             Some(reply) if (200..300).contains(&status) => Ok(reply),
             _ => Err(Failure::Refused {
@@ -264,7 +271,7 @@ impl DynamoDb {
     }
 }
 
-impl fmt::Debug for DynamoDb {
+impl<H> fmt::Debug for DynamoDb<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DynamoDb")
             .field("endpoint", &self.endpoint.as_str())
@@ -275,7 +282,7 @@ impl fmt::Debug for DynamoDb {
     }
 }
 
-impl KvStore for DynamoDb {
+impl<H: HttpClient> KvStore for DynamoDb<H> {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let operation = Operation::GetItem;
         let body = json!({ "TableName": self.table, "Key": self.key(key), "ConsistentRead": true });
@@ -332,8 +339,6 @@ pub enum SetupError {
     Missing(&'static str),
     /// The endpoint is not an `https://` URL with a host and no path (`http://` for loopback only).
     Endpoint,
-    /// reqwest could not set up TLS.
-    Tls,
 }
 
 impl fmt::Display for SetupError {
@@ -344,94 +349,11 @@ impl fmt::Display for SetupError {
                 "AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL is not an https:// URL without a path \
                  (http:// only for a loopback host)",
             ),
-            Self::Tls => f.write_str("the DynamoDB client could not set up TLS"),
         }
     }
 }
 
 impl std::error::Error for SetupError {}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Operation {
-    GetItem,
-    PutItem,
-    PutItemIf,
-    DeleteItem,
-}
-
-impl Operation {
-    fn name(self) -> &'static str {
-        match self {
-            Self::GetItem => "GetItem",
-            Self::PutItem | Self::PutItemIf => "PutItem",
-            Self::DeleteItem => "DeleteItem",
-        }
-    }
-
-    /// Whether repeating the call after an unknown outcome is harmless. A conditional put is not:
-    /// if the first attempt was applied, the repeat could report the caller's own write as a loss.
-    fn idempotent(self) -> bool {
-        self != Self::PutItemIf
-    }
-}
-
-/// A call that did not succeed.
-#[derive(Debug)]
-enum Failure {
-    /// DynamoDB answered with an error: its status and short error type (`…#Type` → `Type`).
-    Refused { status: u16, kind: String },
-    /// No answer. `sent` is false when the connection was never made, so nothing was applied.
-    Transport { sent: bool, message: String },
-}
-
-impl Failure {
-    fn retryable(&self, idempotent: bool) -> bool {
-        match self {
-            Self::Refused { status, kind } => THROTTLED.contains(&kind.as_str()) || (idempotent && *status >= 500),
-            Self::Transport { sent, .. } => !sent || idempotent,
-        }
-    }
-
-    fn into_kv(self, operation: Operation) -> KvError {
-        let operation = operation.name();
-        KvError(match self {
-            Self::Refused { status, kind } if kind.is_empty() => format!("DynamoDB {operation}: HTTP {status}"),
-            Self::Refused { status, kind } => format!("DynamoDB {operation}: {kind} (HTTP {status})"),
-            Self::Transport { message, .. } => format!("DynamoDB {operation}: {message}"),
-        })
-    }
-}
-
-/// The short error type of an error reply (`com.amazonaws.dynamodb.v20120810#Type` → `Type`).
-fn error_kind(reply: &Value) -> Option<String> {
-    let kind = reply.get("__type")?.as_str()?;
-    Some(kind.rsplit('#').next().unwrap_or(kind).to_owned())
-}
-
-/// A transport failure: the cause chain without the URL.
-fn transport(error: reqwest::Error) -> Failure {
-    let sent = !error.is_connect();
-    if error.is_timeout() {
-        return Failure::Transport {
-            sent,
-            message: "timed out".into(),
-        };
-    }
-    let message = cause_chain(&error.without_url());
-    Failure::Transport { sent, message }
-}
-
-/// An error and its sources on one line (`outer: inner: root`), for log lines that must say why
-/// without a URL or a value.
-pub fn cause_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        message = format!("{message}: {inner}");
-        cause = inner.source();
-    }
-    message
-}
 
 /// An `https://` URL with a host and no path, query or credentials; `http://` only for a
 /// loopback host (a local stand-in).
@@ -440,18 +362,4 @@ fn parse_endpoint(text: &str) -> Option<url::Url> {
     let scheme_ok = bff_core::is_https_or_loopback(&url);
     let bare = url.path() == "/" && url.query().is_none() && url.username().is_empty() && url.password().is_none();
     (scheme_ok && bare).then_some(url)
-}
-
-/// The container's wall clock (the Lambda adapter's clock too).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> UnixTime {
-        UnixTime(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |since| since.as_secs()),
-        )
-    }
 }

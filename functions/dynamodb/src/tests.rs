@@ -1,6 +1,30 @@
 //! Unit tests of the store's setup, signing of a call, and failure handling.
 
 use super::*;
+use bff_core::HttpError;
+
+/// These tests build stores and sign calls; none is sent.
+struct NothingSent;
+
+impl HttpClient for NothingSent {
+    async fn send(&self, _: http::Request<Vec<u8>>, _: Duration) -> Result<http::Response<Vec<u8>>, HttpError> {
+        Err(HttpError::Unsent("these tests send nothing".into()))
+    }
+
+    async fn pause(&self, _: Duration) {}
+}
+
+struct Fixed;
+
+impl Clock for Fixed {
+    fn now(&self) -> UnixTime {
+        UnixTime(1_767_605_412)
+    }
+}
+
+fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<DynamoDb<NothingSent>>, SetupError> {
+    DynamoDb::from_lookup(lookup, NothingSent, Fixed)
+}
 
 fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
     move |name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())
@@ -14,14 +38,14 @@ const CREDENTIALS: [(&str, &str); 3] = [
 
 #[test]
 fn no_table_no_store() {
-    assert!(DynamoDb::from_lookup(env(&CREDENTIALS)).unwrap().is_none());
-    assert!(DynamoDb::from_lookup(env(&[(TABLE_VAR, " ")])).unwrap().is_none());
+    assert!(from_lookup(env(&CREDENTIALS)).unwrap().is_none());
+    assert!(from_lookup(env(&[(TABLE_VAR, " ")])).unwrap().is_none());
 }
 
 #[test]
 fn endpoint_from_region_or_overrides() {
     static DEFAULT: [(&str, &str); 4] = [(TABLE_VAR, "t"), CREDENTIALS[0], CREDENTIALS[1], CREDENTIALS[2]];
-    let store = DynamoDb::from_lookup(env(&DEFAULT)).unwrap().unwrap();
+    let store = from_lookup(env(&DEFAULT)).unwrap().unwrap();
     assert_eq!(store.endpoint.as_str(), "https://dynamodb.eu-west-1.amazonaws.com/");
     assert_eq!(
         (store.host.as_str(), store.table()),
@@ -35,7 +59,7 @@ fn endpoint_from_region_or_overrides() {
         ("AWS_DEFAULT_REGION", "us-east-1"),
         ("AWS_ENDPOINT_URL", "http://localhost:4566"),
     ];
-    let store = DynamoDb::from_lookup(env(&GENERAL)).unwrap().unwrap();
+    let store = from_lookup(env(&GENERAL)).unwrap().unwrap();
     assert_eq!(
         (store.host.as_str(), store.region.as_str()),
         ("localhost:4566", "us-east-1")
@@ -49,19 +73,19 @@ fn endpoint_from_region_or_overrides() {
         ("AWS_ENDPOINT_URL", "http://localhost:4566"),
         ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000/"),
     ];
-    let store = DynamoDb::from_lookup(env(&SPECIFIC)).unwrap().unwrap();
+    let store = from_lookup(env(&SPECIFIC)).unwrap().unwrap();
     assert_eq!(store.host, "127.0.0.1:8000");
 }
 
 #[test]
 fn missing_settings_are_named() {
-    let error = DynamoDb::from_lookup(env(&[(TABLE_VAR, "t"), CREDENTIALS[0], CREDENTIALS[2]])).unwrap_err();
+    let error = from_lookup(env(&[(TABLE_VAR, "t"), CREDENTIALS[0], CREDENTIALS[2]])).unwrap_err();
     assert_eq!(error, SetupError::Missing("AWS_SECRET_ACCESS_KEY"));
     assert_eq!(
         error.to_string(),
         "BFF_DYNAMODB_TABLE is set but AWS_SECRET_ACCESS_KEY is missing"
     );
-    let error = DynamoDb::from_lookup(env(&[(TABLE_VAR, "t"), CREDENTIALS[0], CREDENTIALS[1]])).unwrap_err();
+    let error = from_lookup(env(&[(TABLE_VAR, "t"), CREDENTIALS[0], CREDENTIALS[1]])).unwrap_err();
     assert_eq!(error, SetupError::Missing("AWS_REGION"));
 }
 
@@ -97,20 +121,20 @@ fn debug_redacts_secrets() {
 /// its clock fixed at 2026-01-05T09:30:12Z): temporary credentials, a host with a port.
 #[test]
 fn signs_a_call_as_botocore_does() {
-    struct Fixed;
-    impl Clock for Fixed {
-        fn now(&self) -> UnixTime {
-            UnixTime(1_767_605_412)
-        }
-    }
     let credentials = Credentials::new(
         "ASIAEXAMPLE",
         "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
         Some("session-token-example".into()),
     );
-    let store = DynamoDb::new("http://127.0.0.1:8000", "eu-west-1", "bff-sessions", credentials).unwrap();
+    let target = Target {
+        endpoint: "http://127.0.0.1:8000",
+        region: "eu-west-1",
+        table: "bff-sessions",
+        credentials,
+    };
+    let store = DynamoDb::new(target, NothingSent, Fixed).unwrap();
     let payload = br#"{"TableName":"bff-sessions","Key":{"pk":{"S":"k1"}},"ConsistentRead":true}"#;
-    let headers = store.with_clock(Fixed).signed_headers(Operation::GetItem, payload);
+    let headers = store.signed_headers(Operation::GetItem, payload);
     let header = |name| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
     assert_eq!(header("host"), Some("127.0.0.1:8000"));
     assert_eq!(header("x-amz-date"), Some("20260105T093012Z"));

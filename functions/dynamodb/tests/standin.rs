@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bff_core::{Clock, KvStore, UnixTime};
-use bff_dynamodb::{Credentials, DynamoDb};
+use bff_dynamodb::{Credentials, DynamoDb, Target};
+use bff_lambda::ReqwestHttp;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -49,13 +50,19 @@ impl StandIn {
     }
 
     /// A store as a Lambda container would build it (dummy credentials: the stand-in checks none).
-    fn store(&self, clock: &TestClock) -> DynamoDb {
+    fn store(&self, clock: &TestClock) -> DynamoDb<ReqwestHttp> {
         self.store_for(&self.table, clock)
     }
 
-    fn store_for(&self, table: &str, clock: &TestClock) -> DynamoDb {
-        let credentials = Credentials::new("test", "test", Some("token".into()));
-        (DynamoDb::new(&self.endpoint, "us-east-1", table, credentials).expect("store")).with_clock(clock.clone())
+    fn store_for(&self, table: &str, clock: &TestClock) -> DynamoDb<ReqwestHttp> {
+        let target = Target {
+            endpoint: &self.endpoint,
+            region: "us-east-1",
+            table,
+            credentials: Credentials::new("test", "test", Some("token".into())),
+        };
+        let http = ReqwestHttp::new().expect("reqwest client");
+        DynamoDb::new(target, http, clock.clone()).expect("store")
     }
 }
 
@@ -208,7 +215,13 @@ async fn failures_name_the_operation_not_the_key() {
     let endpoint = stand_in.endpoint.clone();
     drop(stand_in);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let gone = DynamoDb::new(&endpoint, "us-east-1", "t", Credentials::new("test", "test", None)).unwrap();
+    let target = Target {
+        endpoint: &endpoint,
+        region: "us-east-1",
+        table: "t",
+        credentials: Credentials::new("test", "test", None),
+    };
+    let gone = DynamoDb::new(target, ReqwestHttp::new().unwrap(), clock.clone()).unwrap();
     let error = gone.delete("secret-session-id").await.unwrap_err();
     assert!(error.0.starts_with("DynamoDB DeleteItem: "), "{error}");
     assert!(!error.to_string().contains("secret-session-id"));

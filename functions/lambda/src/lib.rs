@@ -3,18 +3,29 @@
 //! the system clock, the OS random source, stderr). It holds no BFF logic; the integration tests
 //! reuse the ports to run the core in-process.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bff_core::{
-    Backend, Deps, HttpClient, HttpError, KvStore, Level, Log, MAX_PROVIDER_RESPONSE, MAX_REQUEST_BODY, RandomError,
-    SecureRandom,
+    Backend, Clock, Deps, HttpClient, HttpError, KvStore, Level, Log, MAX_PROVIDER_RESPONSE, MAX_REQUEST_BODY,
+    RandomError, SecureRandom, UnixTime,
 };
 use http::Response;
 use lambda_http::{Body, Request, RequestExt};
 
-/// The DynamoDB session store `bootstrap` builds when `BFF_DYNAMODB_TABLE` is set (re-exported for
-/// the integration tests, which run the core in-process with the same ports).
-pub use bff_dynamodb::DynamoDb;
+/// The DynamoDB session store `bootstrap` builds when `BFF_DYNAMODB_TABLE` is set, over this
+/// adapter's HTTP client and clock.
+pub type Store = bff_dynamodb::DynamoDb<ReqwestHttp>;
+
+/// The store the environment (read through `lookup`) describes, if any.
+///
+/// # Errors
+/// A setting that is missing or malformed, named (never its value).
+pub fn store(
+    lookup: impl Fn(&str) -> Option<String>,
+    http: &ReqwestHttp,
+) -> Result<Option<Store>, bff_dynamodb::SetupError> {
+    bff_dynamodb::DynamoDb::from_lookup(lookup, http.clone(), SystemClock)
+}
 
 /// Answers one HTTP event (payload format 2.0) with the core.
 pub async fn serve<K: KvStore>(backend: &Backend, deps: &Deps<'_, ReqwestHttp, K>, request: Request) -> Response<Body> {
@@ -115,16 +126,37 @@ async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, HttpEr
     Ok(body)
 }
 
-/// A transport failure as the core's error: the cause chain, without the URL.
+/// A transport failure as the core's error: the cause chain, without the URL; whether the request
+/// can have left matters to callers that retry (the DynamoDB store).
 fn failure(error: reqwest::Error) -> HttpError {
     if error.is_timeout() {
         return HttpError::Timeout;
     }
-    HttpError::Connect(bff_dynamodb::cause_chain(&error.without_url()))
+    let unsent = error.is_connect();
+    let error = error.without_url();
+    let mut message = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(inner) = cause {
+        message = format!("{message}: {inner}");
+        cause = inner.source();
+    }
+    if unsent {
+        HttpError::Unsent(message)
+    } else {
+        HttpError::Connect(message)
+    }
 }
 
-/// The container's wall clock, the one the DynamoDB store signs with.
-pub use bff_dynamodb::SystemClock;
+/// The container's wall clock: the core's, and the one the DynamoDB store signs with.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixTime {
+        let since = SystemTime::now().duration_since(UNIX_EPOCH);
+        UnixTime(since.map_or(0, |since| since.as_secs()))
+    }
+}
 
 /// The operating system's random source (getrandom).
 #[derive(Clone, Copy, Debug, Default)]

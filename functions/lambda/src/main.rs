@@ -1,8 +1,7 @@
 //! `bootstrap`: parses the configuration once per container, then serves every event.
 
 use bff_core::{Backend, Deps, Level, Log};
-use bff_dynamodb::DynamoDb;
-use bff_lambda::{OsRandom, ReqwestHttp, StderrLog, SystemClock, serve};
+use bff_lambda::{OsRandom, ReqwestHttp, StderrLog, SystemClock, serve, store};
 use lambda_http::{Request, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
@@ -11,7 +10,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let http = ReqwestHttp::new()?;
     // The shared store when BFF_DYNAMODB_TABLE names a table (template.yaml creates it for
     // BffSessionStore=kv or BffBackchannelLogout=true); one client and pool per container.
-    let store = match DynamoDb::from_env() {
+    let store = match store(|name| std::env::var(name).ok(), &http) {
         Ok(store) => store,
         Err(problem) => {
             StderrLog.line(Level::Error, &format!("session store off: {problem}"));

@@ -161,7 +161,7 @@ async fn reqwest_does_not_follow_redirects_and_maps_failures() {
     drop(replies.join());
     let refused = http.send(get(), Duration::from_secs(5)).await.unwrap_err();
     assert!(
-        matches!(&refused, HttpError::Connect(why) if why.contains("refused")),
+        matches!(&refused, HttpError::Unsent(why) if why.contains("refused")),
         "{refused:?}"
     );
 }

@@ -77,7 +77,10 @@ pub trait HttpClient {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HttpError {
-    /// The connection could not be made or broke (refused, reset, DNS, TLS).
+    /// The request never left: the connection could not be made (refused, DNS, TLS handshake).
+    /// Repeating it is always safe.
+    Unsent(String),
+    /// The connection broke after the request may have been sent (reset, closed early).
     Connect(String),
     /// No complete answer within the timeout.
     Timeout,
@@ -86,6 +89,7 @@ pub enum HttpError {
 impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Unsent(why) => write!(f, "connection not made: {why}"),
             Self::Connect(why) => write!(f, "connection failed: {why}"),
             Self::Timeout => f.write_str("timed out"),
         }

@@ -53,10 +53,9 @@ pub use urls::is_https_or_loopback;
 
 use crate::config::Config;
 use crate::ctx::Ctx;
-use crate::error::{ApiError, PageError};
+use crate::error::ApiError;
 use crate::provider::ProviderCache;
 use crate::rotation::Rotations;
-use crate::route::{Miss, Route};
 
 /// The backend of one isolate or container: configuration parsed once, plus caches of the
 /// issuer's metadata and keys (owned data only).
@@ -117,22 +116,10 @@ impl Backend {
             return ApiError::ServerError.into_response();
         };
         let (parts, body) = request.into_parts();
-        let route = match Route::resolve(&parts.method, parts.uri.path(), &inner.config.base_path) {
+        let route = match flow::admit(&parts, &body, &inner.config) {
             Ok(route) => route,
-            Err(Miss::Method(allow)) => return ApiError::MethodNotAllowed(allow).into_response(),
-            Err(Miss::NotFound) => return ApiError::NotFound.into_response(),
+            Err(refusal) => return refusal,
         };
-        if body.len() > MAX_REQUEST_BODY {
-            return match route {
-                Route::Login | Route::Callback => PageError::BodyTooLarge.into_response(&inner.config.login_path()),
-                _ => ApiError::BodyTooLarge.into_response(),
-            };
-        }
-        if route.needs_csrf()
-            && let Err(refusal) = flow::check_csrf(&parts, &inner.config)
-        {
-            return refusal.into_response();
-        }
         let ctx = Ctx {
             config: &inner.config,
             provider: &inner.provider,
@@ -143,16 +130,6 @@ impl Backend {
             cookies: cookie::Cookies::parse(&parts.headers),
             now: deps.clock.now(),
         };
-        let answer = match route {
-            Route::Token => flow::token::token(&ctx).await,
-            Route::SessionInfo => flow::session_info::session_info(&ctx).await,
-            Route::Configuration => Ok(flow::session_info::configuration(&ctx)),
-            Route::Logout => Ok(flow::logout::logout(&ctx).await),
-            Route::BackchannelLogout => flow::backchannel::backchannel_logout(&ctx).await,
-            // The navigations answer with pages.
-            Route::Login => return flow::login::login(&ctx).await,
-            Route::Callback => return flow::callback::callback(&ctx).await,
-        };
-        answer.unwrap_or_else(ApiError::into_response)
+        flow::answer(route, &ctx).await
     }
 }

@@ -7,14 +7,54 @@ pub(crate) mod logout;
 pub(crate) mod session_info;
 pub(crate) mod token;
 
+use http::Response;
 use http::request::Parts;
 
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::ctx::Ctx;
+use crate::error::{ApiError, PageError};
+use crate::limits::MAX_REQUEST_BODY;
+use crate::ports::{HttpClient, KvStore};
+use crate::route::{Miss, Route};
+
+/// The checks before any work: the route and its method, the body's size, and the CSRF rules
+/// where the route needs them.
+pub(crate) fn admit(parts: &Parts, body: &[u8], config: &Config) -> Result<Route, Response<Vec<u8>>> {
+    let route = match Route::resolve(&parts.method, parts.uri.path(), &config.base_path) {
+        Ok(route) => route,
+        Err(Miss::Method(allow)) => return Err(ApiError::MethodNotAllowed(allow).into_response()),
+        Err(Miss::NotFound) => return Err(ApiError::NotFound.into_response()),
+    };
+    if body.len() > MAX_REQUEST_BODY {
+        return Err(match route {
+            Route::Login | Route::Callback => PageError::BodyTooLarge.into_response(&config.login_path()),
+            _ => ApiError::BodyTooLarge.into_response(),
+        });
+    }
+    if route.needs_csrf() {
+        check_csrf(parts, config).map_err(ApiError::into_response)?;
+    }
+    Ok(route)
+}
+
+/// Runs the route's flow; its error becomes the one response it maps to.
+pub(crate) async fn answer<H: HttpClient, K: KvStore>(route: Route, ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
+    let answer = match route {
+        Route::Token => token::token(ctx).await,
+        Route::SessionInfo => session_info::session_info(ctx).await,
+        Route::Configuration => Ok(session_info::configuration(ctx)),
+        Route::Logout => Ok(logout::logout(ctx).await),
+        Route::BackchannelLogout => backchannel::backchannel_logout(ctx).await,
+        // The navigations answer with pages.
+        Route::Login => return login::login(ctx).await,
+        Route::Callback => return callback::callback(ctx).await,
+    };
+    answer.unwrap_or_else(ApiError::into_response)
+}
 
 /// CSRF rules (http-api.md: Rules for every request; RFC 10017 §6.1.3.3.2): a custom header a cross-site form cannot
 /// send, plus the browser's own `Origin` and `Sec-Fetch-Site` when present.
-pub(crate) fn check_csrf(parts: &Parts, config: &Config) -> Result<(), ApiError> {
+fn check_csrf(parts: &Parts, config: &Config) -> Result<(), ApiError> {
     let header = |name: &str| parts.headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
     if header("x-csrf") != Some("1") {
         return Err(ApiError::InvalidRequest("the X-CSRF: 1 header is required"));

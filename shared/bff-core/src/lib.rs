@@ -118,7 +118,7 @@ impl Backend {
         let (parts, body) = request.into_parts();
         let route = match flow::admit(&parts, &body, &inner.config) {
             Ok(route) => route,
-            Err(refusal) => return refusal,
+            Err(refusal) => return refusal.into_response(&inner.config),
         };
         let ctx = Ctx {
             config: &inner.config,

@@ -17,22 +17,37 @@ use crate::limits::MAX_REQUEST_BODY;
 use crate::ports::{HttpClient, KvStore};
 use crate::route::{Miss, Route};
 
+/// Why a request was refused before any work.
+pub(crate) enum Refusal {
+    Api(ApiError),
+    Page(PageError),
+}
+
+impl Refusal {
+    pub(crate) fn into_response(self, config: &Config) -> Response<Vec<u8>> {
+        match self {
+            Self::Api(error) => error.into_response(),
+            Self::Page(error) => error.into_response(&config.login_path()),
+        }
+    }
+}
+
 /// The checks before any work: the route and its method, the body's size, and the CSRF rules
 /// where the route needs them.
-pub(crate) fn admit(parts: &Parts, body: &[u8], config: &Config) -> Result<Route, Response<Vec<u8>>> {
+pub(crate) fn admit(parts: &Parts, body: &[u8], config: &Config) -> Result<Route, Refusal> {
     let route = match Route::resolve(&parts.method, parts.uri.path(), &config.base_path) {
         Ok(route) => route,
-        Err(Miss::Method(allow)) => return Err(ApiError::MethodNotAllowed(allow).into_response()),
-        Err(Miss::NotFound) => return Err(ApiError::NotFound.into_response()),
+        Err(Miss::Method(allow)) => return Err(Refusal::Api(ApiError::MethodNotAllowed(allow))),
+        Err(Miss::NotFound) => return Err(Refusal::Api(ApiError::NotFound)),
     };
     if body.len() > MAX_REQUEST_BODY {
         return Err(match route {
-            Route::Login | Route::Callback => PageError::BodyTooLarge.into_response(&config.login_path()),
-            _ => ApiError::BodyTooLarge.into_response(),
+            Route::Login | Route::Callback => Refusal::Page(PageError::BodyTooLarge),
+            _ => Refusal::Api(ApiError::BodyTooLarge),
         });
     }
     if route.needs_csrf() {
-        check_csrf(parts, config).map_err(ApiError::into_response)?;
+        check_csrf(parts, config).map_err(Refusal::Api)?;
     }
     Ok(route)
 }

@@ -6,7 +6,7 @@ mod provider;
 mod store;
 mod world;
 
-pub use provider::{CLIENT_ID, ClaimsEdit, Endpoint, Fault, ISSUER, RefreshPolicy, ScriptedProvider};
+pub use provider::{BodyEdit, CLIENT_ID, ClaimsEdit, Endpoint, Fault, ISSUER, RefreshPolicy, ScriptedProvider};
 pub use store::MemoryStore;
 pub use world::{Answer, Browser, COOKIE_KEYS, ORIGIN, START, World, request};
 

@@ -22,6 +22,9 @@ use crate::ports::{Clock, HttpClient, HttpError};
 /// Rewrites the claims of an ID token before it is signed.
 pub type ClaimsEdit = fn(&mut JWTClaims<Map<String, Value>>);
 
+/// Rewrites a JSON answer (a token response, a UserInfo answer) before it is sent.
+pub type BodyEdit = fn(&mut Map<String, Value>);
+
 /// The issuer every test configuration names.
 pub const ISSUER: &str = "https://idp.example";
 /// The client the backend is registered as.
@@ -97,6 +100,12 @@ struct State {
     expires_in: Option<Value>,
     /// Rewrites the claims of ID tokens issued on refresh.
     refresh_claims: Option<ClaimsEdit>,
+    /// Rewrites the claims of ID tokens issued for an authorization code.
+    code_claims: Option<ClaimsEdit>,
+    /// Rewrites successful token responses.
+    token_edit: Option<BodyEdit>,
+    /// Rewrites UserInfo answers.
+    userinfo_edit: Option<BodyEdit>,
     faults: HashMap<Endpoint, Fault>,
     counts: HashMap<Endpoint, usize>,
     refreshes: usize,
@@ -132,6 +141,9 @@ impl ScriptedProvider {
                 policy: RefreshPolicy::Rotate,
                 expires_in: Some(json!(60)),
                 refresh_claims: None,
+                code_claims: None,
+                token_edit: None,
+                userinfo_edit: None,
                 faults: HashMap::new(),
                 counts: HashMap::new(),
                 refreshes: 0,
@@ -159,6 +171,42 @@ impl ScriptedProvider {
     /// Rewrites the claims of ID tokens issued on refresh (`None`: as issued).
     pub fn set_refresh_claims(&self, edit: Option<ClaimsEdit>) {
         self.state().refresh_claims = edit;
+    }
+
+    /// Rewrites the claims of ID tokens issued for an authorization code (`None`: as issued),
+    /// e.g. a wrong `nonce`.
+    pub fn set_code_claims(&self, edit: Option<ClaimsEdit>) {
+        self.state().code_claims = edit;
+    }
+
+    /// Rewrites the body of every successful token response (`None`: as issued), e.g. without
+    /// an `id_token`.
+    pub fn set_token_edit(&self, edit: Option<BodyEdit>) {
+        self.state().token_edit = edit;
+    }
+
+    /// Rewrites the UserInfo answers (`None`: as issued), e.g. another `sub` or more claims.
+    pub fn set_userinfo_edit(&self, edit: Option<BodyEdit>) {
+        self.state().userinfo_edit = edit;
+    }
+
+    /// The user revokes every grant they gave the backend: their refresh tokens die.
+    pub fn revoke_grants(&self, user: &str) {
+        for grant in self.state().grants.iter_mut().filter(|g| g.sub == user) {
+            grant.revoked = true;
+        }
+    }
+
+    /// The user withdraws consent for `scope`: refreshes asking for it get `invalid_scope`.
+    pub fn withdraw_scope(&self, user: &str, scope: &str) {
+        for grant in self.state().grants.iter_mut().filter(|g| g.sub == user) {
+            grant.scope = grant
+                .scope
+                .split(' ')
+                .filter(|s| *s != scope)
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
     }
 
     /// `endpoint` fails this way until [`ScriptedProvider::heal`].
@@ -238,6 +286,18 @@ impl ScriptedProvider {
 
     /// A signed logout token (Back-Channel Logout 1.0 §2.4) for `sub` and/or `sid`.
     pub fn logout_token(&self, sub: Option<&str>, sid: Option<&str>, jti: &str, iat: u64) -> String {
+        self.logout_token_with(sub, sid, jti, iat, |_| {})
+    }
+
+    /// [`ScriptedProvider::logout_token`] with its claims rewritten by `edit` before signing.
+    pub fn logout_token_with(
+        &self,
+        sub: Option<&str>,
+        sid: Option<&str>,
+        jti: &str,
+        iat: u64,
+        edit: ClaimsEdit,
+    ) -> String {
         let mut custom = Map::new();
         custom.insert(
             "events".into(),
@@ -246,7 +306,7 @@ impl ScriptedProvider {
         if let Some(sid) = sid {
             custom.insert("sid".into(), json!(sid));
         }
-        let claims = JWTClaims {
+        let mut claims = JWTClaims {
             issued_at: Some(UnixTimeStamp::from_secs(iat)),
             expires_at: Some(UnixTimeStamp::from_secs(iat + 120)),
             invalid_before: None,
@@ -257,6 +317,7 @@ impl ScriptedProvider {
             nonce: None,
             custom,
         };
+        edit(&mut claims);
         let state = self.state();
         state.keys[state.signing].sign(claims).unwrap_or_default()
     }
@@ -287,7 +348,7 @@ impl ScriptedProvider {
             Some(Fault::Hang) => return Err(HttpError::Timeout),
             Some(Fault::Status(status)) => return Ok(reply(*status, json!({}).to_string().into_bytes())),
             Some(Fault::Garbage) => return Ok(reply(200, b"<html>not json".to_vec())),
-            Some(Fault::Huge) => return Ok(reply(200, vec![b' '; crate::MAX_PROVIDER_RESPONSE + 1])),
+            Some(Fault::Huge) => return Ok(reply(200, vec![b' '; crate::limits::MAX_PROVIDER_RESPONSE + 1])),
             None => {}
         }
         let now = self.clock.now().0;
@@ -301,10 +362,14 @@ impl ScriptedProvider {
             Endpoint::UserInfo => {
                 let bearer = header(request, "authorization").unwrap_or_default();
                 let known = state.grants.last().filter(|_| bearer.starts_with("Bearer at-"));
-                match known {
+                let mut answer = match known {
                     Some(grant) => json!({"sub": grant.sub, "email": format!("{}@example.com", grant.sub)}),
                     None => return Ok(reply(401, b"{}".to_vec())),
+                };
+                if let (Some(edit), Some(object)) = (state.userinfo_edit, answer.as_object_mut()) {
+                    edit(object);
                 }
+                answer
             }
             Endpoint::Revocation => {
                 let form = form(request.body());
@@ -415,9 +480,12 @@ impl State {
             nonce: nonce.map(str::to_owned),
             custom,
         };
-        if nonce.is_none()
-            && let Some(edit) = self.refresh_claims
-        {
+        let edit = if nonce.is_none() {
+            self.refresh_claims
+        } else {
+            self.code_claims
+        };
+        if let Some(edit) = edit {
             edit(&mut claims);
         }
         let id_token = self.keys[self.signing].sign(claims).unwrap_or_default();
@@ -427,11 +495,18 @@ impl State {
             "id_token": id_token,
             "scope": scope,
         });
-        if scope.split(' ').any(|s| s == "offline_access") {
+        // A code exchange yields a refresh token when `offline_access` was asked for; a refresh
+        // (no nonce) keeps yielding one whatever narrower scope it asked for, since the grant
+        // still has offline access (RFC 6749 §6: a rotated token is always handed out).
+        let offline = if nonce.is_some() { scope } else { g.scope.as_str() };
+        if offline.split(' ').any(|s| s == "offline_access") {
             body["refresh_token"] = json!(refresh_token);
         }
         if let Some(expires_in) = &self.expires_in {
             body["expires_in"] = expires_in.clone();
+        }
+        if let (Some(edit), Some(object)) = (self.token_edit, body.as_object_mut()) {
+            edit(object);
         }
         reply(200, body.to_string().into_bytes())
     }

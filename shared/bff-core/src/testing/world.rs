@@ -48,18 +48,6 @@ impl World {
     }
 
     fn build(settings: &[(&str, &str)], store: Option<MemoryStore>, clock: Arc<FixedClock>) -> Self {
-        let mut all: Vec<(String, String)> = [
-            ("BFF_ISSUER", super::ISSUER),
-            ("BFF_CLIENT_ID", super::CLIENT_ID),
-            ("BFF_CLIENT_SECRET", "s3cret"),
-            ("BFF_PUBLIC_ORIGIN", ORIGIN),
-            ("BFF_COOKIE_KEYS", COOKIE_KEYS),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-        all.extend(settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let backend = Backend::from_lookup(|name| all.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()));
         let provider = ScriptedProvider::new(Arc::clone(&clock));
         Self {
             clock,
@@ -67,8 +55,15 @@ impl World {
             store,
             log: MemoryLog::default(),
             random: SeededRandom::new(1),
-            backend,
+            backend: configured(settings),
         }
+    }
+
+    /// A redeploy with `settings` (over the defaults, not over the previous settings): a new
+    /// backend with empty caches that faces the same provider, store, clock and log, as after an
+    /// operator changed `BFF_COOKIE_KEYS`.
+    pub fn redeploy(&mut self, settings: &[(&str, &str)]) {
+        self.backend = configured(settings);
     }
 
     /// The backend, for what the driver does not cover.
@@ -175,6 +170,22 @@ impl World {
         let request = request(Method::POST, "/bff/backchannel-logout", &headers, body.into_bytes());
         self.send(&mut Browser::default(), request, true).await
     }
+}
+
+/// A backend configured with `settings` over the defaults.
+fn configured(settings: &[(&str, &str)]) -> Backend {
+    let mut all: Vec<(String, String)> = [
+        ("BFF_ISSUER", super::ISSUER),
+        ("BFF_CLIENT_ID", super::CLIENT_ID),
+        ("BFF_CLIENT_SECRET", "s3cret"),
+        ("BFF_PUBLIC_ORIGIN", ORIGIN),
+        ("BFF_COOKIE_KEYS", COOKIE_KEYS),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    all.extend(settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    Backend::from_lookup(|name| all.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
 }
 
 /// A request to the backend.

@@ -8,9 +8,27 @@ use crate::cookie::SetCookie;
 use crate::oidc::token::UpstreamError;
 use crate::ports::RandomError;
 use crate::provider::KeyError;
-use crate::records::Unavailable;
 use crate::response;
-use crate::session::SaveError;
+
+/// The store failed (try again later), or KV mode has none (a deployment error).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Unavailable {
+    Failed,
+    NotConfigured,
+}
+
+/// Why a session could not be stored.
+#[derive(Debug)]
+pub(crate) enum SaveError {
+    Random(RandomError),
+    /// The session store failed, or KV mode has none (KV mode).
+    Store(Unavailable),
+    /// The record was deleted meanwhile (a logout won the race): the session is over.
+    Gone,
+    TooLarge {
+        bytes: usize,
+    },
+}
 
 /// Errors of the JSON endpoints (draft-01 §4.3; http-api.md).
 #[derive(Debug)]
@@ -192,7 +210,7 @@ impl From<SaveError> for ApiError {
         match error {
             // A logout deleted the record meanwhile: the session stays ended.
             SaveError::Gone => Self::InvalidSession,
-            SaveError::Store => Self::Upstream(UpstreamError::Unavailable),
+            SaveError::Store(unavailable) => unavailable.into(),
             SaveError::Random(_) | SaveError::TooLarge { .. } => Self::ServerError,
         }
     }
@@ -219,7 +237,8 @@ impl From<SaveError> for PageError {
     fn from(error: SaveError) -> Self {
         match error {
             SaveError::Random(_) => Self::ServerError,
-            SaveError::Store | SaveError::Gone => Self::Unavailable,
+            SaveError::Store(Unavailable::NotConfigured) => Self::ServerError,
+            SaveError::Store(Unavailable::Failed) | SaveError::Gone => Self::Unavailable,
             SaveError::TooLarge { .. } => Self::TooLarge,
         }
     }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::ctx::Ctx;
+use crate::error::Unavailable;
 use crate::ports::{HttpClient, KvError, KvStore, Level, UnixTime};
 use crate::rotation::{MEMORY_SECS, POLL, Rotation};
 use crate::seal;
@@ -27,13 +28,6 @@ pub(crate) enum Write {
     IfAbsent,
     /// Only when the key still holds something (a session record a logout may have deleted).
     IfPresent,
-}
-
-/// The store failed (try again later), or KV mode has none (a deployment error).
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Unavailable {
-    Failed,
-    NotConfigured,
 }
 
 pub(crate) fn failed<H, K>(ctx: &Ctx<'_, H, K>, error: &KvError) -> Unavailable {

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::config::Config;
 use crate::oidc::id_token;
 use crate::oidc::token::TokenSet;
-use crate::ports::{RandomError, UnixTime};
+use crate::ports::UnixTime;
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 
 /// A login transaction lives this long (http-api.md: Cookies).
@@ -148,17 +148,4 @@ pub(crate) fn scope_key(scope: &str) -> String {
 pub(crate) fn scope_covered(wanted: &str, granted: &str) -> bool {
     let granted: Vec<&str> = granted.split_whitespace().collect();
     wanted.split_whitespace().all(|s| granted.contains(&s))
-}
-
-/// Why a session could not be stored.
-#[derive(Debug)]
-pub(crate) enum SaveError {
-    Random(RandomError),
-    /// The session store failed (KV mode).
-    Store,
-    /// The record was deleted meanwhile (a logout won the race): the session is over.
-    Gone,
-    TooLarge {
-        bytes: usize,
-    },
 }

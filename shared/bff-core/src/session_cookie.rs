@@ -3,9 +3,10 @@
 
 use crate::config::Config;
 use crate::cookie::{Cookies, SameSite, SetCookie};
+use crate::error::SaveError;
 use crate::ports::{RandomError, SecureRandom, UnixTime};
 use crate::seal::{self, SealError};
-use crate::session::{LoginTxn, SaveError, Session, TXN_LIFETIME};
+use crate::session::{LoginTxn, Session, TXN_LIFETIME};
 
 /// Base name of the session cookie; chunks are `<name>.0`, `<name>.1`, …
 pub(crate) const SESSION_COOKIE: &str = "__Host-bff-session";

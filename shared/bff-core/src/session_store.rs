@@ -8,11 +8,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::config::SessionMode;
 use crate::cookie::SetCookie;
 use crate::ctx::Ctx;
-use crate::error::ApiError;
+use crate::error::{ApiError, SaveError, Unavailable};
 use crate::ports::{HttpClient, KvStore, Level, UnixTime};
-use crate::records::{self, Subject, Unavailable, Write, get_sealed, put_sealed};
+use crate::records::{self, Subject, Write, get_sealed, put_sealed};
 use crate::seal;
-use crate::session::{SaveError, Session};
+use crate::session::Session;
 use crate::session_cookie::{self, SESSION_COOKIE};
 
 const SESSION_RECORD: &str = "session:";
@@ -150,12 +150,12 @@ fn record_key(id: &str) -> String {
 pub(crate) async fn save<H, K: KvStore>(ctx: &Ctx<'_, H, K>, loaded: &mut Loaded) -> Result<Vec<SetCookie>, SaveError> {
     match (&loaded.id, ctx.config.session_store) {
         (Some(id), SessionMode::Kv) => {
-            let store = required(ctx).map_err(|_| SaveError::Store)?;
+            let store = required(ctx).map_err(SaveError::Store)?;
             let payload = serde_json::to_vec(&loaded.session).unwrap_or_default();
             let expires = UnixTime(loaded.session.expires);
             let written = put_sealed(ctx, store, &record_key(id), &payload, expires, Write::IfPresent)
                 .await
-                .map_err(|_| SaveError::Store)?;
+                .map_err(SaveError::Store)?;
             if written { Ok(Vec::new()) } else { Err(SaveError::Gone) }
         }
         _ => session_cookie::save(&mut loaded.session, ctx.config, ctx.deps.random, ctx.now),
@@ -175,12 +175,12 @@ pub(crate) async fn create<H, K: KvStore>(
     if config.session_store == SessionMode::Cookie {
         return session_cookie::save(&mut session, config, ctx.deps.random, ctx.now);
     }
-    let store = required(ctx).map_err(|_| SaveError::Store)?;
+    let store = required(ctx).map_err(SaveError::Store)?;
     let expires = UnixTime(session.expires);
     let payload = serde_json::to_vec(&session).unwrap_or_default();
     put_sealed(ctx, store, &record_key(&session.id), &payload, expires, Write::Always)
         .await
-        .map_err(|_| SaveError::Store)?;
+        .map_err(SaveError::Store)?;
     let sealed = seal::seal(
         &config.keys[0],
         SESSION_COOKIE,

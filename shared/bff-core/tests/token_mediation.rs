@@ -553,27 +553,20 @@ fn bloated(claims: &mut jwt_simple::prelude::JWTClaims<serde_json::Map<String, s
     claims.custom.insert("name".into(), json!("N".repeat(4000)));
 }
 
-/// A refresh whose new ID token no longer fits the cookie budget is a deployment problem (500,
-/// with a log line naming KV mode). But the provider has already consumed the old refresh token
-/// then, and the core's own rule holds: a consumed refresh token must never stay in the session,
-/// so it must never be presented again (a rotating provider revokes the whole grant on reuse).
-/// Afterwards the session either works or has ended cleanly; it must not still hold the used token.
+/// A refresh whose new ID token no longer fits the cookie budget: the provider has already
+/// consumed the old refresh token, so the new one is stored whatever happens (a rotating provider
+/// revokes the whole grant when a used token comes back). The session keeps the login's claims and
+/// a log line names the budget and KV mode; the next refresh works.
 #[test]
-#[ignore = "bug: flow/token.rs store_token answers 500 without storing the rotated refresh token, \
-            leaving the consumed one in the cookie; once the 30 s rotation memory is over the next \
-            refresh presents it and the provider revokes the grant (reuse_detected 1, expected 0)"]
 fn a_refresh_that_no_longer_fits_the_cookie_never_presents_the_used_token_again() {
     let world = api_world();
     let mut browser = logged_in(&world, "");
     world.provider.set_refresh_claims(Some(bloated));
     world.clock.advance(3600);
+    let claims_before = block_on(world.session_info(&mut browser)).json();
     let answer = token(&world, &mut browser, "");
-    assert_eq!(
-        (answer.status, answer.error().as_str()),
-        (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
-        "{}",
-        answer.text()
-    );
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(block_on(world.session_info(&mut browser)).json(), claims_before);
     assert!(
         world.log.lines().iter().any(|l| l.contains("BFF_COOKIE_BUDGET")),
         "{:?}",
@@ -588,9 +581,5 @@ fn a_refresh_that_no_longer_fits_the_cookie_never_presents_the_used_token_again(
         "the used refresh token came back: {}",
         answer.text()
     );
-    assert!(
-        answer.status == StatusCode::OK || answer.error() == "invalid_session",
-        "{}",
-        answer.text()
-    );
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
 }

@@ -4,19 +4,25 @@ use http::{Response, StatusCode};
 use serde_json::json;
 use url::Url;
 
+use crate::config::SessionMode;
 use crate::ctx::Ctx;
 use crate::oidc::token;
 use crate::ports::{HttpClient, KvStore, Level};
 use crate::provider;
 use crate::response;
 use crate::session_cookie;
-use crate::session_store::{self, Lookup};
+use crate::session_store::{self, Loaded, Lookup};
 
 pub(crate) async fn logout<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
     let config = ctx.config;
     let post_logout = format!("{}{}", config.public_origin, config.post_logout_path);
     let loaded = match session_store::load(ctx).await {
         Ok(Lookup::Found(loaded)) => Some(*loaded),
+        // The store failed, but a cookie session is still readable: its refresh token must be
+        // revoked all the same, or a copy of the cookie would outlive the logout.
+        Err(_) if config.session_store == SessionMode::Cookie => {
+            session_cookie::load(&ctx.cookies, config, ctx.now).map(|session| Loaded { session, id: None })
+        }
         _ => None,
     };
     let mut cookies = session_store::end(ctx, loaded.as_ref()).await;

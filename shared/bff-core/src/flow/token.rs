@@ -6,7 +6,7 @@ use url::form_urlencoded::Serializer;
 
 use crate::cookie::SetCookie;
 use crate::ctx::Ctx;
-use crate::error::ApiError;
+use crate::error::{ApiError, SaveError};
 use crate::flow::{query, single};
 use crate::oidc::id_token::{self, IdTokenError};
 use crate::oidc::token::{self, Grant, UpstreamError};
@@ -16,7 +16,7 @@ use crate::records;
 use crate::response;
 use crate::rotation::{Claim, Rotation};
 use crate::secret::{IdToken, RefreshToken, constant_time_eq};
-use crate::session::{CachedToken, SaveError, Session, project_claims, scope_covered, scope_key};
+use crate::session::{CachedToken, Session, project_claims, scope_covered, scope_key};
 use crate::session_store::{self, Loaded};
 use crate::urls::is_resource_uri;
 
@@ -60,6 +60,7 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
             return Ok(response::json(StatusCode::OK, &body_of(ctx, entry)));
         }
     }
+    let before = (session.id_token.clone(), session.claims.clone());
     let entry = match refresh(ctx, session, &key, resource.as_deref(), &wanted_scope).await {
         Ok(entry) => entry,
         Err(Refused::Answer(error)) => return Err(error),
@@ -75,7 +76,7 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
         session.last_forced = Some(ctx.now.0);
     }
     let body = body_of(ctx, &entry);
-    let cookies = store_token(ctx, &mut loaded, entry).await?;
+    let cookies = store_token(ctx, &mut loaded, entry, before).await?;
     Ok(response::with_cookies(response::json(StatusCode::OK, &body), &cookies))
 }
 
@@ -105,30 +106,43 @@ impl<'a> TokenRequest<'a> {
     }
 }
 
-/// Caches `entry` in the session and stores the session with its new refresh token. If even the
-/// refresh token, claims and ID token alone no longer fit the cookie budget, the session cannot
-/// keep its refresh token: that is a deployment problem (KV mode is the remedy), answered 500.
+/// Caches `entry` in the session and stores the session with its new refresh token: the one
+/// thing that must never be lost, since the provider has consumed the old one. When the session
+/// no longer fits the cookie budget, cached tokens go first, then the new ID token's claims (the
+/// login's are kept, and a line is logged); a session whose refresh token alone does not fit any
+/// more is ended (KV mode is the remedy).
 async fn store_token<H, K: KvStore>(
     ctx: &Ctx<'_, H, K>,
     loaded: &mut Loaded,
     entry: CachedToken,
+    before: (IdToken, Map<String, Value>),
 ) -> Result<Vec<SetCookie>, ApiError> {
     let session = &mut loaded.session;
     session
         .tokens
         .retain(|t| !t.answers(&entry.key, entry.resource.as_deref()));
     session.tokens.push(entry);
-    let saved = match session_store::save(ctx, loaded).await {
-        Err(SaveError::TooLarge { .. }) => {
-            loaded.session.tokens.clear();
-            session_store::save(ctx, loaded).await
+    let mut saved = session_store::save(ctx, loaded).await;
+    if matches!(saved, Err(SaveError::TooLarge { .. })) {
+        loaded.session.tokens.clear();
+        saved = session_store::save(ctx, loaded).await;
+    }
+    if let Err(error @ SaveError::TooLarge { .. }) = &saved {
+        session_store::report(ctx, error);
+        (loaded.session.id_token, loaded.session.claims) = before;
+        saved = session_store::save(ctx, loaded).await;
+    }
+    match saved {
+        Ok(cookies) => Ok(cookies),
+        Err(error @ SaveError::TooLarge { .. }) => {
+            session_store::report(ctx, &error);
+            Err(ApiError::SessionEnded {
+                error: Box::new(ApiError::InvalidSession),
+                cookies: session_store::end(ctx, Some(loaded)).await,
+            })
         }
-        other => other,
-    };
-    saved.map_err(|error| {
-        session_store::report(ctx, &error);
-        error.into()
-    })
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Refreshes through the rotation memory: one refresh per refresh token per isolate or

@@ -12,9 +12,7 @@ const RESOURCE_A: &str = "https://a.example/";
 const RESOURCE_B: &str = "https://b.example/";
 
 fn logged_in(world: &World, user: &str) -> Browser {
-    let mut browser = Browser::default();
-    block_on(world.login(&mut browser, user));
-    browser
+    block_on(world.signed_in(user))
 }
 
 fn sub(answer: &bff_core::testing::Answer) -> String {
@@ -22,11 +20,7 @@ fn sub(answer: &bff_core::testing::Answer) -> String {
 }
 
 fn txn_cookies(browser: &Browser) -> Vec<String> {
-    browser
-        .cookie_names()
-        .into_iter()
-        .filter(|n| n.starts_with("__Host-bff-txn."))
-        .collect()
+    browser.txn_cookies()
 }
 
 // ── Cookies ──────────────────────────────────────────────────────────────────────────────────
@@ -419,13 +413,7 @@ fn expires_in_strings_and_huge_values() {
 /// Provider faults answer 503 and leave the session as it was.
 #[test]
 fn provider_faults_leave_the_session_unchanged() {
-    for fault in [
-        Fault::Refuse,
-        Fault::Hang,
-        Fault::Status(500),
-        Fault::Garbage,
-        Fault::Huge,
-    ] {
+    for fault in Fault::ALL {
         let world = api_world(RefreshPolicy::Rotate);
         let mut browser = login_with_resources(&world);
         world.clock.advance(3600);

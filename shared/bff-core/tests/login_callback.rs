@@ -54,11 +54,7 @@ fn encoded(value: &str) -> String {
 }
 
 fn txn_cookies(browser: &Browser) -> Vec<String> {
-    browser
-        .cookie_names()
-        .into_iter()
-        .filter(|n| n.starts_with("__Host-bff-txn."))
-        .collect()
+    browser.txn_cookies()
 }
 
 fn is_page(answer: &Answer) -> bool {

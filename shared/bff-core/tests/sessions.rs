@@ -19,9 +19,7 @@ const SCOPES: &str = "openid offline_access api:read api:write";
 const NEW_KEY: &str = "new:Hx4dHBsaGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA";
 
 fn logged_in(world: &World, user: &str) -> Browser {
-    let mut browser = Browser::default();
-    block_on(world.login(&mut browser, user));
-    browser
+    block_on(world.signed_in(user))
 }
 
 fn info(world: &World, browser: &mut Browser) -> Answer {
@@ -579,13 +577,7 @@ fn invalid_logout_tokens_are_refused() {
 /// the JWKS is asked again only after the 5 s limit, then the same token works.
 #[test]
 fn backchannel_logout_answers_503_while_the_provider_fails() {
-    for fault in [
-        Fault::Refuse,
-        Fault::Hang,
-        Fault::Status(500),
-        Fault::Garbage,
-        Fault::Huge,
-    ] {
+    for fault in Fault::ALL {
         let mut world = World::with_store(&[], MemoryStore::consistent);
         let mut alice = logged_in(&world, "alice");
         let token = world.provider.logout_token(Some("alice"), None, "j1", START);

@@ -315,13 +315,7 @@ fn invalid_grant_in_kv_mode_deletes_the_record() {
 /// whatever the fault, the session unchanged, no token request; then it works again.
 #[test]
 fn discovery_faults_on_refresh_answer_503() {
-    for fault in [
-        Fault::Refuse,
-        Fault::Hang,
-        Fault::Status(500),
-        Fault::Garbage,
-        Fault::Huge,
-    ] {
+    for fault in Fault::ALL {
         let world = api_world();
         let mut browser = logged_in(&world, "");
         let cookie = browser.cookie(SESSION).unwrap().to_owned();

@@ -60,6 +60,11 @@ pub enum Fault {
     Huge,
 }
 
+impl Fault {
+    /// Every fault, for tests that try each.
+    pub const ALL: [Self; 5] = [Self::Refuse, Self::Hang, Self::Status(500), Self::Garbage, Self::Huge];
+}
+
 /// What a refresh does with the refresh token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RefreshPolicy {

@@ -156,6 +156,13 @@ impl World {
         answer
     }
 
+    /// A new browser, logged in as `user`.
+    pub async fn signed_in(&self, user: &str) -> Browser {
+        let mut browser = Browser::default();
+        self.login(&mut browser, user).await;
+        browser
+    }
+
     /// `POST B/bff/logout`.
     pub async fn logout(&self, browser: &mut Browser) -> Answer {
         self.api(browser, Method::POST, "/bff/logout", "").await
@@ -216,6 +223,15 @@ impl Browser {
     /// The value of cookie `name`.
     pub fn cookie(&self, name: &str) -> Option<&str> {
         self.jar.get(name).map(|c| c.value.as_str())
+    }
+
+    /// The names of the login transaction cookies.
+    pub fn txn_cookies(&self) -> Vec<String> {
+        self.jar
+            .keys()
+            .filter(|n| n.starts_with("__Host-bff-txn."))
+            .cloned()
+            .collect()
     }
 
     /// The cookie names, in order.

@@ -84,11 +84,6 @@ impl Cookies {
         found.next().is_none().then_some(first.1.as_str())
     }
 
-    /// Whether the request carried `name` at all (once or more).
-    pub(crate) fn has(&self, name: &str) -> bool {
-        self.0.iter().any(|(n, _)| n == name)
-    }
-
     /// Every distinct name starting with `prefix`, each with its value when it is not repeated.
     pub(crate) fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, Option<&'a str>)> {
         self.0

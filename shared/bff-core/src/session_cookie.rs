@@ -26,25 +26,29 @@ pub(crate) fn txn_cookie_name(state: &str) -> String {
     format!("{TXN_COOKIE_PREFIX}{id}")
 }
 
-/// Reads the session from the request's cookies: the single cookie or its chunks in order.
-/// Anything that does not unseal, and any of our names sent twice, is no session.
-pub(crate) fn load(cookies: &Cookies, config: &Config, now: UnixTime) -> Option<Session> {
-    let sealed = if cookies.has(SESSION_COOKIE) {
-        cookies.get(SESSION_COOKIE)?.to_owned()
-    } else {
-        let mut joined = String::new();
-        for i in 0..=max_chunks(config) {
-            let name = format!("{SESSION_COOKIE}.{i}");
-            if !cookies.has(&name) {
-                break;
-            }
-            joined.push_str(cookies.get(&name)?);
-        }
-        joined
-    };
-    if sealed.is_empty() {
+/// The sealed session value the request carries: the single cookie, or the chunks `.0` to `.n`
+/// joined. The session's names must be exactly one of those two sets, each name once: a base
+/// name beside chunks, a gap, an extra chunk or a name sent twice can only be planted (a sibling
+/// subdomain's nameless cookie can look like any of them), so it is no session.
+pub(crate) fn sealed_value(cookies: &Cookies, config: &Config) -> Option<String> {
+    let names: Vec<&str> = cookies.with_prefix(SESSION_COOKIE).map(|(name, _)| name).collect();
+    if names == [SESSION_COOKIE] {
+        return cookies.get(SESSION_COOKIE).map(str::to_owned);
+    }
+    if names.is_empty() || names.len() > max_chunks(config) {
         return None;
     }
+    let mut joined = String::new();
+    for i in 0..names.len() {
+        joined.push_str(cookies.get(&format!("{SESSION_COOKIE}.{i}"))?);
+    }
+    Some(joined)
+}
+
+/// Reads the session from the request's cookies (see [`sealed_value`]). Anything that does not
+/// unseal is no session.
+pub(crate) fn load(cookies: &Cookies, config: &Config, now: UnixTime) -> Option<Session> {
+    let sealed = sealed_value(cookies, config).filter(|s| !s.is_empty())?;
     let bytes = seal::unseal(&config.keys, SESSION_COOKIE, &sealed, now).ok()?;
     let session: Session = serde_json::from_slice(&bytes).ok()?;
     (session.iss == config.issuer && now.0 < session.expires).then_some(session)

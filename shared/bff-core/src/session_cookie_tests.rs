@@ -253,3 +253,42 @@ fn expires_in_is_lenient_and_capped() {
     let by_session = CachedToken::from_response(None, "k".into(), &huge, 1000, 5000);
     assert_eq!(by_session.expires, 5000);
 }
+
+/// The security review's finding: a planted base-name cookie beside a chunked session (a sibling
+/// subdomain's nameless cookie can read `__Host-bff-session=<attacker's sealed session>`) must not
+/// be taken instead of the chunks; neither may a gap or an extra chunk.
+#[test]
+fn session_names_must_be_exactly_the_single_cookie_or_contiguous_chunks() {
+    let config = config(&[]);
+    let mut victim = session(4500, 0);
+    let chunks = request_cookies(&save(&mut victim, &config, &CounterRandom::default(), UnixTime(1000)).unwrap());
+    assert_eq!(chunks.len(), 2);
+    let mut attacker = session(10, 0);
+    attacker.sub = "attacker".into();
+    let single = request_cookies(&save(&mut attacker, &config, &CounterRandom::default(), UnixTime(1000)).unwrap());
+    assert!(load(&Cookies::from_pairs(&single), &config, UnixTime(1001)).is_some());
+
+    let mut planted = single.clone();
+    planted.extend(chunks.iter().cloned());
+    assert!(
+        load(&Cookies::from_pairs(&planted), &config, UnixTime(1001)).is_none(),
+        "base beside chunks"
+    );
+    let mut extra = chunks.clone();
+    extra.push(("__Host-bff-session.2".into(), "x".into()));
+    assert!(
+        load(&Cookies::from_pairs(&extra), &config, UnixTime(1001)).is_none(),
+        "an extra chunk"
+    );
+    let gap = vec![chunks[1].clone()];
+    assert!(
+        load(&Cookies::from_pairs(&gap), &config, UnixTime(1001)).is_none(),
+        "a gap"
+    );
+    assert_eq!(
+        load(&Cookies::from_pairs(&chunks), &config, UnixTime(1001))
+            .unwrap()
+            .sub,
+        "alice"
+    );
+}

@@ -55,10 +55,8 @@ pub(crate) async fn load<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Resu
         },
         SessionMode::Kv => {
             let store = required(ctx)?;
-            let Some(id) = ctx
-                .cookies
-                .get(SESSION_COOKIE)
-                .and_then(|value| seal::unseal(&config.keys, SESSION_COOKIE, value, ctx.now).ok())
+            let Some(id) = session_cookie::sealed_value(&ctx.cookies, config)
+                .and_then(|value| seal::unseal(&config.keys, SESSION_COOKIE, &value, ctx.now).ok())
                 .and_then(|bytes| String::from_utf8(bytes).ok())
             else {
                 return Ok(Lookup::Missing);

@@ -268,7 +268,7 @@ fn session_names_must_be_exactly_the_single_cookie_or_contiguous_chunks() {
     let single = request_cookies(&save(&mut attacker, &config, &CounterRandom::default(), UnixTime(1000)).unwrap());
     assert!(load(&Cookies::from_pairs(&single), &config, UnixTime(1001)).is_some());
 
-    let mut planted = single.clone();
+    let mut planted = single;
     planted.extend(chunks.iter().cloned());
     assert!(
         load(&Cookies::from_pairs(&planted), &config, UnixTime(1001)).is_none(),

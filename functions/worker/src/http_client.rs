@@ -22,13 +22,15 @@ impl HttpClient for WorkerHttp {
     ) -> Result<http::Response<Vec<u8>>, HttpError> {
         let abort = AbortController::default();
         let exchange = pin!(exchange(request, abort.signal()));
-        match select(exchange, pin!(Delay::from(timeout))).await {
+        let deadline = pin!(Delay::from(timeout));
+        let outcome = match select(exchange, deadline).await {
             Either::Left((result, _)) => result.map_err(|e| HttpError::Connect(e.to_string())),
-            Either::Right(_) => {
-                abort.abort();
-                Err(HttpError::Timeout)
-            }
-        }
+            Either::Right(_) => Err(HttpError::Timeout),
+        };
+        // Whatever happened, nothing more of this response is read: a body cut at the limit must
+        // not keep streaming in.
+        abort.abort();
+        outcome
     }
 
     async fn pause(&self, duration: Duration) {

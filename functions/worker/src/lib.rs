@@ -36,7 +36,9 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     let target = origin_form(&req.url()?);
     let method = req.inner().method();
     // Never more than one byte past the limit: the core answers 413 to anything longer.
-    let body = read_bounded(req.stream().ok(), MAX_REQUEST_BODY).await?;
+    let Ok(body) = read_bounded(req.stream().ok(), MAX_REQUEST_BODY).await else {
+        return Response::error("Bad Request", 400);
+    };
     let Ok(request) = core_request(&method, &target, headers, body) else {
         return Response::error("Bad Request", 400);
     };

@@ -119,6 +119,9 @@ impl ProviderCache {
         config: &Config,
         deps: &Deps<'_, H, K>,
     ) -> Result<Jwk, KeyError> {
+        // Whether the keys were fetched while this request looked: only then is an unknown `kid`
+        // a bad token; otherwise the limiter held the fetch back, and the token may be good.
+        let mut fetched = false;
         loop {
             let step = match self.jwks.lock() {
                 Ok(mut set) => set.next_step(header, deps.clock.now()),
@@ -126,9 +129,16 @@ impl ProviderCache {
             };
             match step {
                 KeyStep::Found(key) => return Ok(key),
+                KeyStep::GiveUp(KeyError::Token(_)) if !fetched => {
+                    return Err(KeyError::Upstream(UpstreamError::Unavailable));
+                }
                 KeyStep::GiveUp(error) => return Err(error),
-                KeyStep::Wait => deps.http.pause(POLL).await,
+                KeyStep::Wait => {
+                    deps.http.pause(POLL).await;
+                    fetched = true;
+                }
                 KeyStep::Fetch => {
+                    fetched = true;
                     let _guard = FetchGuard(&self.jwks);
                     let jwks = fetch_jwks(metadata, config, deps).await.map_err(KeyError::Upstream)?;
                     if let Ok(mut set) = self.jwks.lock() {

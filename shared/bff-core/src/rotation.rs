@@ -26,8 +26,16 @@ use crate::session::CachedToken;
 
 /// A rotation is remembered this long.
 pub(crate) const MEMORY_SECS: u64 = 30;
-/// A refresh in flight longer than this is presumed lost and taken over.
+/// A refresh in flight longer than this (and than [`in_flight_limit`]) is presumed lost and taken
+/// over.
 const IN_FLIGHT_SECS: u64 = 20;
+
+/// How long a refresh may take before waiters take it over: the cross-instance wait (the HTTP
+/// timeout + 2 s) and up to three provider calls (metadata, token endpoint, JWKS), each bounded
+/// by the HTTP timeout.
+pub(crate) fn in_flight_limit(http_timeout: Duration) -> u64 {
+    (http_timeout.as_secs() * 4 + 2).max(IN_FLIGHT_SECS)
+}
 /// How often a waiting request looks again.
 pub(crate) const POLL: Duration = Duration::from_millis(20);
 
@@ -86,6 +94,7 @@ impl Rotations {
         refresh_token: &str,
         key: &str,
         resource: Option<&str>,
+        in_flight_secs: u64,
         deps: &Deps<'_, H, K>,
     ) -> Claim<'_> {
         let hash: [u8; 32] = Sha256::digest(refresh_token.as_bytes()).into();
@@ -102,7 +111,7 @@ impl Rotations {
                 };
                 entries.retain(|_, e| match e {
                     Entry::Done { at, .. } => now.saturating_sub(*at) < MEMORY_SECS,
-                    Entry::InFlight { since, .. } => now.saturating_sub(*since) < IN_FLIGHT_SECS,
+                    Entry::InFlight { since, .. } => now.saturating_sub(*since) < in_flight_secs,
                 });
                 match entries.get(&hash) {
                     Some(Entry::Done {

@@ -123,6 +123,14 @@ fn session_id(loaded: &Loaded) -> Option<&str> {
         .or(Some(loaded.session.id.as_str()).filter(|id| !id.is_empty()))
 }
 
+/// What a logout revokes: the session's own id; for a cookie sealed before sessions had one, its
+/// provider session (`sid`), the closest thing that names it.
+fn logout_subject(loaded: &Loaded) -> Option<Subject<'_>> {
+    session_id(loaded)
+        .map(Subject::Session)
+        .or(loaded.session.sid.as_deref().map(Subject::Sid))
+}
+
 /// Whether a logout or back-channel logout ended this session.
 async fn revoked<H, K: KvStore>(ctx: &Ctx<'_, H, K>, loaded: &Loaded) -> Result<bool, Unavailable> {
     let Some(store) = ctx.deps.store else {
@@ -201,8 +209,8 @@ pub(crate) async fn create<H, K: KvStore>(
 /// refresh brings it back. A store failure is logged; the cookies are cleared regardless.
 pub(crate) async fn end<H, K: KvStore>(ctx: &Ctx<'_, H, K>, loaded: Option<&Loaded>) -> Vec<SetCookie> {
     if let (Some(loaded), Some(store)) = (loaded, ctx.deps.store) {
-        if let Some(id) = session_id(loaded)
-            && let Err(unavailable) = records::revoke(ctx, store, Subject::Session(id), ctx.now.0).await
+        if let Some(subject) = logout_subject(loaded)
+            && let Err(unavailable) = records::revoke(ctx, store, subject, ctx.now.0).await
         {
             ctx.deps.log.line(
                 Level::Warn,

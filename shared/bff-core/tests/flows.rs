@@ -603,3 +603,101 @@ fn a_failed_backchannel_logout_can_be_retried() {
     assert_eq!(block_on(world.backchannel_logout(&token)).status, StatusCode::OK);
     assert_eq!(block_on(world.session_info(&mut browser)).error(), "invalid_session");
 }
+
+// ── Found in review ──────────────────────────────────────────────────────────────────────────
+
+/// A remembered rotation can be up to 30 s old: a stale cookie arriving after the remembered
+/// token passed its margin gets a fresh token (a refresh with the new refresh token), never an
+/// almost expired one, and the used refresh token never comes back.
+#[test]
+fn a_remembered_rotation_past_its_margin_is_refreshed() {
+    let world = api_world(RefreshPolicy::Rotate);
+    world.provider.set_expires_in(Some(serde_json::json!(10)));
+    let browser = login_with_resources(&world);
+    world.clock.advance(3600);
+    let (mut first, mut stale) = (browser.clone(), browser);
+    let fresh = block_on(world.token(&mut first, &format!("resource={RESOURCE_A}")));
+    world.clock.advance(8);
+    let late = block_on(world.token(&mut stale, &format!("resource={RESOURCE_A}")));
+    assert_eq!(late.status, StatusCode::OK, "{}", late.text());
+    assert_ne!(late.access_token(), fresh.access_token());
+    assert!(late.json()["expires_in"].as_u64().unwrap() >= 5, "{}", late.text());
+    assert_eq!((world.provider.refreshes(), world.provider.reuse_detected()), (2, 0));
+}
+
+/// `invalid_client` from the token endpoint is the deployment's fault: 500 and a log line, not
+/// the provider's error handed to the page; the session stays.
+#[test]
+fn invalid_client_on_refresh_is_a_server_error() {
+    let world = api_world(RefreshPolicy::Rotate);
+    let mut browser = login_with_resources(&world);
+    world.clock.advance(3600);
+    world
+        .provider
+        .fail(Endpoint::Token, Fault::OAuth(401, "invalid_client"));
+    let answer = block_on(world.token(&mut browser, &format!("resource={RESOURCE_A}")));
+    assert_eq!(
+        (answer.status, answer.error().as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "server_error")
+    );
+    assert!(answer.set_cookies().is_empty());
+    assert!(world.log.lines().iter().any(|l| l.contains("invalid_client")));
+    world.provider.heal(Endpoint::Token);
+    assert_eq!(
+        block_on(world.token(&mut browser, &format!("resource={RESOURCE_A}"))).status,
+        StatusCode::OK
+    );
+}
+
+/// A session caches at most 32 access tokens, the oldest going first: a page cycling through
+/// keys cannot grow a KV record without bound.
+#[test]
+fn at_most_32_cached_tokens() {
+    let scopes: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+    let all = format!("openid offline_access {}", scopes.join(" "));
+    let world = World::with_store(
+        &[("BFF_SCOPES", &all), ("BFF_SESSION_STORE", "kv")],
+        MemoryStore::consistent,
+    );
+    let mut browser = logged_in(&world, "alice");
+    for scope in &scopes {
+        assert_eq!(
+            block_on(world.token(&mut browser, &format!("scope={scope}"))).status,
+            StatusCode::OK
+        );
+    }
+    let refreshes = world.provider.refreshes();
+    let _ = block_on(world.token(&mut browser, "scope=s39"));
+    assert_eq!(world.provider.refreshes(), refreshes, "the newest is cached");
+    let _ = block_on(world.token(&mut browser, "scope=s0"));
+    assert_eq!(world.provider.refreshes(), refreshes + 1, "the oldest was dropped");
+}
+
+/// KV mode, the store failing at logout: the session (and its refresh token) is in the store, so
+/// the logout answers 503 and clears nothing rather than pretending; once the store is back it works.
+#[test]
+fn a_kv_logout_while_the_store_fails_is_503() {
+    let world = World::with_store(&[("BFF_SESSION_STORE", "kv")], MemoryStore::consistent);
+    let mut browser = logged_in(&world, "alice");
+    world.store.as_ref().unwrap().fail_keys(Some(""));
+    let answer = block_on(world.logout(&mut browser));
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answer.text());
+    assert!(answer.set_cookies().is_empty());
+    world.store.as_ref().unwrap().fail_keys(None);
+    assert_eq!(block_on(world.logout(&mut browser)).status, StatusCode::OK);
+    assert_eq!(world.provider.count(Endpoint::Revocation), 1);
+}
+
+/// KV mode, the store refusing the write of a refreshed session: the token is answered anyway (a
+/// 503 would send the retry to an instance that presents the consumed refresh token), once the
+/// write was tried twice, and a line is logged.
+#[test]
+fn a_refreshed_session_the_store_cannot_take_still_answers_the_token() {
+    let world = World::with_store(&[("BFF_SESSION_STORE", "kv")], MemoryStore::consistent);
+    let mut browser = logged_in(&world, "alice");
+    world.clock.advance(3600);
+    world.store.as_ref().unwrap().fail_writes(Some("session:"));
+    let answer = block_on(world.token(&mut browser, ""));
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert!(world.log.lines().iter().any(|l| l.contains("could not be stored")));
+}

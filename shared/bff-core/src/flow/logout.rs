@@ -6,6 +6,7 @@ use url::Url;
 
 use crate::config::SessionMode;
 use crate::ctx::Ctx;
+use crate::error::ApiError;
 use crate::oidc::token;
 use crate::ports::{HttpClient, KvStore, Level};
 use crate::provider;
@@ -13,7 +14,7 @@ use crate::response;
 use crate::session_cookie;
 use crate::session_store::{self, Loaded, Lookup};
 
-pub(crate) async fn logout<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
+pub(crate) async fn logout<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Response<Vec<u8>>, ApiError> {
     let config = ctx.config;
     let post_logout = format!("{}{}", config.public_origin, config.post_logout_path);
     let loaded = match session_store::load(ctx).await {
@@ -23,7 +24,10 @@ pub(crate) async fn logout<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Re
         Err(_) if config.session_store == SessionMode::Cookie => {
             session_cookie::load(&ctx.cookies, config, ctx.now).map(|session| Loaded { session, id: None })
         }
-        _ => None,
+        // In KV mode the session, its refresh token included, is in the store: clearing only the
+        // cookies would look like a logout and leave the session alive. The client retries.
+        Err(unavailable) => return Err(unavailable.into()),
+        Ok(_) => None,
     };
     let mut cookies = session_store::end(ctx, loaded.as_ref()).await;
     cookies.extend(session_cookie::clear_txns(&ctx.cookies));
@@ -64,8 +68,8 @@ pub(crate) async fn logout<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Re
                 .line(Level::Warn, "logout without revocation: issuer metadata unavailable"),
         }
     }
-    response::with_cookies(
+    Ok(response::with_cookies(
         response::json(StatusCode::OK, &json!({"logout_url": logout_url})),
         &cookies,
-    )
+    ))
 }

@@ -58,7 +58,7 @@ pub(crate) async fn answer<H: HttpClient, K: KvStore>(route: Route, ctx: &Ctx<'_
         Route::Token => token::token(ctx).await,
         Route::SessionInfo => session_info::session_info(ctx).await,
         Route::Configuration => Ok(session_info::configuration(ctx)),
-        Route::Logout => Ok(logout::logout(ctx).await),
+        Route::Logout => logout::logout(ctx).await,
         Route::BackchannelLogout => backchannel::backchannel_logout(ctx).await,
         // The navigations answer with pages.
         Route::Login => return login::login(ctx).await,

@@ -6,7 +6,7 @@ use url::form_urlencoded::Serializer;
 
 use crate::cookie::SetCookie;
 use crate::ctx::Ctx;
-use crate::error::{ApiError, SaveError};
+use crate::error::{ApiError, SaveError, Unavailable};
 use crate::flow::{query, single};
 use crate::oidc::id_token::{self, IdTokenError};
 use crate::oidc::token::{self, Grant, UpstreamError};
@@ -14,12 +14,14 @@ use crate::ports::{HttpClient, KvStore, Level, UnixTime};
 use crate::provider::{self, KeyError};
 use crate::records;
 use crate::response;
-use crate::rotation::{Claim, Rotation};
+use crate::rotation::{self, Claim, Rotation};
 use crate::secret::{IdToken, RefreshToken, constant_time_eq};
 use crate::session::{CachedToken, Session, project_claims, scope_covered, scope_key};
 use crate::session_store::{self, Loaded};
 use crate::urls::is_resource_uri;
 
+/// A session caches at most this many access tokens.
+const MAX_CACHED_TOKENS: usize = 32;
 /// A `rejected_token` forces a refresh of the same entry at most this often.
 const FORCED_REFRESH_SECS: u64 = 30;
 
@@ -122,7 +124,15 @@ async fn store_token<H, K: KvStore>(
         .tokens
         .retain(|t| !t.answers(&entry.key, entry.resource.as_deref()));
     session.tokens.push(entry);
+    // Least recently obtained first: a page cycling through keys cannot grow a KV record (or the
+    // work of trimming a cookie) without bound.
+    let excess = session.tokens.len().saturating_sub(MAX_CACHED_TOKENS);
+    session.tokens.drain(..excess);
     let mut saved = session_store::save(ctx, loaded).await;
+    if matches!(saved, Err(SaveError::Store(Unavailable::Failed))) {
+        // Once more: the provider has consumed the old refresh token.
+        saved = session_store::save(ctx, loaded).await;
+    }
     if matches!(saved, Err(SaveError::TooLarge { .. })) {
         loaded.session.tokens.clear();
         saved = session_store::save(ctx, loaded).await;
@@ -140,6 +150,15 @@ async fn store_token<H, K: KvStore>(
                 error: Box::new(ApiError::InvalidSession),
                 cookies: session_store::end(ctx, Some(loaded)).await,
             })
+        }
+        // The token is good, but the rotated refresh token could not be stored: answering it
+        // beats a 503 whose retry, on another instance, would present the consumed one.
+        Err(SaveError::Store(Unavailable::Failed)) => {
+            ctx.deps.log.line(
+                Level::Error,
+                "the refreshed session could not be stored; the token is answered anyway",
+            );
+            Ok(Vec::new())
         }
         Err(error) => Err(error.into()),
     }
@@ -163,10 +182,18 @@ async fn refresh<H: HttpClient, K: KvStore>(
                 description: "no refresh token; sign in again",
             }));
         };
-        let guard = match ctx.rotations.claim(&refresh_token, key, resource, ctx.deps).await {
+        let in_flight = rotation::in_flight_limit(ctx.config.http_timeout);
+        let guard = match ctx
+            .rotations
+            .claim(&refresh_token, key, resource, in_flight, ctx.deps)
+            .await
+        {
             Claim::Rotated(rotation) => {
                 apply(session, &rotation);
-                if rotation.answers(key, resource) {
+                // A remembered rotation can be 30 s old: past its margin, refresh again with the
+                // new refresh token. A shared answer without one was just obtained.
+                let fresh = rotation.entry.is_fresh(ctx.deps.clock.now()) || rotation.refresh_token.is_none();
+                if rotation.answers(key, resource) && fresh {
                     return Ok(rotation.entry.clone());
                 }
                 continue;
@@ -234,6 +261,12 @@ async fn exchange<H: HttpClient, K: KvStore>(
         // RFC 10017 §6.1.2.2: the refresh token is dead, and so is the session.
         Err(e @ UpstreamError::OAuth { .. }) if e.is_invalid_grant() => {
             return Err(Refused::SessionDead(ApiError::Upstream(e)));
+        }
+        // The deployment's credentials, not the user's request: an operator must act.
+        Err(UpstreamError::OAuth { error, .. }) if error == "invalid_client" || error == "unauthorized_client" => {
+            let line = format!("the token endpoint answered {error}: check BFF_CLIENT_ID and the client credentials");
+            ctx.deps.log.line(Level::Error, &line);
+            return Err(Refused::Answer(ApiError::ServerError));
         }
         Err(e) => return Err(e.into()),
     };

@@ -219,7 +219,7 @@ pub(crate) fn parse_error(body: &[u8]) -> Option<UpstreamError> {
     }
     let raw: Raw = serde_json::from_slice(body).ok()?;
     let allowed = |c: char| matches!(c, '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e');
-    if raw.error.is_empty() || !raw.error.chars().all(allowed) {
+    if raw.error.is_empty() || raw.error.len() > 128 || !raw.error.chars().all(allowed) {
         return None;
     }
     let description = raw

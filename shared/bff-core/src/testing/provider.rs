@@ -58,6 +58,8 @@ pub enum Fault {
     Garbage,
     /// 200 with a body one byte over the backend's limit.
     Huge,
+    /// An OAuth error answer (RFC 6749 §5.2) with this status and `error` code.
+    OAuth(u16, &'static str),
 }
 
 impl Fault {
@@ -354,6 +356,9 @@ impl ScriptedProvider {
             Some(Fault::Status(status)) => return Ok(reply(*status, json!({}).to_string().into_bytes())),
             Some(Fault::Garbage) => return Ok(reply(200, b"<html>not json".to_vec())),
             Some(Fault::Huge) => return Ok(reply(200, vec![b' '; crate::limits::MAX_PROVIDER_RESPONSE + 1])),
+            Some(Fault::OAuth(status, error)) => {
+                return Ok(reply(*status, json!({ "error": error }).to_string().into_bytes()));
+            }
             None => {}
         }
         let now = self.clock.now().0;

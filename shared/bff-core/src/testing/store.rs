@@ -15,6 +15,8 @@ pub struct MemoryStore {
     eventually_consistent: bool,
     /// Operations on keys starting with this fail.
     failing: Mutex<Option<String>>,
+    /// Writes to keys starting with this fail (reads work).
+    failing_writes: Mutex<Option<String>>,
 }
 
 #[derive(Default)]
@@ -41,6 +43,7 @@ impl MemoryStore {
             items: Mutex::new(Items::default()),
             eventually_consistent,
             failing: Mutex::new(None),
+            failing_writes: Mutex::new(None),
         }
     }
 
@@ -76,7 +79,24 @@ impl MemoryStore {
         keys
     }
 
+    /// Writes (puts and deletes) to keys starting with `prefix` fail until called with `None`.
+    pub fn fail_writes(&self, prefix: Option<&str>) {
+        *self
+            .failing_writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = prefix.map(str::to_owned);
+    }
+
     fn check(&self, operation: &str, key: &str) -> Result<(), KvError> {
+        if operation != "get" {
+            let writes = self
+                .failing_writes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if writes.as_deref().is_some_and(|prefix| key.starts_with(prefix)) {
+                return Err(KvError(format!("memory store {operation}: failing on purpose")));
+            }
+        }
         let failing = self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if failing.as_deref().is_some_and(|prefix| key.starts_with(prefix)) {
             Err(KvError(format!("memory store {operation}: failing on purpose")))

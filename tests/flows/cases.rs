@@ -1,6 +1,7 @@
 //! The cases. Each gets a fresh browser; provider counts are compared before and after, so the
 //! cases of one target run one after another.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,6 +35,10 @@ cases![
     large_sessions,
     provider_faults,
     invalid_grant_ends_session,
+    planted_cookies,
+    login_parameter_limits,
+    transaction_cookie_budget,
+    body_limits,
 ];
 
 type Standalone = fn() -> Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -167,6 +172,8 @@ async fn configuration_and_routing(w: Arc<World>) {
 async fn login_token_refresh_logout(w: Arc<World>) {
     let (t, p) = (&w.target, &w.provider);
     let codes_before = p.count("authorization_code").await;
+    // Earlier cases of this world may have failed refreshes on purpose.
+    let grant_errors = p.count("grant_error").await;
     let mut b = login(t, "alice").await;
     assert_eq!(
         p.count_settled("authorization_code", codes_before + 1).await,
@@ -237,7 +244,7 @@ async fn login_token_refresh_logout(w: Arc<World>) {
     let third = token(&mut b, t, "").await.json();
     assert_ne!(third["access_token"], second["access_token"]);
     assert_eq!(p.count_settled("refresh_token", refreshes + 2).await, refreshes + 2);
-    assert_eq!(p.count("grant_error").await, 0, "no refresh ever failed");
+    assert_eq!(p.count("grant_error").await, grant_errors, "no refresh ever failed");
 
     let refresh_token = p.newest_refresh_token().await;
     assert!(p.is_active(&refresh_token).await);
@@ -694,10 +701,24 @@ async fn invalid_grant_ends_session(w: Arc<World>) {
     for (name, cookie) in kept {
         b.jar(&t.origin).insert(name, cookie);
     }
+    let errors = w.provider.count("grant_error").await;
     let answer = token(&mut b, t, &format!("?rejected_token={access}")).await;
-    if w.kv {
-        // KV mode: logout deleted the record, so the replayed cookie is no session at all.
+    if w.kv || t.kind == Kind::Worker || w.stand_in.is_some() {
+        // With a store (the Worker always has its KV binding) the logout wrote a revocation
+        // entry, and in KV mode deleted the record: the replayed cookie is no session at all, and
+        // the provider is not asked.
         assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_session");
+        if !w.kv {
+            assert!(
+                answer
+                    .set_cookies()
+                    .iter()
+                    .any(|c| c.starts_with(&format!("{SESSION}=")) && c.contains("Max-Age=0")),
+                "the revoked cookie is cleared"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(w.provider.count("grant_error").await, errors, "no refresh was tried");
         return;
     }
     // Cookie mode: the stateless cookie replayed after logout carries a refresh token the
@@ -710,6 +731,501 @@ async fn invalid_grant_ends_session(w: Arc<World>) {
             .any(|c| c.starts_with(&format!("{SESSION}=")) && c.contains("Max-Age=0"))
     );
     assert!(session_cookies(&mut b, t).is_empty(), "the session is ended");
+}
+
+/// What `Browser::api` sends besides cookies: a same-origin `fetch` with the CSRF header.
+const FETCH: &[(&str, &str)] = &[("x-csrf", "1"), ("sec-fetch-site", "same-origin")];
+
+fn encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// The value of a session kept in the one cookie `__Host-bff-session` (a small session, or any
+/// KV-mode session).
+fn single_session(browser: &mut Browser, target: &Target) -> String {
+    let cookies = session_cookies(browser, target);
+    let names: Vec<&str> = cookies.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, [SESSION], "one session cookie");
+    cookies[0].1.value.clone()
+}
+
+fn is_page(answer: &Answer) -> bool {
+    answer
+        .header("content-type")
+        .unwrap_or_default()
+        .starts_with("text/html")
+}
+
+/// Cookies planted beside ours by a sibling subdomain or a plain-HTTP response. Only `;` separates
+/// cookies (RFC 6265bis §5.7.4): `pref=x,__Host-bff-session=<B>` is one cookie named `pref`, so
+/// A stays A. Our session name sent twice is no session (neither value can be trusted). Another
+/// app's odd cookies (non-ASCII bytes, a pair without `=`, an empty name) leave ours readable.
+async fn planted_cookies(w: Arc<World>) {
+    let t = &w.target;
+    let info_url = t.url("/.well-known/bff-sessioninfo");
+    let token_url = t.url("/.well-known/bff-token");
+    let mut a = login(t, "amy").await;
+    let mut b = login(t, "ben").await;
+    let a_value = single_session(&mut a, t);
+    let b_value = single_session(&mut b, t);
+    assert_ne!(a_value, b_value);
+    let a_token = token(&mut a, t, "").await.json()["access_token"].clone();
+    let b_token = token(&mut b, t, "").await.json()["access_token"].clone();
+    assert!(a_token.is_string() && a_token != b_token);
+    let jar = a.cookie_header(&t.origin, false);
+
+    // (a) A comma-planted session, before or after A's real cookies, is not a session.
+    let planted = format!("pref=x,{SESSION}={b_value}");
+    for header in [format!("{planted}; {jar}"), format!("{jar}; {planted}")] {
+        let info = a
+            .send_with_cookie(Method::GET, &info_url, FETCH, None, header.clone().into_bytes())
+            .await;
+        assert_eq!(info.status, StatusCode::OK, "{header}: {}", info.body);
+        assert_eq!(info.json()["sub"], "amy", "a comma never starts a cookie: {header}");
+        let mediated = a
+            .send_with_cookie(Method::GET, &token_url, FETCH, None, header.clone().into_bytes())
+            .await;
+        assert_eq!(mediated.status, StatusCode::OK, "{}", mediated.body);
+        assert_eq!(mediated.json()["access_token"], a_token, "A's token, never B's");
+        assert!(mediated.set_cookies().is_empty(), "nothing rewritten");
+    }
+    let info = a.api_with_planted(Method::GET, &info_url, planted.as_bytes()).await;
+    assert_eq!(info.json()["sub"], "amy", "{}", info.body);
+    // The planted cookie alone opens nothing.
+    let mut stranger = Browser::new();
+    for url in [&info_url, &token_url] {
+        let answer = stranger.api_with_planted(Method::GET, url, planted.as_bytes()).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_session");
+    }
+
+    // (b) The session name twice: B's value planted before or after A's, or A's own value again.
+    for header in [
+        format!("{SESSION}={b_value}; {jar}"),
+        format!("{jar}; {SESSION}={b_value}"),
+        format!("{jar}; {SESSION}={a_value}"),
+    ] {
+        for url in [&info_url, &token_url] {
+            let answer = a
+                .send_with_cookie(Method::GET, url, FETCH, None, header.clone().into_bytes())
+                .await;
+            assert_eq!(
+                answer.status,
+                StatusCode::BAD_REQUEST,
+                "{header}: {url}: {}",
+                answer.body
+            );
+            assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_session");
+        }
+    }
+    // Two `Cookie` fields, A's and a planted `__Host-bff-session=<B>`: never B. The core reads
+    // every field as one list and refuses the name twice (in process). workerd joins the two
+    // fields with ", " before the Worker sees them, so B's pair becomes part of A's value, which
+    // then opens nothing. The cargo-lambda emulator builds the event's `cookies` from the first
+    // field only and lambda_http replaces every `Cookie` field with them: the planted one is gone
+    // and A answers.
+    let planted_field = format!("{SESSION}={b_value}");
+    let info = a
+        .send(
+            Method::GET,
+            &info_url,
+            &[FETCH[0], FETCH[1], ("cookie", &planted_field)],
+            None,
+            false,
+        )
+        .await;
+    assert_ne!(info.json()["sub"], "ben", "{}", info.body);
+    match t.kind {
+        Kind::InProcess | Kind::Worker => assert_error(&info, StatusCode::BAD_REQUEST, "invalid_session"),
+        Kind::Lambda => assert_eq!(info.json()["sub"], "amy", "{}", info.body),
+    }
+    // A's session in one field and another app's cookie in a second: A, except on the Worker,
+    // where workerd's ", " join makes A's value `<A>, theme=dark`, which opens nothing. (A
+    // browser sends one Cookie field over HTTP/1.1; HTTP/2 cookie crumbs are joined with "; "
+    // before they reach an HTTP/1.1 hop, RFC 9113 §8.2.3.)
+    let info = a
+        .send(
+            Method::GET,
+            &info_url,
+            &[FETCH[0], FETCH[1], ("cookie", "theme=dark")],
+            None,
+            false,
+        )
+        .await;
+    match t.kind {
+        Kind::InProcess | Kind::Lambda => {
+            assert_eq!(info.status, StatusCode::OK, "two Cookie fields: {}", info.body);
+            assert_eq!(info.json()["sub"], "amy");
+        }
+        Kind::Worker => assert_error(&info, StatusCode::BAD_REQUEST, "invalid_session"),
+    }
+    // The refusals ended nothing: each session, sent once, still answers for its user.
+    for (browser, user) in [(&mut a, "amy"), (&mut b, "ben")] {
+        let info = browser.api(Method::GET, &info_url, None).await;
+        assert_eq!(info.json()["sub"], user, "{}", info.body);
+    }
+
+    // (c) Another app's cookies beside the session. Pairs without `=` or without a name are
+    // skipped by the core on every target.
+    for raw in [&b"flag; =novalue"[..], b"=; flag; x=1"] {
+        let what = String::from_utf8_lossy(raw);
+        let info = a.api_with_planted(Method::GET, &info_url, raw).await;
+        assert_eq!(info.status, StatusCode::OK, "{what}: {}", info.body);
+        assert_eq!(info.json()["sub"], "amy", "{what}");
+    }
+    // Non-ASCII bytes in another app's cookie. The core works on bytes and skips such pairs
+    // (in process: always A). The runtimes in front of it differ (observed with the pinned
+    // workerd 1.20260426.1 and cargo-lambda 1.9.2):
+    // - workerd hands header values to JS decoded as UTF-8, not as Latin-1 bytes: `é` (C3 A9)
+    //   arrives as U+00E9, `☃` as U+2603, a lone byte E9 as U+FFFD. The Worker adapter turns
+    //   chars back into bytes only up to U+00FF and drops any header value with a larger one, so
+    //   `café` reaches the core as `caf\xE9` (harmless: not our cookie) and A answers, but with a
+    //   `☃` or an invalid UTF-8 byte anywhere in the Cookie header the whole header is dropped and
+    //   there is no session (400 invalid_session).
+    // - the cargo-lambda emulator reads the Cookie header with `to_str()`, which refuses any
+    //   non-ASCII byte, and then sends an empty `cookies` list: no session (400). A byte that is
+    //   not UTF-8 makes the emulator itself answer 500 (its event is JSON text); the function
+    //   never runs.
+    // What holds everywhere: never another user's session, nothing is written, and the session
+    // answers again as soon as the odd cookie is gone.
+    use Seen::{EmulatorError, NoSession, Session};
+    let odd: [(&[u8], [Seen; 3]); 3] = [
+        // [in process, Lambda, Worker]
+        ("app=café; flag; =novalue".as_bytes(), [Session, NoSession, Session]),
+        (b"legacy=caf\xe9; =; flag", [Session, EmulatorError, NoSession]),
+        (
+            "t=\u{2603}; other=\u{e9}t\u{e9}".as_bytes(),
+            [Session, NoSession, NoSession],
+        ),
+    ];
+    for (raw, outcomes) in odd {
+        let what = String::from_utf8_lossy(raw);
+        let expected = match t.kind {
+            Kind::InProcess => outcomes[0],
+            Kind::Lambda => outcomes[1],
+            Kind::Worker => outcomes[2],
+        };
+        for (url, first) in [(&info_url, true), (&info_url, false), (&token_url, true)] {
+            let answer = if first {
+                a.api_with_planted(Method::GET, url, raw).await
+            } else {
+                let mut header = jar.clone().into_bytes();
+                header.extend_from_slice(b"; ");
+                header.extend_from_slice(raw);
+                a.send_with_cookie(Method::GET, url, FETCH, None, header).await
+            };
+            let place = if first { "first" } else { "last" };
+            assert_ne!(answer.json()["sub"], "ben", "{what}: never another session");
+            assert_ne!(answer.json()["access_token"], b_token, "{what}: never another session");
+            assert!(answer.set_cookies().is_empty(), "{what}: nothing written");
+            let holds = if url == &token_url {
+                match expected {
+                    Session => answer.status == StatusCode::OK && answer.json()["access_token"] == a_token,
+                    _ => expected.holds(&answer, ""),
+                }
+            } else {
+                expected.holds(&answer, "amy")
+            };
+            assert!(
+                holds,
+                "{url} with {what} {place}: expected {expected:?}, got {} {}",
+                answer.status, answer.body
+            );
+        }
+        let info = a.api(Method::GET, &info_url, None).await;
+        assert_eq!(info.json()["sub"], "amy", "{what}: the session survives: {}", info.body);
+    }
+}
+
+/// What a target answers for a Cookie header with another app's odd cookie beside a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    /// The session, as without the odd cookie.
+    Session,
+    /// 400 `invalid_session`: the runtime dropped the Cookie header before the core saw it.
+    NoSession,
+    /// The Lambda emulator's own 500 (not the backend's JSON error): the function never ran.
+    EmulatorError,
+}
+
+impl Seen {
+    fn holds(self, answer: &Answer, user: &str) -> bool {
+        match self {
+            Self::Session => answer.status == StatusCode::OK && answer.json()["sub"] == user,
+            Self::NoSession => answer.status == StatusCode::BAD_REQUEST && answer.json()["error"] == "invalid_session",
+            Self::EmulatorError => {
+                answer.status == StatusCode::INTERNAL_SERVER_ERROR && answer.json()["error"].is_null()
+            }
+        }
+    }
+}
+
+/// `GET /bff/login` refuses parameters that would make its transaction cookie (or the
+/// authorization request) unbounded: more than 10 resources, a resource over 512 bytes or not
+/// an absolute URI, more than 1024 bytes of extra scope, a `prompt` that is not OpenID Connect's.
+/// Every refusal is a 400 page that sets no cookie.
+async fn login_parameter_limits(w: Arc<World>) {
+    let t = &w.target;
+    let mut b = Browser::new();
+    let login_url = |query: &str| format!("{}?{query}", t.url("/bff/login"));
+    let resources = |n: usize| {
+        (0..n)
+            .map(|i| format!("resource={}", encode(&format!("https://api-{i}.test/"))))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let resource_of = |len: usize| {
+        let base = "https://api.test/";
+        format!(
+            "resource={}",
+            encode(&format!("{base}{}", "r".repeat(len - base.len())))
+        )
+    };
+    let refused = [
+        ("11 resources", resources(11)),
+        ("a 600-byte resource", resource_of(600)),
+        ("a 513-byte resource", resource_of(513)),
+        ("a relative resource", "resource=%2Fapi".to_owned()),
+        (
+            "a resource with a fragment",
+            format!("resource={}", encode("https://api.test/#x")),
+        ),
+        ("a 1100-byte scope", format!("scope={}", "s".repeat(1100))),
+        ("a 1025-byte scope", format!("scope={}", "s".repeat(1025))),
+        (
+            "two scopes over 1024 bytes together",
+            format!("scope={}&scope={}", "s".repeat(600), "t".repeat(600)),
+        ),
+        ("prompt=evil", "prompt=evil".to_owned()),
+        ("prompt=login evil", "prompt=login%20evil".to_owned()),
+        ("an empty prompt", "prompt=".to_owned()),
+        ("prompt twice", "prompt=login&prompt=consent".to_owned()),
+    ];
+    for (what, query) in refused {
+        let answer = b.get(&login_url(&query)).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{what}: {}", answer.body);
+        assert!(is_page(&answer), "{what}: an HTML page");
+        assert!(answer.body.contains("/bff/login"), "{what}: a way to start again");
+        assert!(answer.header("location").is_none(), "{what}");
+        assert!(answer.set_cookies().is_empty(), "{what}: no transaction");
+    }
+    assert!(b.jar(&t.origin).is_empty());
+
+    let accepted = [
+        ("10 resources", resources(10), None),
+        ("a 512-byte resource", resource_of(512), None),
+        ("a 1024-byte scope", format!("scope={}", "s".repeat(1024)), None),
+        (
+            "prompt=login consent",
+            "prompt=login%20consent".to_owned(),
+            Some("login consent"),
+        ),
+        (
+            "prompt=select_account",
+            "prompt=select_account".to_owned(),
+            Some("select_account"),
+        ),
+        ("prompt=none", "prompt=none".to_owned(), Some("none")),
+    ];
+    for (what, query, prompt) in accepted {
+        let answer = b.get(&login_url(&query)).await;
+        assert_eq!(answer.status, StatusCode::FOUND, "{what}: {}", answer.body);
+        let authorize = answer.location().unwrap();
+        assert!(authorize.as_str().starts_with(&w.provider.issuer), "{what}");
+        let prompts: Vec<String> = authorize
+            .query_pairs()
+            .filter(|(k, _)| k == "prompt")
+            .map(|(_, v)| v.into_owned())
+            .collect();
+        assert_eq!(prompts, [prompt.unwrap_or("consent")], "{what}: one prompt");
+        if what == "10 resources" {
+            assert_eq!(authorize.query_pairs().filter(|(k, _)| k == "resource").count(), 10);
+        }
+        assert!(
+            answer.set_cookies().iter().any(|c| c.starts_with("__Host-bff-txn.")),
+            "{what}: a transaction"
+        );
+    }
+}
+
+/// The transaction cookies stay bounded however many logins a page (or another site, with
+/// top-level navigations) starts: at most 5, at most 2,500 bytes together, the oldest dropped
+/// first; one that alone would pass 2,500 bytes is refused. The session beside them is untouched
+/// and the newest login still completes.
+async fn transaction_cookie_budget(w: Arc<World>) {
+    let t = &w.target;
+    let txns = |b: &mut Browser| -> Vec<(String, usize)> {
+        b.jar(&t.origin)
+            .iter()
+            .filter(|(n, _)| n.starts_with("__Host-bff-txn."))
+            .map(|(n, c)| (n.clone(), n.len() + 1 + c.value.len()))
+            .collect()
+    };
+    let mut b = login(t, "tara").await;
+    // Starts a login; returns its authorization URL and the transaction cookies it deleted.
+    let begin = async |b: &mut Browser, query: &str| {
+        let answer = b.get(&t.url(&format!("/bff/login{query}"))).await;
+        assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.body);
+        let txn_cookies: Vec<String> = answer
+            .set_cookies()
+            .into_iter()
+            .filter(|c| c.starts_with("__Host-bff-txn."))
+            .collect();
+        let name = |c: &String| c.split('=').next().unwrap().to_owned();
+        let created: Vec<String> = txn_cookies
+            .iter()
+            .filter(|c| !c.contains("Max-Age=0"))
+            .map(name)
+            .collect();
+        assert_eq!(created.len(), 1, "one new transaction: {txn_cookies:?}");
+        assert!(
+            b.jar(&t.origin).contains_key(&created[0]),
+            "the newest transaction is kept"
+        );
+        let deleted: Vec<String> = txn_cookies
+            .iter()
+            .filter(|c| c.contains("Max-Age=0"))
+            .map(name)
+            .collect();
+        (answer.location().unwrap(), deleted)
+    };
+    // Small transactions: the count limit.
+    for _ in 0..7 {
+        begin(&mut b, "").await;
+    }
+    assert_eq!(txns(&mut b).len(), 5);
+    let small = txns(&mut b)[0].1;
+
+    // Large ones (five ~100-byte resources and a 100-byte return_to each): the byte budget.
+    let resources: String = (0..5)
+        .map(|i| {
+            let uri = format!("https://api-{i}.test/{}", "r".repeat(80));
+            format!("&resource={}", encode(&uri))
+        })
+        .collect();
+    let return_to = format!("/{}", "p".repeat(99));
+    let big = format!("?return_to={return_to}{resources}");
+    let mut authorize = None;
+    let mut one = 0;
+    let mut budget_bound = false;
+    for round in 0..8 {
+        let before: BTreeMap<String, usize> = txns(&mut b).into_iter().collect();
+        let (url, deleted) = begin(&mut b, &big).await;
+        authorize = Some(url);
+        let list = txns(&mut b);
+        let total: usize = list.iter().map(|(_, size)| size).sum();
+        assert!(total <= 2500, "round {round}: {total} bytes of transaction cookies");
+        assert!(list.len() <= 5, "round {round}: {} transactions", list.len());
+        one = list.iter().map(|(_, size)| *size).max().unwrap();
+        // Only what had to go went: each deleted one would not have fitted beside the rest.
+        // (Which ones go among those started in the same second is the backend's choice.)
+        budget_bound |= !deleted.is_empty() && list.len() < 5;
+        for name in deleted {
+            let size = before[&name];
+            assert!(
+                list.len() == 5 || total + size > 2500,
+                "round {round}: {name} ({size} bytes) deleted beside {total} bytes in {} cookies",
+                list.len()
+            );
+        }
+    }
+    let list = txns(&mut b);
+    assert!(one > 1000 && one > 3 * small, "a large transaction: {one} bytes");
+    let total: usize = list.iter().map(|(_, size)| size).sum();
+    assert!(
+        budget_bound,
+        "the byte budget, not only the count, deleted some: {list:?}"
+    );
+    eprintln!(
+        "[{}] transaction cookies: small {small} bytes, large {one} bytes; {} kept, {total} bytes",
+        t.kind.name(),
+        list.len()
+    );
+
+    // A transaction that alone passes the budget: a 400 page, and the others stay.
+    let huge_resources: String = (0..5)
+        .map(|i| {
+            let uri = format!("https://api-{i}.test/{}", "r".repeat(200 - 18));
+            format!("&resource={}", encode(&uri))
+        })
+        .collect();
+    let huge = format!("?return_to=/{}{huge_resources}", "p".repeat(899));
+    let answer = b.get(&t.url(&format!("/bff/login{huge}"))).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert!(is_page(&answer));
+    assert!(answer.set_cookies().is_empty(), "nothing set or deleted");
+    assert_eq!(txns(&mut b), list);
+
+    // The session beside them still works.
+    let info = b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await;
+    assert_eq!(info.status, StatusCode::OK, "{}", info.body);
+    assert_eq!(info.json()["sub"], "tara");
+    assert_eq!(token(&mut b, t, "").await.status, StatusCode::OK);
+    // And the newest login completes.
+    let callback = b.sign_in_at_provider(authorize.unwrap(), "tara", &t.origin).await;
+    let done = b.send(Method::GET, callback.as_str(), &[], None, true).await;
+    assert_eq!(done.status, StatusCode::FOUND, "{}", done.body);
+    assert_eq!(done.header("location"), Some(return_to.as_str()));
+    assert_eq!(txns(&mut b).len(), list.len() - 1, "its transaction is spent");
+    let info = b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await;
+    assert_eq!(info.json()["sub"], "tara", "{}", info.body);
+}
+
+/// Request bodies over 16 KiB are answered 413 before anything else is done (CSRF, session,
+/// logout token), whatever the route, and the backend keeps serving.
+async fn body_limits(w: Arc<World>) {
+    let t = &w.target;
+    let mut b = login(t, "bodo").await;
+    let mib = "a".repeat(1 << 20);
+    let too_large = |answer: &Answer, what: &str| {
+        assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{what}: {}", answer.body);
+        assert_eq!(answer.json()["error"], "invalid_request", "{what}: {}", answer.body);
+        assert_json_headers(answer);
+        assert!(answer.set_cookies().is_empty(), "{what}: nothing changed");
+    };
+    // Sent as a browser would, reading the early 413 while the upload is still going on.
+    let token_url = t.url("/.well-known/bff-token");
+    too_large(&b.post_oversized(&token_url, FETCH, mib.as_bytes()).await, "token");
+    too_large(
+        &b.post_oversized(&token_url, &[], mib.as_bytes()).await,
+        "token without CSRF headers",
+    );
+    too_large(
+        &b.post_oversized(
+            &t.url("/bff/backchannel-logout"),
+            &[],
+            format!("logout_token={mib}").as_bytes(),
+        )
+        .await,
+        "back-channel logout",
+    );
+    too_large(
+        &b.post_oversized(&t.url("/bff/logout"), FETCH, mib.as_bytes()).await,
+        "logout",
+    );
+    // At the limit the body is read (and its unknown fields ignored); one byte more is not.
+    let limit = bff_core::MAX_REQUEST_BODY;
+    let at_limit = format!("pad={}", "a".repeat(limit - 4));
+    let answer = b.api(Method::POST, &token_url, Some(at_limit.clone())).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "{} bytes: {}",
+        at_limit.len(),
+        answer.body
+    );
+    too_large(
+        &b.post_oversized(&token_url, FETCH, format!("{at_limit}a").as_bytes())
+            .await,
+        "one byte over",
+    );
+
+    // The backend keeps serving, and the session (the refused logout ended nothing) too.
+    let config = b.get(&t.url("/.well-known/bff-configuration")).await;
+    assert_eq!(config.status, StatusCode::OK);
+    let info = b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await;
+    assert_eq!(info.status, StatusCode::OK, "{}", info.body);
+    assert_eq!(info.json()["sub"], "bodo");
+    assert_eq!(token(&mut b, t, "").await.status, StatusCode::OK);
 }
 
 /// Every route under `BFF_BASE_PATH=/app`.

@@ -2,7 +2,9 @@
 //! under `cargo lambda watch`, and the Worker under `wrangler dev`, each facing a real, strict
 //! `oidc-provider`. A failure names its target and case.
 //!
-//! `BFF_TEST_TARGETS=in-process,lambda` narrows the targets (all three by default).
+//! `BFF_TEST_TARGETS=in-process,lambda` narrows the targets (all three by default);
+//! `BFF_TEST_CASES=planted_cookies,body_limits` runs only the cases so named (while working on
+//! them: the worlds still start, and the in-process-only cases still run).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step is a failed test
 
@@ -50,7 +52,13 @@ impl World {
 pub async fn run_cases(label: &str, world: World, cases: &[(&'static str, Case)]) -> Vec<&'static str> {
     let world = Arc::new(world);
     let mut failures = Vec::new();
-    for (name, case) in cases {
+    let chosen = std::env::var("BFF_TEST_CASES").ok();
+    let chosen = |name: &str| {
+        chosen
+            .as_ref()
+            .is_none_or(|list| list.split(',').any(|c| c.trim() == name))
+    };
+    for (name, case) in cases.iter().filter(|(name, _)| chosen(name)) {
         let started = std::time::Instant::now();
         let ok = tokio::spawn(case(Arc::clone(&world))).await.is_ok();
         let verdict = if ok { "ok" } else { "FAILED" };

@@ -69,7 +69,9 @@ impl ClientAuth {
     }
 }
 
-async fn world(kind: Kind) -> World {
+/// A mediation world; `rotating: false` registers the client with the harness's
+/// `rotate_refresh_tokens: false` (a provider that hands back the same refresh token).
+async fn world(kind: Kind, rotating: bool) -> World {
     let port = free_port();
     let origin = format!("http://127.0.0.1:{port}");
     let resources = json!({"resources": {
@@ -82,7 +84,9 @@ async fn world(kind: Kind) -> World {
         Kind::InProcess | Kind::Worker => ClientKey::Ec,
         Kind::Lambda => ClientKey::Rsa,
     });
-    let provider = Provider::start_with(&origin, "", ACCESS_TOKEN_TTL, resources, auth.metadata.clone()).await;
+    let mut client = auth.metadata.clone();
+    client["rotate_refresh_tokens"] = json!(rotating);
+    let provider = Provider::start_with(&origin, "", ACCESS_TOKEN_TTL, resources, client).await;
     let mut settings = target::settings(&provider.issuer, &origin, "");
     auth.apply(&mut settings);
     settings.push((
@@ -148,8 +152,112 @@ pub async fn run(kind: Kind) {
         ("key_rotation", |w| Box::pin(key_rotation(w))),
     ];
     let label = format!("{} mediation", kind.name());
-    let failures = crate::run_cases(&label, world(kind).await, cases).await;
-    assert!(failures.is_empty(), "{label}: failed cases: {failures:?}");
+    let mut failures = crate::run_cases(&label, world(kind, true).await, cases).await;
+    // The same mediation against a provider that does not rotate refresh tokens: a refresh
+    // remembered for 30 s must not stand in for the next, different, refresh with that token.
+    let non_rotating: &[(&str, crate::Case)] = &[
+        ("non_rotating_refresh", |w| Box::pin(non_rotating_refresh(w))),
+        ("down_scoping", |w| Box::pin(down_scoping(w))),
+        ("incremental_consent", |w| Box::pin(incremental_consent(w))),
+        ("cookie_budget", |w| Box::pin(cookie_budget(w))),
+    ];
+    let label = format!("{} mediation, non-rotating", kind.name());
+    failures.extend(crate::run_cases(&label, world(kind, false).await, non_rotating).await);
+    assert!(
+        failures.is_empty(),
+        "{} mediation: failed cases: {failures:?}",
+        kind.name()
+    );
+}
+
+/// The refresh tokens the provider holds for `user`: (value, consumed, revoked).
+async fn refresh_tokens_of(p: &Provider, user: &str) -> Vec<(String, bool, bool)> {
+    p.refresh_tokens()
+        .await
+        .iter()
+        .filter(|t| t["account_id"] == user)
+        .map(|t| {
+            (
+                t["value"].as_str().unwrap_or_default().to_owned(),
+                t["consumed"].as_bool().unwrap_or(true),
+                t["revoked"].as_bool().unwrap_or(true),
+            )
+        })
+        .collect()
+}
+
+/// A provider that does not rotate (`rotate_refresh_tokens: false`): every refresh with the one
+/// refresh token is a real refresh, within 30 s of each other too: two APIs, a forced refresh
+/// after a `rejected_token`, then other (resource, scope) pairs. The refresh token is never
+/// consumed and never replaced.
+async fn non_rotating_refresh(w: Arc<World>) {
+    let (t, p) = (&w.target, &w.provider);
+    let mut b = login(t, "sami").await;
+    let callback = start_login(
+        &mut b,
+        t,
+        &format!("?resource={}&scope=api2%3Aread", encode(API_TWO)),
+        "sami",
+    )
+    .await;
+    let done = b.send(Method::GET, callback.as_str(), &[], None, true).await;
+    assert_eq!(done.status, StatusCode::FOUND, "{}", done.body);
+    let held = refresh_tokens_of(p, "sami").await;
+    let errors = p.count("grant_error").await;
+    let refreshes = p.count("refresh_token").await;
+    let api_two = format!("?resource={}&scope=api2%3Aread", encode(API_TWO));
+
+    // Both APIs: API_ONE's token came with the code, API_TWO's is the first refresh.
+    let (status, one) = token(&mut b, t, "").await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(jwt_claims(one["access_token"].as_str().unwrap())["aud"], API_ONE);
+    let (status, two) = token(&mut b, t, &api_two).await;
+    assert_eq!(status, StatusCode::OK, "{two}");
+    let claims = jwt_claims(two["access_token"].as_str().unwrap());
+    assert_eq!(claims["aud"], API_TWO);
+    assert_eq!(scopes(&claims["scope"]), ["api2:read"]);
+    assert_eq!(p.count_settled("refresh_token", refreshes + 1).await, refreshes + 1);
+
+    // API_ONE's token rejected, seconds after that refresh with the same refresh token: a real
+    // refresh again, and a new token.
+    let current = one["access_token"].as_str().unwrap();
+    let (status, forced) = token(&mut b, t, &format!("?rejected_token={current}")).await;
+    assert_eq!(status, StatusCode::OK, "{forced}");
+    assert_ne!(
+        forced["access_token"], one["access_token"],
+        "not the rejected token again"
+    );
+    let claims = jwt_claims(forced["access_token"].as_str().unwrap());
+    assert_eq!(claims["aud"], API_ONE);
+    assert_eq!(scopes(&claims["scope"]), ["api1:read", "api1:write"]);
+    assert_eq!(p.count_settled("refresh_token", refreshes + 2).await, refreshes + 2);
+    assert_eq!(
+        token(&mut b, t, "").await.1["access_token"],
+        forced["access_token"],
+        "cached"
+    );
+
+    // Another (resource, scope) within 30 s: down-scoped, a third refresh.
+    let (status, narrow) = token(&mut b, t, &format!("?resource={}&scope=api1%3Aread", encode(API_ONE))).await;
+    assert_eq!(status, StatusCode::OK, "{narrow}");
+    let claims = jwt_claims(narrow["access_token"].as_str().unwrap());
+    assert_eq!(claims["aud"], API_ONE);
+    assert_eq!(scopes(&claims["scope"]), ["api1:read"]);
+    assert_ne!(narrow["access_token"], forced["access_token"]);
+    assert_eq!(p.count_settled("refresh_token", refreshes + 3).await, refreshes + 3);
+
+    // Everything cached answers without the provider; API_TWO's token is still its own.
+    assert_eq!(token(&mut b, t, &api_two).await.1["access_token"], two["access_token"]);
+    assert_eq!(token(&mut b, t, "").await.1["access_token"], forced["access_token"]);
+    assert_eq!(p.count("refresh_token").await, refreshes + 3);
+    assert_eq!(p.count("grant_error").await, errors, "no refresh failed");
+    // The provider never rotated: the same refresh tokens, none consumed or revoked.
+    let after = refresh_tokens_of(p, "sami").await;
+    assert_eq!(after, held, "no refresh token issued, consumed or revoked");
+    assert!(
+        after.iter().all(|(_, consumed, revoked)| !consumed && !revoked),
+        "{after:?}"
+    );
 }
 
 /// A narrower request never gets a wider token: `scope=api1:read` is refreshed down and cached

@@ -235,6 +235,9 @@ const controlServer = http.createServer((req, res) => {
     if (!res.headersSent) send(res, 500, { error: 'control_error', error_description: err.message });
   });
 });
+// As the proxy: idle keep-alive connections stay a minute, so a pooled client never races a close.
+controlServer.keepAliveTimeout = 60_000;
+controlServer.headersTimeout = 65_000;
 
 function listen(server, port) {
   return new Promise((resolve, reject) => {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{COOKIE, HeaderValue, LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use url::Url;
@@ -86,18 +86,62 @@ impl Browser {
         body: Option<String>,
         cross_site: bool,
     ) -> Answer {
-        let url = Url::parse(url).unwrap();
-        let origin = url.origin().ascii_serialization();
-        let cookies: Vec<String> = self
-            .jar(&origin)
+        let origin = Url::parse(url).unwrap().origin().ascii_serialization();
+        let cookies = self.cookie_header(&origin, cross_site);
+        self.send_with_cookie(method, url, headers, body, cookies.into_bytes())
+            .await
+    }
+
+    /// The `Cookie` header [`Browser::send`] would build for `origin`: the jar's pairs joined
+    /// with `; ` (empty when the jar is).
+    pub fn cookie_header(&mut self, origin: &str, cross_site: bool) -> String {
+        self.jar(origin)
             .iter()
             .filter(|(_, c)| !(cross_site && c.strict))
             .map(|(n, c)| format!("{n}={}", c.value))
-            .collect();
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// A same-origin `fetch` from the app (as [`Browser::api`]) whose `Cookie` header is `raw`
+    /// followed by the jar's cookies: what a browser sends once another site or a plain-HTTP
+    /// response planted a cookie beside ours. `raw` is bytes, so it may carry non-ASCII.
+    pub async fn api_with_planted(&mut self, method: Method, url: &str, raw: &[u8]) -> Answer {
+        let origin = Url::parse(url).unwrap().origin().ascii_serialization();
+        let jar = self.cookie_header(&origin, false);
+        let mut cookie = raw.to_vec();
+        if !jar.is_empty() {
+            cookie.extend_from_slice(b"; ");
+            cookie.extend_from_slice(jar.as_bytes());
+        }
+        self.send_with_cookie(
+            method,
+            url,
+            &[("x-csrf", "1"), ("sec-fetch-site", "same-origin")],
+            None,
+            cookie,
+        )
+        .await
+    }
+
+    /// Sends a request with exactly `cookie` as its `Cookie` header (none when empty), whatever
+    /// the jar holds; `Set-Cookie` answers still go into the jar.
+    pub async fn send_with_cookie(
+        &mut self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+        cookie: Vec<u8>,
+    ) -> Answer {
+        let url = Url::parse(url).unwrap();
+        let origin = url.origin().ascii_serialization();
+        let cookie = (!cookie.is_empty())
+            .then(|| HeaderValue::from_bytes(&cookie).unwrap_or_else(|e| panic!("not a header value: {e}")));
         let send = async || {
             let mut request = self.http.request(method.clone(), url.clone());
-            if !cookies.is_empty() {
-                request = request.header(COOKIE, cookies.join("; "));
+            if let Some(cookie) = &cookie {
+                request = request.header(COOKIE, cookie.clone());
             }
             for (name, value) in headers {
                 request = request.header(*name, *value);
@@ -110,7 +154,7 @@ impl Browser {
             request
                 .send()
                 .await
-                .unwrap_or_else(|e| panic!("request to {url} failed: {e}"))
+                .unwrap_or_else(|e| panic!("request to {url} failed: {}", chain(&e)))
         };
         let mut response = send().await;
         // As the JS client does: one retry of an intermediary's 503 that asks for it at once.
@@ -127,6 +171,37 @@ impl Browser {
         };
         let body = response.text().await.unwrap_or_default();
         let answer = Answer { body, ..answer };
+        self.store(&origin, &answer.set_cookies());
+        answer
+    }
+
+    /// POSTs a form `body` of any size over a connection of its own, reading the answer while
+    /// the body is still being written, as browsers and curl do. A server that refuses a body
+    /// answers before reading it and may close the connection mid-upload; an HTTP client that
+    /// waits for its upload to finish then reports "error sending request" instead of the
+    /// answer. The jar's cookies go along and `Set-Cookie` answers are stored.
+    ///
+    /// An intermediary 503 asking for an immediate retry is retried, up to twice: `wrangler
+    /// dev`'s proxy fails the request that follows one whose body the Worker left unread ("Your
+    /// worker restarted mid-request", 503, `Retry-After: 0`), and now and then the retry too;
+    /// such an answer never came from the backend.
+    pub async fn post_oversized(&mut self, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+        let url = Url::parse(url).unwrap();
+        let origin = url.origin().ascii_serialization();
+        let cookie = self.cookie_header(&origin, false);
+        let mut answer = post_raw(&url, &cookie, headers, body).await;
+        for _ in 0..2 {
+            let intermediary = answer.status == StatusCode::SERVICE_UNAVAILABLE
+                && !answer.header("content-type").is_some_and(|t| t.contains("json"))
+                && answer
+                    .header("retry-after")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .is_some_and(|s| s <= 1);
+            if !intermediary {
+                break;
+            }
+            answer = post_raw(&url, &cookie, headers, body).await;
+        }
         self.store(&origin, &answer.set_cookies());
         answer
     }
@@ -211,4 +286,124 @@ fn retry_now(response: &reqwest::Response) -> bool {
         && header("retry-after")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .is_some_and(|s| s <= 1)
+}
+
+/// An error and its causes, one after another.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text = format!("{text}: {inner}");
+        cause = inner.source();
+    }
+    text
+}
+
+/// One HTTP/1.1 POST on a fresh connection (`Connection: close`): the body is written by a task
+/// of its own while the answer is read; a failed write (the server answered and closed) is
+/// ignored, and so is a reset once a whole answer is in.
+async fn post_raw(url: &Url, cookie: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = format!("{}:{}", url.host_str().unwrap(), url.port_or_known_default().unwrap());
+    let target = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let mut head = format!(
+        "POST {target} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/x-www-form-urlencoded\r\n\
+         content-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    if !cookie.is_empty() {
+        head.push_str(&format!("cookie: {cookie}\r\n"));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let stream = tokio::net::TcpStream::connect(&host)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {host}: {e}"));
+    let (mut reader, mut writer) = stream.into_split();
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    let writing = tokio::spawn(async move {
+        // Fails with a broken pipe or a reset when the server answers early: fine.
+        let _ = writer.write_all(&request).await;
+        writer
+    });
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let parsed = loop {
+        if let Some(parsed) = parse_response(&raw, false) {
+            break Some(parsed);
+        }
+        match tokio::time::timeout_at(deadline, reader.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break parse_response(&raw, true),
+            Ok(Ok(n)) => raw.extend_from_slice(&buf[..n]),
+            Err(_) => break None,
+        }
+    };
+    writing.abort();
+    let (status, headers, body) = parsed.unwrap_or_else(|| {
+        panic!(
+            "POST {url}: no complete answer ({} bytes: {:?})",
+            raw.len(),
+            String::from_utf8_lossy(&raw[..raw.len().min(300)])
+        )
+    });
+    Answer {
+        status,
+        headers,
+        body,
+        url: url.clone(),
+    }
+}
+
+/// A complete HTTP/1.1 response in `raw` (body by `Content-Length`, chunked, or up to the end
+/// of the connection once it is `closed`), if there is one yet.
+fn parse_response(raw: &[u8], closed: bool) -> Option<(StatusCode, reqwest::header::HeaderMap, String)> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        headers.append(
+            reqwest::header::HeaderName::from_bytes(name.trim().as_bytes()).ok()?,
+            HeaderValue::from_str(value.trim()).ok()?,
+        );
+    }
+    let rest = &raw[end + 4..];
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let body = if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        let mut body = Vec::new();
+        let mut at = 0;
+        loop {
+            let line_end = at + rest[at..].windows(2).position(|w| w == b"\r\n")?;
+            let size_text = std::str::from_utf8(&rest[at..line_end]).ok()?;
+            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+            at = line_end + 2;
+            if size == 0 {
+                break body;
+            }
+            body.extend_from_slice(rest.get(at..at + size)?);
+            at += size + 2;
+        }
+    } else if let Some(length) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+        rest.get(..length)?.to_vec()
+    } else if status == 204 || status == 304 {
+        Vec::new()
+    } else if closed {
+        rest.to_vec()
+    } else {
+        return None;
+    };
+    Some((
+        StatusCode::from_u16(status).ok()?,
+        headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    ))
 }

@@ -100,6 +100,13 @@ impl Provider {
             .await;
     }
 
+    /// `GET /refresh-tokens`: every refresh token the provider stored, in issue order, each
+    /// `{"value", "consumed", "revoked", "expired", "account_id", "grant_id", ...}`.
+    pub async fn refresh_tokens(&self) -> Vec<Value> {
+        let list = self.control(reqwest::Method::GET, "/refresh-tokens", None).await;
+        list.as_array().cloned().unwrap_or_default()
+    }
+
     /// The newest refresh token the provider issued.
     pub async fn newest_refresh_token(&self) -> String {
         let list = self.control(reqwest::Method::GET, "/refresh-tokens", None).await;

@@ -65,14 +65,30 @@ export function accountClaims(login, use) {
   return claims;
 }
 
+// Client keys the harness itself understands; they are taken out before the metadata reaches
+// oidc-provider. `rotate_refresh_tokens: false` makes the provider answer a refresh with the
+// same refresh token it was given (Google, Okta, Auth0, Entra ID without rotation).
+const HARNESS_CLIENT_KEYS = ['rotate_refresh_tokens'];
+
 export function normalizeClient(raw) {
   return {
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
     require_auth_time: true, // auth_time in every ID token, like Keycloak / Entra ID / Auth0
+    rotate_refresh_tokens: true,
     ...raw,
   };
+}
+
+// The metadata oidc-provider gets: defaults applied, harness-only keys checked and removed.
+function providerMetadata(raw) {
+  const client = normalizeClient(raw);
+  if (typeof client.rotate_refresh_tokens !== 'boolean') {
+    throw new Error(`client ${JSON.stringify(client.client_id)}: rotate_refresh_tokens must be true or false`);
+  }
+  for (const key of HARNESS_CLIENT_KEYS) delete client[key];
+  return client;
 }
 
 // Loopback-friendly fetch for outgoing requests (back-channel logout): oidc-provider's
@@ -87,9 +103,14 @@ export function buildProvider({ cfg, store, keys, clients, counts, log }) {
   const { resources } = cfg;
   const resourcesOn = resources && Object.keys(resources).length > 0;
 
+  // Clients whose refresh tokens never rotate (`rotate_refresh_tokens: false`).
+  const fixedRefreshTokens = new Set(
+    clients.filter((c) => normalizeClient(c).rotate_refresh_tokens === false).map((c) => c.client_id),
+  );
+
   const configuration = {
     adapter: store.adapterClass(),
-    clients: clients.map(normalizeClient),
+    clients: clients.map(providerMetadata),
     jwks: { keys },
     cookies: {
       keys: COOKIE_KEYS,
@@ -118,10 +139,12 @@ export function buildProvider({ cfg, store, keys, clients, counts, log }) {
       };
     },
     pkce: { required: () => true },
-    // Rotate on every use. oidc-provider 9.13.3 rotates (consumes the presented token and
-    // stores a successor) *before* it checks the `resource` parameter, so a refresh asking
-    // for an ungranted or unknown resource would answer invalid_target and silently burn
-    // the client's refresh token. Production servers validate first; so do we.
+    // Rotate on every use, unless the client has `rotate_refresh_tokens: false` (then the
+    // refresh answer carries the very token presented, which stays valid). oidc-provider
+    // 9.13.3 rotates (consumes the presented token and stores a successor) *before* it checks
+    // the `resource` parameter, so a refresh asking for an ungranted or unknown resource would
+    // answer invalid_target and silently burn the client's refresh token. Production servers
+    // validate first; so do we, for every client.
     rotateRefreshToken(ctx) {
       const requested = ctx.oidc.params?.resource;
       if (resourcesOn && requested) {
@@ -131,7 +154,7 @@ export function buildProvider({ cfg, store, keys, clients, counts, log }) {
           throw new errors.InvalidTarget();
         }
       }
-      return true;
+      return !fixedRefreshTokens.has(ctx.oidc.client?.clientId);
     },
     ttl: {
       AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL || cfg.access_token_ttl,

@@ -41,7 +41,12 @@ export class FaultProxy {
 
   async start() {
     const server = http.createServer((req, res) => this.handle(req, res));
-    server.keepAliveTimeout = 5000;
+    // Idle client connections stay open a minute, as production servers keep them (nginx 75 s,
+    // load balancers 60 s). With Node's 5 s, a client that pools connections (the backend's
+    // reqwest, the tests' own clients) can send on one just as the server closes it, after
+    // the suite's ~6 s waits for a token to age, and see a reset no fault mode asked for.
+    server.keepAliveTimeout = 60_000;
+    server.headersTimeout = 65_000;
     server.on('connection', (socket) => {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));

@@ -89,6 +89,9 @@ impl ReqwestHttp {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // Below the common 5 s keep-alive of servers (Node's default among them): a pooled
+            // connection the server is closing would reset a POST that cannot be retried.
+            .pool_idle_timeout(Duration::from_secs(4))
             .build()?;
         Ok(Self { client })
     }

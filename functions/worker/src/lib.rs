@@ -118,8 +118,10 @@ impl Log for Console {
     }
 }
 
-// Pure conversions, tested on the host (src/tests.rs). JS header values are ByteStrings (one
-// char U+0000..=U+00FF per byte): Latin-1 both ways keeps every value `http` accepts.
+// Pure conversions, tested on the host (src/tests.rs). workerd hands request header values to JS
+// decoded as UTF-8 (an invalid byte becomes U+FFFD), so they go back to bytes as UTF-8: any
+// other app's cookie of any text reaches the core, which skips what is not ours. Values the core
+// sets are ASCII; they go to JS one character per byte (a ByteString, as `Headers` expects).
 
 /// The origin-form request target (`/path?query`) of an absolute URL, as the core expects.
 fn origin_form(url: &Url) -> String {
@@ -134,9 +136,8 @@ fn origin_form(url: &Url) -> String {
 fn header_map(pairs: impl IntoIterator<Item = (String, String)>) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (name, value) in pairs {
-        let bytes: Option<Vec<u8>> = value.chars().map(|c| u8::try_from(c).ok()).collect();
-        let value = bytes.and_then(|bytes| HeaderValue::from_bytes(&bytes).ok());
-        if let (Ok(name), Some(value)) = (HeaderName::from_bytes(name.as_bytes()), value) {
+        let value = HeaderValue::from_bytes(value.as_bytes());
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), value) {
             map.append(name, value);
         }
     }

@@ -104,83 +104,36 @@ impl Config {
         let client_id = required("BFF_CLIENT_ID")?;
         let (client_auth, client_secret) = parse_client_auth(get("BFF_CLIENT_AUTH"), &required)?;
 
-        let public_origin = parse_origin(&required("BFF_PUBLIC_ORIGIN")?)?;
         let base_path = parse_base_path(get("BFF_BASE_PATH"))?;
-        let keys = parse_keys(&required("BFF_COOKIE_KEYS")?)?;
-
-        let scopes: Vec<String> = get("BFF_SCOPES")
-            .unwrap_or_else(|| DEFAULT_SCOPES.to_owned())
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        if !scopes.iter().any(|s| s == "openid") {
-            return Err(ConfigError::new("BFF_SCOPES", "must contain openid"));
-        }
-        let authorization_params = parse_authorization_params(get("BFF_AUTHORIZATION_PARAMS"))?;
-        let default_resource = match get("BFF_DEFAULT_RESOURCE") {
-            Some(r) if !is_resource_uri(&r) => {
-                return Err(ConfigError::new(
-                    "BFF_DEFAULT_RESOURCE",
-                    "must be an absolute URI without fragment",
-                ));
-            }
-            other => other,
-        };
-        let session_store = parse_choice(
-            get("BFF_SESSION_STORE"),
-            "BFF_SESSION_STORE",
-            &[("cookie", SessionMode::Cookie), ("kv", SessionMode::Kv)],
-        )?;
-        let session_max_age = parse_number(get("BFF_SESSION_MAX_AGE"), "BFF_SESSION_MAX_AGE", 86_400, 1)?;
-        let sessioninfo_claims = get("BFF_SESSIONINFO_CLAIMS")
-            .unwrap_or_else(|| DEFAULT_CLAIMS.to_owned())
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        let userinfo = parse_bool(get("BFF_USERINFO"), "BFF_USERINFO", false)?;
-        let post_logout_path = match get("BFF_POST_LOGOUT_PATH") {
-            None => format!("{base_path}/"),
-            Some(p) if is_local_path(&p) => p,
-            Some(_) => {
-                return Err(ConfigError::new(
-                    "BFF_POST_LOGOUT_PATH",
-                    "must be a path on this origin",
-                ));
-            }
-        };
-        let same_site = get("BFF_COOKIE_SAMESITE").map(|v| v.to_ascii_lowercase());
-        let same_site = parse_choice(
-            same_site,
-            "BFF_COOKIE_SAMESITE",
-            &[("strict", SameSite::Strict), ("lax", SameSite::Lax)],
-        )?;
         let cookie_budget = parse_number(get("BFF_COOKIE_BUDGET"), "BFF_COOKIE_BUDGET", 7000, 1000)?;
-        let cookie_budget =
-            usize::try_from(cookie_budget).map_err(|_| ConfigError::new("BFF_COOKIE_BUDGET", "too large"))?;
-        let id_token_algs = parse_id_token_algs(get("BFF_ID_TOKEN_ALGS"))?;
-        let http_timeout = parse_http_timeout(get("BFF_HTTP_TIMEOUT"))?;
-
+        let same_site = get("BFF_COOKIE_SAMESITE").map(|v| v.to_ascii_lowercase());
+        let session_modes = [("cookie", SessionMode::Cookie), ("kv", SessionMode::Kv)];
         Ok(Self {
             issuer,
             client_id,
             client_secret,
             client_auth,
-            public_origin,
+            public_origin: parse_origin(&required("BFF_PUBLIC_ORIGIN")?)?,
+            post_logout_path: parse_post_logout_path(get("BFF_POST_LOGOUT_PATH"), &base_path)?,
             base_path,
-            keys,
-            scopes,
-            authorization_params,
-            default_resource,
-            session_store,
-            session_max_age,
-            sessioninfo_claims,
-            userinfo,
-            post_logout_path,
-            same_site,
-            cookie_budget,
+            keys: parse_keys(&required("BFF_COOKIE_KEYS")?)?,
+            scopes: parse_scopes(get("BFF_SCOPES"))?,
+            authorization_params: parse_authorization_params(get("BFF_AUTHORIZATION_PARAMS"))?,
+            default_resource: parse_default_resource(get("BFF_DEFAULT_RESOURCE"))?,
+            session_store: parse_choice(get("BFF_SESSION_STORE"), "BFF_SESSION_STORE", &session_modes)?,
+            session_max_age: parse_number(get("BFF_SESSION_MAX_AGE"), "BFF_SESSION_MAX_AGE", 86_400, 1)?,
+            sessioninfo_claims: words(get("BFF_SESSIONINFO_CLAIMS").as_deref().unwrap_or(DEFAULT_CLAIMS)),
+            userinfo: parse_bool(get("BFF_USERINFO"), "BFF_USERINFO", false)?,
+            same_site: parse_choice(
+                same_site,
+                "BFF_COOKIE_SAMESITE",
+                &[("strict", SameSite::Strict), ("lax", SameSite::Lax)],
+            )?,
+            cookie_budget: usize::try_from(cookie_budget)
+                .map_err(|_| ConfigError::new("BFF_COOKIE_BUDGET", "too large"))?,
             allow_insecure_issuer,
-            id_token_algs,
-            http_timeout,
+            id_token_algs: parse_id_token_algs(get("BFF_ID_TOKEN_ALGS"))?,
+            http_timeout: parse_http_timeout(get("BFF_HTTP_TIMEOUT"))?,
         })
     }
 
@@ -227,6 +180,39 @@ fn parse_client_auth(
         Some(_) => Err(ConfigError::new(
             "BFF_CLIENT_AUTH",
             "must be client_secret_basic, client_secret_post or private_key_jwt",
+        )),
+    }
+}
+
+fn words(value: &str) -> Vec<String> {
+    value.split_whitespace().map(str::to_owned).collect()
+}
+
+fn parse_scopes(value: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let scopes = words(value.as_deref().unwrap_or(DEFAULT_SCOPES));
+    if !scopes.iter().any(|s| s == "openid") {
+        return Err(ConfigError::new("BFF_SCOPES", "must contain openid"));
+    }
+    Ok(scopes)
+}
+
+fn parse_default_resource(value: Option<String>) -> Result<Option<String>, ConfigError> {
+    match value {
+        Some(r) if !is_resource_uri(&r) => Err(ConfigError::new(
+            "BFF_DEFAULT_RESOURCE",
+            "must be an absolute URI without fragment",
+        )),
+        other => Ok(other),
+    }
+}
+
+fn parse_post_logout_path(value: Option<String>, base_path: &str) -> Result<String, ConfigError> {
+    match value {
+        None => Ok(format!("{base_path}/")),
+        Some(p) if is_local_path(&p) => Ok(p),
+        Some(_) => Err(ConfigError::new(
+            "BFF_POST_LOGOUT_PATH",
+            "must be a path on this origin",
         )),
     }
 }

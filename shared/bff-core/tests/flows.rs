@@ -186,19 +186,23 @@ fn callback_keeps_the_transaction_only_while_the_code_is_unused() {
         StatusCode::BAD_REQUEST
     );
 
-    // The provider unreachable before the code exchange: the same callback works later.
-    let world = World::new(&[]);
-    let mut browser = Browser::default();
-    let callback = block_on(world.start_login(&mut browser, "", "alice"));
-    let fresh = World::new(&[]);
-    drop(fresh);
-    world.provider.fail(Endpoint::Token, Fault::Refuse);
-    let answer = block_on(world.callback(&mut browser, &callback));
-    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        txn_cookies(&browser).is_empty(),
-        "the code was sent (maybe received): consumed"
-    );
+    // No answer from the token endpoint (refused, timed out) or a 5xx: the code most likely was
+    // not spent, so the transaction stays and the same callback works once the provider is back.
+    for fault in [Fault::Refuse, Fault::Hang, Fault::Status(502)] {
+        let world = World::new(&[]);
+        let mut browser = Browser::default();
+        let callback = block_on(world.start_login(&mut browser, "", "alice"));
+        world.provider.fail(Endpoint::Token, fault);
+        let answer = block_on(world.callback(&mut browser, &callback));
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{fault:?}");
+        assert_eq!(txn_cookies(&browser).len(), 1, "{fault:?}: kept for a retry");
+        world.provider.heal(Endpoint::Token);
+        assert_eq!(
+            block_on(world.callback(&mut browser, &callback)).status,
+            StatusCode::FOUND,
+            "{fault:?}"
+        );
+    }
 }
 
 // ── bff-token ────────────────────────────────────────────────────────────────────────────────

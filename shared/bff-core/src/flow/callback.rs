@@ -74,8 +74,10 @@ async fn finish<H: HttpClient, K: KvStore>(
         resource: first_resource.as_deref(),
     };
     let request = token::token_request(config, &metadata.token_endpoint, &grant, assertion.as_deref());
-    *code_sent = true;
     let response = provider::send(ctx.deps, config, request).await?;
+    // The provider answered: from now on the code may be spent (a 5xx most likely did not spend
+    // it, and a failed retry only costs a "sign in again"), so no retry of this callback is offered.
+    *code_sent = !response.status().is_server_error();
     let tokens = token::parse_token_response(&response)?;
     let Some(raw_id_token) = tokens.id_token.as_deref() else {
         return Err(PageError::BadRequest("The sign-in service returned no ID token."));

@@ -199,10 +199,11 @@ fn prune_txns<H, K>(ctx: &Ctx<'_, H, K>, new_size: usize) -> Vec<SetCookie> {
             _ => deletes.push(SetCookie::delete(name, SameSite::Lax)),
         }
     }
-    // Newest first; keep while both limits hold, delete the rest (the oldest).
-    live.sort_unstable_by_key(|t| std::cmp::Reverse(t.0));
+    // Newest first; keep while both limits hold, delete the rest (the oldest). Creation times are
+    // whole seconds: among equals, the browser's order (older first) decides, so the sort is stable.
+    live.sort_by_key(|t| t.0);
     let mut kept = (1, new_size);
-    for (_, name, size) in live {
+    for (_, name, size) in live.into_iter().rev() {
         if kept.0 < MAX_TXNS && kept.1 + size <= TXN_BUDGET {
             kept = (kept.0 + 1, kept.1 + size);
         } else {

@@ -7,19 +7,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bff_tests::browser::{Answer, Browser, StoredCookie};
+use bff_tests::browser::{Answer, Browser, FETCH_HEADERS, Site, StoredCookie, sessioninfo, token};
 use bff_tests::free_port;
 use bff_tests::provider::Provider;
 use bff_tests::target::{self, Kind, Target};
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
 use url::Url;
 
 use crate::{ACCESS_TOKEN_TTL, Case, World};
 
 macro_rules! cases {
     ($($name:ident),* $(,)?) => {
-        pub const ALL: &[(&str, Case)] = &[$((stringify!($name), |w| Box::pin($name(w)))),*];
+        pub const ALL: &[(&str, Case)] = &[$((stringify!($name), |world| Box::pin($name(world)))),*];
     };
 }
 
@@ -44,16 +43,18 @@ cases![
 type Standalone = fn() -> Pin<Box<dyn Future<Output = ()> + Send>>;
 pub const IN_PROCESS_ONLY: &[(&str, Standalone)] = &[
     ("base_path", || Box::pin(base_path())),
-    ("key_rotation_and_expiry", || Box::pin(key_rotation_and_expiry())),
+    ("cookie_key_rotation_and_expiry", || {
+        Box::pin(cookie_key_rotation_and_expiry())
+    }),
 ];
 
-const SESSION: &str = "__Host-bff-session";
+pub const SESSION: &str = "__Host-bff-session";
 
 /// Logs `user` in through the provider's real pages; returns the browser holding the session.
 pub async fn login(target: &Target, user: &str) -> Browser {
     let mut browser = Browser::new();
     let callback = start_login(&mut browser, target, "", user).await;
-    let answer = browser.send(Method::GET, callback.as_str(), &[], None, true).await;
+    let answer = browser.visit_callback(&callback).await;
     assert_eq!(answer.status, StatusCode::FOUND, "callback: {}", answer.body);
     browser
 }
@@ -66,22 +67,29 @@ pub async fn start_login(browser: &mut Browser, target: &Target, query: &str, us
     browser.sign_in_at_provider(authorize, user, &target.origin).await
 }
 
-async fn token(browser: &mut Browser, target: &Target, query: &str) -> Answer {
+/// The cookies in `browser`'s jar for `target`, to replay later.
+pub fn copy_jar(browser: &mut Browser, target: &Target) -> Vec<(String, StoredCookie)> {
     browser
-        .api(
-            Method::GET,
-            &target.url(&format!("/.well-known/bff-token{query}")),
-            None,
-        )
-        .await
+        .jar(&target.origin)
+        .iter()
+        .map(|(name, cookie)| (name.clone(), cookie.clone()))
+        .collect()
 }
 
+/// A browser holding exactly `jar` for `target`.
+pub fn browser_with(target: &Target, jar: &[(String, StoredCookie)]) -> Browser {
+    let mut browser = Browser::new();
+    browser.jar(&target.origin).extend(jar.iter().cloned());
+    browser
+}
+
+/// The session cookies (one, or its chunks) in `browser`'s jar for `target`.
 fn session_cookies(browser: &mut Browser, target: &Target) -> Vec<(String, StoredCookie)> {
     browser
         .jar(&target.origin)
         .iter()
-        .filter(|(n, _)| n.starts_with(SESSION))
-        .map(|(n, c)| (n.clone(), c.clone()))
+        .filter(|(name, _)| name.starts_with(SESSION))
+        .map(|(name, cookie)| (name.clone(), cookie.clone()))
         .collect()
 }
 
@@ -95,7 +103,7 @@ fn assert_json_headers(answer: &Answer) {
         answer
             .headers
             .keys()
-            .all(|k| !k.as_str().starts_with("access-control-")),
+            .all(|name| !name.as_str().starts_with("access-control-")),
         "no CORS ever"
     );
 }
@@ -106,86 +114,93 @@ fn assert_error(answer: &Answer, status: StatusCode, error: &str) {
     assert_json_headers(answer);
 }
 
-async fn configuration_and_routing(w: Arc<World>) {
-    let t = &w.target;
-    let mut b = Browser::new();
-    let answer = b.get(&t.url("/.well-known/bff-configuration")).await;
+async fn configuration_and_routing(world: Arc<World>) {
+    let target = &world.target;
+    let mut browser = Browser::new();
+    let answer = browser.get(&target.url("/.well-known/bff-configuration")).await;
     assert_eq!(answer.status, StatusCode::OK);
     let body = answer.json();
-    assert_eq!(body["bff_token_endpoint"], format!("{}/.well-known/bff-token", t.base));
+    assert_eq!(
+        body["bff_token_endpoint"],
+        format!("{}/.well-known/bff-token", target.base)
+    );
     assert_eq!(
         body["bff_sessioninfo_endpoint"],
-        format!("{}/.well-known/bff-sessioninfo", t.base)
+        format!("{}/.well-known/bff-sessioninfo", target.base)
     );
-    assert_eq!(body["login_endpoint"], format!("{}/bff/login", t.base));
-    assert_eq!(body["logout_endpoint"], format!("{}/bff/logout", t.base));
+    assert_eq!(body["login_endpoint"], format!("{}/bff/login", target.base));
+    assert_eq!(body["logout_endpoint"], format!("{}/bff/logout", target.base));
     assert_eq!(body["csrf_header"], "X-CSRF");
     assert_eq!(answer.header("cache-control"), Some("max-age=300"));
     assert_eq!(answer.header("pragma"), None);
 
     for path in ["/.well-known/bff-token", "/.well-known/bff-sessioninfo", "/bff/logout"] {
-        let preflight = b
+        let preflight = browser
             .send(
                 Method::OPTIONS,
-                &t.url(path),
+                &target.url(path),
                 &[
                     ("origin", "https://evil.example"),
                     ("access-control-request-method", "GET"),
                 ],
                 None,
-                false,
+                Site::Same,
             )
             .await;
         assert_error(&preflight, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     }
     assert_error(
-        &b.get(&t.url("/bff/logout")).await,
+        &browser.get(&target.url("/bff/logout")).await,
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
     );
     assert_error(
-        &b.get(&t.url("/bff/nothing-here")).await,
+        &browser.get(&target.url("/bff/nothing-here")).await,
         StatusCode::NOT_FOUND,
         "not_found",
     );
-    let no_session = b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await;
+    let no_session = sessioninfo(&mut browser, target).await;
     assert_error(&no_session, StatusCode::BAD_REQUEST, "invalid_session");
-    assert_error(&token(&mut b, t, "").await, StatusCode::BAD_REQUEST, "invalid_session");
+    assert_error(
+        &token(&mut browser, target, "").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_session",
+    );
     // Cookie mode without a store cannot end stateless sessions: back-channel logout is off. The
     // Worker always has its KV binding, so there a bad logout token is simply refused.
-    let backchannel = b
+    let backchannel = browser
         .send(
             Method::POST,
-            &t.url("/bff/backchannel-logout"),
+            &target.url("/bff/backchannel-logout"),
             &[],
             Some("logout_token=x".into()),
-            false,
+            Site::Same,
         )
         .await;
-    if t.kind == Kind::Worker || w.stand_in.is_some() {
+    if target.kind == Kind::Worker || world.stand_in.is_some() {
         assert_error(&backchannel, StatusCode::BAD_REQUEST, "invalid_request");
     } else {
         assert_error(&backchannel, StatusCode::NOT_IMPLEMENTED, "unsupported");
     }
 }
 
-async fn login_token_refresh_logout(w: Arc<World>) {
-    let (t, p) = (&w.target, &w.provider);
-    let codes_before = p.count("authorization_code").await;
+async fn login_token_refresh_logout(world: Arc<World>) {
+    let (target, provider) = (&world.target, &world.provider);
+    let codes_before = provider.count("authorization_code").await;
     // Earlier cases of this world may have failed refreshes on purpose.
-    let grant_errors = p.count("grant_error").await;
-    let mut b = login(t, "alice").await;
+    let grant_errors = provider.count("grant_error").await;
+    let mut browser = login(target, "alice").await;
     assert_eq!(
-        p.count_settled("authorization_code", codes_before + 1).await,
+        provider.count_settled("authorization_code", codes_before + 1).await,
         codes_before + 1
     );
 
-    let info = b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await;
+    let info = sessioninfo(&mut browser, target).await;
     assert_eq!(info.status, StatusCode::OK, "{}", info.body);
     assert_json_headers(&info);
     assert_eq!(info.header("cache-control"), Some("no-store"));
     let info = info.json();
-    assert_eq!(info["iss"], p.issuer.as_str());
+    assert_eq!(info["iss"], provider.issuer.as_str());
     assert_eq!(info["sub"], "alice");
     assert!(info["exp"].as_u64().unwrap() > now() + 86_000);
     assert!(info["auth_time"].is_u64(), "{info}");
@@ -198,8 +213,8 @@ async fn login_token_refresh_logout(w: Arc<World>) {
         info.get("id_token").is_none() && info.get("access_token").is_none() && info.get("refresh_token").is_none()
     );
 
-    let refreshes = p.count("refresh_token").await;
-    let first = token(&mut b, t, "").await;
+    let refreshes = provider.count("refresh_token").await;
+    let first = token(&mut browser, target, "").await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.body);
     assert_json_headers(&first);
     let first = first.json();
@@ -211,93 +226,128 @@ async fn login_token_refresh_logout(w: Arc<World>) {
             .as_str()
             .unwrap()
             .split(' ')
-            .any(|s| s == "offline_access")
+            .any(|scope| scope == "offline_access")
     );
-    let again = token(&mut b, t, "").await;
+    let again = token(&mut browser, target, "").await;
     assert_eq!(
         again.json()["access_token"],
         first["access_token"],
         "cached token returned while valid"
     );
     assert!(again.set_cookies().is_empty(), "a plain read writes nothing");
-    assert_eq!(p.count("refresh_token").await, refreshes);
+    assert_eq!(provider.count("refresh_token").await, refreshes);
 
     // Past the refresh margin (5 s of a 10 s token): exactly one refresh at the provider.
     tokio::time::sleep(Duration::from_secs(expires_in.saturating_sub(4))).await;
-    let second = token(&mut b, t, "").await;
+    let second = token(&mut browser, target, "").await;
     assert_eq!(second.status, StatusCode::OK, "{}", second.body);
     // The rotated refresh token is stored: in a new cookie, or (KV mode) in the record.
     assert_eq!(
         second.set_cookies().is_empty(),
-        w.kv,
+        world.kv,
         "cookie written only in cookie mode"
     );
     let second = second.json();
     assert_ne!(second["access_token"], first["access_token"]);
     assert!(second["expires_in"].as_u64().unwrap() > 5);
-    assert_eq!(p.count_settled("refresh_token", refreshes + 1).await, refreshes + 1);
+    assert_eq!(
+        provider.count_settled("refresh_token", refreshes + 1).await,
+        refreshes + 1
+    );
     // The rotated refresh token works again (the old one would kill the grant).
     tokio::time::sleep(Duration::from_secs(
         second["expires_in"].as_u64().unwrap().saturating_sub(4),
     ))
     .await;
-    let third = token(&mut b, t, "").await.json();
+    let third = token(&mut browser, target, "").await.json();
     assert_ne!(third["access_token"], second["access_token"]);
-    assert_eq!(p.count_settled("refresh_token", refreshes + 2).await, refreshes + 2);
-    assert_eq!(p.count("grant_error").await, grant_errors, "no refresh ever failed");
+    assert_eq!(
+        provider.count_settled("refresh_token", refreshes + 2).await,
+        refreshes + 2
+    );
+    assert_eq!(
+        provider.count("grant_error").await,
+        grant_errors,
+        "no refresh ever failed"
+    );
 
-    let refresh_token = p.newest_refresh_token().await;
-    assert!(p.is_active(&refresh_token).await);
-    let revocations = p.count("revocation").await;
-    let logout = b.api(Method::POST, &t.url("/bff/logout"), None).await;
+    let refresh_token = provider.newest_refresh_token().await;
+    assert!(provider.is_active(&refresh_token).await);
+    let revocations = provider.count("revocation").await;
+    let logout = browser.api(Method::POST, &target.url("/bff/logout"), None).await;
     assert_eq!(logout.status, StatusCode::OK, "{}", logout.body);
     let logout_url = Url::parse(logout.json()["logout_url"].as_str().unwrap()).unwrap();
-    assert!(logout_url.as_str().starts_with(&format!("{}/session/end", p.issuer)));
-    let params: Vec<(String, String)> = logout_url.query_pairs().into_owned().collect();
-    assert!(params.iter().any(|(k, _)| k == "id_token_hint"));
-    assert!(params.contains(&("client_id".into(), "bff".into())));
-    assert!(params.contains(&("post_logout_redirect_uri".into(), format!("{}/", t.origin))));
-    assert!(session_cookies(&mut b, t).is_empty(), "cookies cleared");
-    assert_eq!(p.count_settled("revocation", revocations + 1).await, revocations + 1);
     assert!(
-        !p.is_active(&refresh_token).await,
+        logout_url
+            .as_str()
+            .starts_with(&format!("{}/session/end", provider.issuer))
+    );
+    let params: Vec<(String, String)> = logout_url.query_pairs().into_owned().collect();
+    assert!(params.iter().any(|(name, _)| name == "id_token_hint"));
+    assert!(params.contains(&("client_id".into(), "bff".into())));
+    assert!(params.contains(&("post_logout_redirect_uri".into(), format!("{}/", target.origin))));
+    assert!(session_cookies(&mut browser, target).is_empty(), "cookies cleared");
+    assert_eq!(
+        provider.count_settled("revocation", revocations + 1).await,
+        revocations + 1
+    );
+    assert!(
+        !provider.is_active(&refresh_token).await,
         "the provider reports the refresh token inactive"
     );
-    assert_error(&token(&mut b, t, "").await, StatusCode::BAD_REQUEST, "invalid_session");
+    assert_error(
+        &token(&mut browser, target, "").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_session",
+    );
     // Logging out without a session still answers with the post-logout URL.
-    let again = b.api(Method::POST, &t.url("/bff/logout"), None).await;
-    assert_eq!(again.json()["logout_url"], format!("{}/", t.origin));
+    let again = browser.api(Method::POST, &target.url("/bff/logout"), None).await;
+    assert_eq!(again.json()["logout_url"], format!("{}/", target.origin));
 }
 
-async fn rejected_token(w: Arc<World>) {
-    let (t, p) = (&w.target, &w.provider);
-    let mut b = login(t, "rita").await;
-    let first = token(&mut b, t, "").await.json()["access_token"]
+async fn rejected_token(world: Arc<World>) {
+    let (target, provider) = (&world.target, &world.provider);
+    let mut browser = login(target, "rita").await;
+    let first = token(&mut browser, target, "").await.json()["access_token"]
         .as_str()
         .unwrap()
         .to_owned();
-    let refreshes = p.count("refresh_token").await;
-    let second = token(&mut b, t, &format!("?rejected_token={first}")).await;
+    let refreshes = provider.count("refresh_token").await;
+    let second = token(&mut browser, target, &format!("?rejected_token={first}")).await;
     assert_eq!(second.status, StatusCode::OK, "{}", second.body);
     let second = second.json()["access_token"].as_str().unwrap().to_owned();
     assert_ne!(second, first, "a rejected token is not handed out again");
-    assert_eq!(p.count_settled("refresh_token", refreshes + 1).await, refreshes + 1);
+    assert_eq!(
+        provider.count_settled("refresh_token", refreshes + 1).await,
+        refreshes + 1
+    );
     // Within 30 s the same entry is not force-refreshed again: no loop, no unlimited refreshes.
-    let third = token(&mut b, t, &format!("?rejected_token={second}")).await.json();
+    let third = token(&mut browser, target, &format!("?rejected_token={second}"))
+        .await
+        .json();
     assert_eq!(third["access_token"], second.as_str());
-    let other = token(&mut b, t, "?rejected_token=some-other-token").await.json();
+    let other = token(&mut browser, target, "?rejected_token=some-other-token")
+        .await
+        .json();
     assert_eq!(other["access_token"], second.as_str());
-    assert_eq!(p.count_settled("refresh_token", refreshes + 1).await, refreshes + 1);
+    assert_eq!(
+        provider.count_settled("refresh_token", refreshes + 1).await,
+        refreshes + 1
+    );
     // POST form works the same.
-    let posted = b
-        .api(Method::POST, &t.url("/.well-known/bff-token"), Some("unknown=1".into()))
+    let posted = browser
+        .api(
+            Method::POST,
+            &target.url("/.well-known/bff-token"),
+            Some("unknown=1".into()),
+        )
         .await;
     assert_eq!(posted.json()["access_token"], second.as_str());
 }
 
-async fn csrf_refusals(w: Arc<World>) {
-    let t = &w.target;
-    let mut b = login(t, "carol").await;
+async fn csrf_refusals(world: Arc<World>) {
+    let target = &world.target;
+    let mut browser = login(target, "carol").await;
     let refusals: &[&[(&str, &str)]] = &[
         &[],
         &[("x-csrf", "0")],
@@ -313,29 +363,31 @@ async fn csrf_refusals(w: Arc<World>) {
             Method::GET
         };
         for headers in refusals {
-            let answer = b.send(method.clone(), &t.url(path), headers, None, false).await;
+            let answer = browser
+                .send(method.clone(), &target.url(path), headers, None, Site::Same)
+                .await;
             assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_request");
             assert!(answer.set_cookies().is_empty(), "a refusal changes nothing");
         }
     }
-    let own_origin = t.origin.clone();
-    let ok = b
+    let own_origin = target.origin.clone();
+    let ok = browser
         .send(
             Method::GET,
-            &t.url("/.well-known/bff-sessioninfo"),
+            &target.url("/.well-known/bff-sessioninfo"),
             &[("x-csrf", "1"), ("origin", &own_origin)],
             None,
-            false,
+            Site::Same,
         )
         .await;
     assert_eq!(ok.status, StatusCode::OK, "the session survived every refusal");
 }
 
-async fn tampered_cookies(w: Arc<World>) {
-    let t = &w.target;
-    let mut b = login(t, "tom").await;
-    let original = b
-        .jar(&t.origin)
+async fn tampered_cookies(world: Arc<World>) {
+    let target = &world.target;
+    let mut browser = login(target, "tom").await;
+    let original = browser
+        .jar(&target.origin)
         .get(SESSION)
         .expect("single session cookie")
         .value
@@ -355,52 +407,52 @@ async fn tampered_cookies(w: Arc<World>) {
         ("garbage", "v1.k1.!!!".to_owned()),
     ];
     for (what, value) in variants {
-        b.jar(&t.origin)
+        browser
+            .jar(&target.origin)
             .insert(SESSION.into(), StoredCookie { value, strict: true });
-        let answer = b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await;
+        let answer = sessioninfo(&mut browser, target).await;
         assert_eq!(answer.json()["error"], "invalid_session", "{what}");
     }
     // A transaction cookie's value moved into the session cookie does not open (name-bound).
     let mut other = Browser::new();
-    let login_answer = other.get(&t.url("/bff/login")).await;
+    let login_answer = other.get(&target.url("/bff/login")).await;
     let txn = login_answer
         .set_cookies()
         .into_iter()
-        .find(|c| c.starts_with("__Host-bff-txn."))
+        .find(|cookie| cookie.starts_with("__Host-bff-txn."))
         .unwrap();
     let txn_value = txn.split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
-    b.jar(&t.origin).insert(
+    browser.jar(&target.origin).insert(
         SESSION.into(),
         StoredCookie {
             value: txn_value,
             strict: true,
         },
     );
-    let swapped = b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await;
+    let swapped = sessioninfo(&mut browser, target).await;
     assert_eq!(swapped.json()["error"], "invalid_session", "swapped");
-    b.jar(&t.origin).insert(
+    browser.jar(&target.origin).insert(
         SESSION.into(),
         StoredCookie {
             value: original,
             strict: true,
         },
     );
-    assert_eq!(
-        b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None)
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(sessioninfo(&mut browser, target).await.status, StatusCode::OK);
 }
 
 fn with_param(url: &Url, name: &str, value: Option<&str>) -> Url {
     let mut out = url.clone();
-    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().filter(|(k, _)| k != name).collect();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .into_owned()
+        .filter(|(pair_name, _)| pair_name != name)
+        .collect();
     {
         let mut query = out.query_pairs_mut();
         query.clear();
-        for (k, v) in &pairs {
-            query.append_pair(k, v);
+        for (pair_name, pair_value) in &pairs {
+            query.append_pair(pair_name, pair_value);
         }
         if let Some(value) = value {
             query.append_pair(name, value);
@@ -409,17 +461,10 @@ fn with_param(url: &Url, name: &str, value: Option<&str>) -> Url {
     out
 }
 
-async fn callback_refusals(w: Arc<World>) {
-    let t = &w.target;
-    let mut b = Browser::new();
-    let callback = start_login(&mut b, t, "", "cathy").await;
-    let txn_cookies: Vec<(String, StoredCookie)> = b
-        .jar(&t.origin)
-        .iter()
-        .filter(|(n, _)| n.starts_with("__Host-bff-txn."))
-        .map(|(n, c)| (n.clone(), c.clone()))
-        .collect();
-
+async fn callback_refusals(world: Arc<World>) {
+    let target = &world.target;
+    let mut browser = Browser::new();
+    let callback = start_login(&mut browser, target, "", "cathy").await;
     let page = |answer: &Answer, status: StatusCode, what: &str| {
         assert_eq!(answer.status, status, "{what}: {}", answer.body);
         assert!(
@@ -433,112 +478,89 @@ async fn callback_refusals(w: Arc<World>) {
             answer
                 .set_cookies()
                 .iter()
-                .all(|c| !c.starts_with(SESSION) || c.contains("Max-Age=0")),
+                .all(|cookie| !cookie.starts_with(SESSION) || cookie.contains("Max-Age=0")),
             "{what}: no session"
         );
     };
     page(
-        &b.send(
-            Method::GET,
-            with_param(&callback, "state", Some("forged")).as_str(),
-            &[],
-            None,
-            true,
-        )
-        .await,
+        &browser
+            .visit_callback(&with_param(&callback, "state", Some("forged")))
+            .await,
         StatusCode::BAD_REQUEST,
         "state mismatch",
     );
     page(
-        &b.send(
-            Method::GET,
-            with_param(&callback, "iss", Some("http://evil.example")).as_str(),
-            &[],
-            None,
-            true,
-        )
-        .await,
+        &browser
+            .visit_callback(&with_param(&callback, "iss", Some("http://evil.example")))
+            .await,
         StatusCode::BAD_REQUEST,
         "iss mismatch",
     );
     // The iss refusal ended that transaction; start again for the rest.
-    let callback = start_login(&mut b, t, "", "cathy").await;
+    let callback = start_login(&mut browser, target, "", "cathy").await;
     page(
-        &b.send(
-            Method::GET,
-            with_param(&callback, "iss", None).as_str(),
-            &[],
-            None,
-            true,
-        )
-        .await,
+        &browser.visit_callback(&with_param(&callback, "iss", None)).await,
         StatusCode::BAD_REQUEST,
         "iss missing",
     );
-    let callback = start_login(&mut b, t, "", "cathy").await;
+    let callback = start_login(&mut browser, target, "", "cathy").await;
     let denied = with_param(&with_param(&callback, "code", None), "error", Some("access_denied"));
-    let answer = b.send(Method::GET, denied.as_str(), &[], None, true).await;
+    let answer = browser.visit_callback(&denied).await;
     page(&answer, StatusCode::BAD_REQUEST, "provider error");
     assert!(answer.body.contains("access_denied") && answer.body.contains("/bff/login"));
 
-    let callback = start_login(&mut b, t, "", "cathy").await;
-    let txn_name = b
-        .jar(&t.origin)
+    let callback = start_login(&mut browser, target, "", "cathy").await;
+    let txn_name = browser
+        .jar(&target.origin)
         .keys()
-        .find(|n| n.starts_with("__Host-bff-txn."))
+        .find(|name| name.starts_with("__Host-bff-txn."))
         .cloned()
         .unwrap();
-    let txn_value = b.jar(&t.origin)[&txn_name].clone();
-    let ok = b.send(Method::GET, callback.as_str(), &[], None, true).await;
+    let txn_value = browser.jar(&target.origin)[&txn_name].clone();
+    let ok = browser.visit_callback(&callback).await;
     assert_eq!(ok.status, StatusCode::FOUND, "{}", ok.body);
     page(
-        &b.send(Method::GET, callback.as_str(), &[], None, true).await,
+        &browser.visit_callback(&callback).await,
         StatusCode::BAD_REQUEST,
         "replay",
     );
     // Even with the old transaction cookie put back, the code is spent.
-    b.jar(&t.origin).insert(txn_name, txn_value);
+    browser.jar(&target.origin).insert(txn_name, txn_value);
     page(
-        &b.send(Method::GET, callback.as_str(), &[], None, true).await,
+        &browser.visit_callback(&callback).await,
         StatusCode::BAD_REQUEST,
         "replay with cookie",
     );
-    drop(txn_cookies);
 }
 
-async fn concurrent_logins(w: Arc<World>) {
-    let t = &w.target;
-    let mut b = Browser::new();
+async fn concurrent_logins(world: Arc<World>) {
+    let target = &world.target;
+    let mut browser = Browser::new();
     // Two tabs start logging in before either finishes; both complete.
-    let first = start_login(&mut b, t, "?return_to=/tab-one", "dave").await;
-    let second = start_login(&mut b, t, "?return_to=/tab-two", "dave").await;
-    let done_second = b.send(Method::GET, second.as_str(), &[], None, true).await;
+    let first = start_login(&mut browser, target, "?return_to=/tab-one", "dave").await;
+    let second = start_login(&mut browser, target, "?return_to=/tab-two", "dave").await;
+    let done_second = browser.visit_callback(&second).await;
     assert_eq!(done_second.status, StatusCode::FOUND, "{}", done_second.body);
     assert_eq!(done_second.header("location"), Some("/tab-two"));
-    let done_first = b.send(Method::GET, first.as_str(), &[], None, true).await;
+    let done_first = browser.visit_callback(&first).await;
     assert_eq!(done_first.status, StatusCode::FOUND, "{}", done_first.body);
     assert_eq!(done_first.header("location"), Some("/tab-one"));
-    assert_eq!(
-        b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None)
-            .await
-            .json()["sub"],
-        "dave"
-    );
+    assert_eq!(sessioninfo(&mut browser, target).await.json()["sub"], "dave");
     // At most five transaction cookies at a time.
     for _ in 0..7 {
-        assert_eq!(b.get(&t.url("/bff/login")).await.status, StatusCode::FOUND);
+        assert_eq!(browser.get(&target.url("/bff/login")).await.status, StatusCode::FOUND);
     }
-    let txns = b
-        .jar(&t.origin)
+    let txns = browser
+        .jar(&target.origin)
         .keys()
-        .filter(|n| n.starts_with("__Host-bff-txn."))
+        .filter(|name| name.starts_with("__Host-bff-txn."))
         .count();
     assert_eq!(txns, 5);
 }
 
-async fn return_to_and_prompt(w: Arc<World>) {
-    let t = &w.target;
-    let mut b = Browser::new();
+async fn return_to_and_prompt(world: Arc<World>) {
+    let target = &world.target;
+    let mut browser = Browser::new();
     for bad in [
         "//evil.example",
         "/%5Cevil.example",
@@ -548,30 +570,33 @@ async fn return_to_and_prompt(w: Arc<World>) {
     ] {
         let url = format!(
             "{}?return_to={}",
-            t.url("/bff/login"),
+            target.url("/bff/login"),
             url::form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>()
         );
-        let answer = b.get(&url).await;
+        let answer = browser.get(&url).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(answer.header("location").is_none());
         assert!(answer.set_cookies().is_empty());
     }
     let long = format!("/{}", "a".repeat(1100));
     assert_eq!(
-        b.get(&format!("{}?return_to={long}", t.url("/bff/login"))).await.status,
+        browser
+            .get(&format!("{}?return_to={long}", target.url("/bff/login")))
+            .await
+            .status,
         StatusCode::BAD_REQUEST
     );
 
-    let answer = b
-        .get(&format!("{}?prompt=login&scope=extra", t.url("/bff/login")))
+    let answer = browser
+        .get(&format!("{}?prompt=login&scope=extra", target.url("/bff/login")))
         .await;
     let authorize = answer.location().unwrap();
     let params: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
     let get = |name: &str| {
         params
             .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
             .collect::<Vec<_>>()
     };
     assert_eq!(get("prompt"), ["login"], "a prompt here replaces the configured one");
@@ -579,89 +604,84 @@ async fn return_to_and_prompt(w: Arc<World>) {
     assert_eq!(get("code_challenge_method"), ["S256"]);
     assert_eq!(get("code_challenge")[0].len(), 43);
     assert!(get("state")[0].len() >= 22 && get("nonce")[0].len() >= 22);
-    assert_eq!(get("redirect_uri"), [format!("{}/bff/callback", t.origin)]);
+    assert_eq!(get("redirect_uri"), [format!("{}/bff/callback", target.origin)]);
     assert_eq!(get("scope"), ["openid profile email offline_access extra"]);
 
-    let callback = start_login(&mut b, t, "?return_to=/after%3Fx%3D1", "erin").await;
-    let done = b.send(Method::GET, callback.as_str(), &[], None, true).await;
+    let callback = start_login(&mut browser, target, "?return_to=/after%3Fx%3D1", "erin").await;
+    let done = browser.visit_callback(&callback).await;
     assert_eq!(done.header("location"), Some("/after?x=1"));
-    let default = start_login(&mut b, t, "", "erin").await;
-    assert_eq!(
-        b.send(Method::GET, default.as_str(), &[], None, true)
-            .await
-            .header("location"),
-        Some("/")
-    );
+    let default = start_login(&mut browser, target, "", "erin").await;
+    assert_eq!(browser.visit_callback(&default).await.header("location"), Some("/"));
 }
 
-async fn large_sessions(w: Arc<World>) {
-    let t = &w.target;
-    if w.kv {
+async fn large_sessions(world: Arc<World>) {
+    let target = &world.target;
+    if world.kv {
         // KV mode: the cookie holds only a sealed id, so a session the cookie budget refuses works.
-        let mut b = login(t, "big-9000").await;
-        let cookies = session_cookies(&mut b, t);
+        let mut browser = login(target, "big-9000").await;
+        let cookies = session_cookies(&mut browser, target);
         assert_eq!(cookies.len(), 1);
         assert!(
             cookies[0].1.value.len() < 200,
             "only a sealed id: {}",
             cookies[0].1.value.len()
         );
-        assert_eq!(
-            b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None)
-                .await
-                .json()["sub"],
-            "big-9000"
-        );
-        assert_eq!(token(&mut b, t, "").await.status, StatusCode::OK);
+        assert_eq!(sessioninfo(&mut browser, target).await.json()["sub"], "big-9000");
+        assert_eq!(token(&mut browser, target, "").await.status, StatusCode::OK);
         return;
     }
-    let mut b = login(t, "big-2500").await;
-    let cookies = session_cookies(&mut b, t);
-    let names: Vec<&str> = cookies.iter().map(|(n, _)| n.as_str()).collect();
+    let mut browser = login(target, "big-2500").await;
+    let cookies = session_cookies(&mut browser, target);
+    let names: Vec<&str> = cookies.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(
         names,
         [format!("{SESSION}.0"), format!("{SESSION}.1")],
         "two chunks: {names:?}"
     );
-    let total: usize = cookies.iter().map(|(n, c)| n.len() + 1 + c.value.len()).sum();
+    let total: usize = cookies
+        .iter()
+        .map(|(name, cookie)| name.len() + 1 + cookie.value.len())
+        .sum();
     assert!(total <= 7000, "within the budget: {total}");
-    assert!(cookies.iter().all(|(n, c)| n.len() + c.value.len() < 4000));
-    assert_eq!(
-        b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None)
-            .await
-            .json()["sub"],
-        "big-2500"
+    assert!(
+        cookies
+            .iter()
+            .all(|(name, cookie)| name.len() + cookie.value.len() < 4000)
     );
-    assert_eq!(token(&mut b, t, "").await.status, StatusCode::OK);
+    assert_eq!(sessioninfo(&mut browser, target).await.json()["sub"], "big-2500");
+    assert_eq!(token(&mut browser, target, "").await.status, StatusCode::OK);
     // A later small session deletes the stale chunks (signing out at the provider first).
-    let app = t.origin.clone();
-    b.jars.retain(|origin, _| *origin == app);
-    let callback = start_login(&mut b, t, "", "small").await;
-    let done = b.send(Method::GET, callback.as_str(), &[], None, true).await;
+    let app = target.origin.clone();
+    browser.jars.retain(|origin, _| *origin == app);
+    let callback = start_login(&mut browser, target, "", "small").await;
+    let done = browser.visit_callback(&callback).await;
     assert_eq!(done.status, StatusCode::FOUND, "{}", done.body);
-    let names: Vec<String> = session_cookies(&mut b, t).into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = session_cookies(&mut browser, target)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
     assert_eq!(names, [SESSION]);
 
     let mut too_big = Browser::new();
-    let callback = start_login(&mut too_big, t, "", "big-9000").await;
-    let answer = too_big.send(Method::GET, callback.as_str(), &[], None, true).await;
+    let callback = start_login(&mut too_big, target, "", "big-9000").await;
+    let answer = too_big.visit_callback(&callback).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert!(answer.body.contains("KV mode"), "{}", answer.body);
-    assert!(session_cookies(&mut too_big, t).is_empty());
+    assert!(session_cookies(&mut too_big, target).is_empty());
 }
 
-async fn provider_faults(w: Arc<World>) {
-    let (t, p) = (&w.target, &w.provider);
-    let mut b = login(t, "frank").await;
-    let mut current = token(&mut b, t, "").await.json()["access_token"]
+async fn provider_faults(world: Arc<World>) {
+    let (target, provider) = (&world.target, &world.provider);
+    let mut browser = login(target, "frank").await;
+    let mut current = token(&mut browser, target, "").await.json()["access_token"]
         .as_str()
         .unwrap()
         .to_owned();
     for mode in ["refuse", "500", "hang"] {
-        p.fault(mode).await;
+        provider.fault(mode).await;
         let started = std::time::Instant::now();
-        let answer = token(&mut b, t, &format!("?rejected_token={current}")).await;
-        p.fault("pass").await;
+        let answer = token(&mut browser, target, &format!("?rejected_token={current}")).await;
+        provider.fault("pass").await;
         assert_error(&answer, StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
         assert!(answer.header("retry-after").is_some(), "{mode}");
         assert!(answer.set_cookies().is_empty(), "{mode}: the session is unchanged");
@@ -670,55 +690,62 @@ async fn provider_faults(w: Arc<World>) {
             "{mode}: BFF_HTTP_TIMEOUT bounds the wait"
         );
     }
-    let recovered = token(&mut b, t, &format!("?rejected_token={current}")).await;
+    let recovered = token(&mut browser, target, &format!("?rejected_token={current}")).await;
     assert_eq!(recovered.status, StatusCode::OK, "{}", recovered.body);
     let next = recovered.json()["access_token"].as_str().unwrap().to_owned();
     assert_ne!(next, current);
     current = next;
-    assert_eq!(token(&mut b, t, "").await.json()["access_token"], current.as_str());
+    assert_eq!(
+        token(&mut browser, target, "").await.json()["access_token"],
+        current.as_str()
+    );
 
     // An outage during the callback: a 503 page, and the same callback works once it is over.
     let mut other = Browser::new();
-    let callback = start_login(&mut other, t, "", "grace").await;
-    p.fault("refuse").await;
-    let down = other.send(Method::GET, callback.as_str(), &[], None, true).await;
-    p.fault("pass").await;
+    let callback = start_login(&mut other, target, "", "grace").await;
+    provider.fault("refuse").await;
+    let down = other.visit_callback(&callback).await;
+    provider.fault("pass").await;
     assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE, "{}", down.body);
     assert!(down.body.contains("/bff/login"));
-    let up = other.send(Method::GET, callback.as_str(), &[], None, true).await;
+    let up = other.visit_callback(&callback).await;
     assert_eq!(up.status, StatusCode::FOUND, "{}", up.body);
 }
 
-async fn invalid_grant_ends_session(w: Arc<World>) {
-    let t = &w.target;
-    let mut b = login(t, "henry").await;
-    let access = token(&mut b, t, "").await.json()["access_token"]
+async fn invalid_grant_ends_session(world: Arc<World>) {
+    let target = &world.target;
+    let mut browser = login(target, "henry").await;
+    let access = token(&mut browser, target, "").await.json()["access_token"]
         .as_str()
         .unwrap()
         .to_owned();
-    let kept = session_cookies(&mut b, t);
-    b.api(Method::POST, &t.url("/bff/logout"), None).await;
+    let kept = session_cookies(&mut browser, target);
+    browser.api(Method::POST, &target.url("/bff/logout"), None).await;
     for (name, cookie) in kept {
-        b.jar(&t.origin).insert(name, cookie);
+        browser.jar(&target.origin).insert(name, cookie);
     }
-    let errors = w.provider.count("grant_error").await;
-    let answer = token(&mut b, t, &format!("?rejected_token={access}")).await;
-    if w.kv || t.kind == Kind::Worker || w.stand_in.is_some() {
+    let errors = world.provider.count("grant_error").await;
+    let answer = token(&mut browser, target, &format!("?rejected_token={access}")).await;
+    if world.kv || target.kind == Kind::Worker || world.stand_in.is_some() {
         // With a store (the Worker always has its KV binding) the logout wrote a revocation
         // entry, and in KV mode deleted the record: the replayed cookie is no session at all, and
         // the provider is not asked.
         assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_session");
-        if !w.kv {
+        if !world.kv {
             assert!(
                 answer
                     .set_cookies()
                     .iter()
-                    .any(|c| c.starts_with(&format!("{SESSION}=")) && c.contains("Max-Age=0")),
+                    .any(|cookie| cookie.starts_with(&format!("{SESSION}=")) && cookie.contains("Max-Age=0")),
                 "the revoked cookie is cleared"
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(w.provider.count("grant_error").await, errors, "no refresh was tried");
+        assert_eq!(
+            world.provider.count("grant_error").await,
+            errors,
+            "no refresh was tried"
+        );
         return;
     }
     // Cookie mode: the stateless cookie replayed after logout carries a refresh token the
@@ -728,15 +755,13 @@ async fn invalid_grant_ends_session(w: Arc<World>) {
         answer
             .set_cookies()
             .iter()
-            .any(|c| c.starts_with(&format!("{SESSION}=")) && c.contains("Max-Age=0"))
+            .any(|cookie| cookie.starts_with(&format!("{SESSION}=")) && cookie.contains("Max-Age=0"))
     );
-    assert!(session_cookies(&mut b, t).is_empty(), "the session is ended");
+    assert!(session_cookies(&mut browser, target).is_empty(), "the session is ended");
 }
 
-/// What `Browser::api` sends besides cookies: a same-origin `fetch` with the CSRF header.
-const FETCH: &[(&str, &str)] = &[("x-csrf", "1"), ("sec-fetch-site", "same-origin")];
-
-fn encode(value: &str) -> String {
+/// `value` form-urlencoded, for a query parameter.
+pub fn encode(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
@@ -744,7 +769,7 @@ fn encode(value: &str) -> String {
 /// KV-mode session).
 fn single_session(browser: &mut Browser, target: &Target) -> String {
     let cookies = session_cookies(browser, target);
-    let names: Vec<&str> = cookies.iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = cookies.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(names, [SESSION], "one session cookie");
     cookies[0].1.value.clone()
 }
@@ -760,36 +785,42 @@ fn is_page(answer: &Answer) -> bool {
 /// cookies (RFC 6265bis §5.7.4): `pref=x,__Host-bff-session=<B>` is one cookie named `pref`, so
 /// A stays A. Our session name sent twice is no session (neither value can be trusted). Another
 /// app's odd cookies (non-ASCII bytes, a pair without `=`, an empty name) leave ours readable.
-async fn planted_cookies(w: Arc<World>) {
-    let t = &w.target;
-    let info_url = t.url("/.well-known/bff-sessioninfo");
-    let token_url = t.url("/.well-known/bff-token");
-    let mut a = login(t, "amy").await;
-    let mut b = login(t, "ben").await;
-    let a_value = single_session(&mut a, t);
-    let b_value = single_session(&mut b, t);
-    assert_ne!(a_value, b_value);
-    let a_token = token(&mut a, t, "").await.json()["access_token"].clone();
-    let b_token = token(&mut b, t, "").await.json()["access_token"].clone();
-    assert!(a_token.is_string() && a_token != b_token);
-    let jar = a.cookie_header(&t.origin, false);
+async fn planted_cookies(world: Arc<World>) {
+    let target = &world.target;
+    let info_url = target.url("/.well-known/bff-sessioninfo");
+    let token_url = target.url("/.well-known/bff-token");
+    let mut amy = login(target, "amy").await;
+    let mut ben = login(target, "ben").await;
+    let amy_value = single_session(&mut amy, target);
+    let ben_value = single_session(&mut ben, target);
+    assert_ne!(amy_value, ben_value);
+    let amy_token = token(&mut amy, target, "").await.json()["access_token"].clone();
+    let ben_token = token(&mut ben, target, "").await.json()["access_token"].clone();
+    assert!(amy_token.is_string() && amy_token != ben_token);
+    let jar = amy.cookie_header(&target.origin, Site::Same);
 
     // (a) A comma-planted session, before or after A's real cookies, is not a session.
-    let planted = format!("pref=x,{SESSION}={b_value}");
+    let planted = format!("pref=x,{SESSION}={ben_value}");
     for header in [format!("{planted}; {jar}"), format!("{jar}; {planted}")] {
-        let info = a
-            .send_with_cookie(Method::GET, &info_url, FETCH, None, header.clone().into_bytes())
+        let info = amy
+            .send_with_cookie(Method::GET, &info_url, FETCH_HEADERS, None, header.clone().into_bytes())
             .await;
         assert_eq!(info.status, StatusCode::OK, "{header}: {}", info.body);
         assert_eq!(info.json()["sub"], "amy", "a comma never starts a cookie: {header}");
-        let mediated = a
-            .send_with_cookie(Method::GET, &token_url, FETCH, None, header.clone().into_bytes())
+        let mediated = amy
+            .send_with_cookie(
+                Method::GET,
+                &token_url,
+                FETCH_HEADERS,
+                None,
+                header.clone().into_bytes(),
+            )
             .await;
         assert_eq!(mediated.status, StatusCode::OK, "{}", mediated.body);
-        assert_eq!(mediated.json()["access_token"], a_token, "A's token, never B's");
+        assert_eq!(mediated.json()["access_token"], amy_token, "A's token, never B's");
         assert!(mediated.set_cookies().is_empty(), "nothing rewritten");
     }
-    let info = a.api_with_planted(Method::GET, &info_url, planted.as_bytes()).await;
+    let info = amy.api_with_planted(Method::GET, &info_url, planted.as_bytes()).await;
     assert_eq!(info.json()["sub"], "amy", "{}", info.body);
     // The planted cookie alone opens nothing.
     let mut stranger = Browser::new();
@@ -800,13 +831,13 @@ async fn planted_cookies(w: Arc<World>) {
 
     // (b) The session name twice: B's value planted before or after A's, or A's own value again.
     for header in [
-        format!("{SESSION}={b_value}; {jar}"),
-        format!("{jar}; {SESSION}={b_value}"),
-        format!("{jar}; {SESSION}={a_value}"),
+        format!("{SESSION}={ben_value}; {jar}"),
+        format!("{jar}; {SESSION}={ben_value}"),
+        format!("{jar}; {SESSION}={amy_value}"),
     ] {
         for url in [&info_url, &token_url] {
-            let answer = a
-                .send_with_cookie(Method::GET, url, FETCH, None, header.clone().into_bytes())
+            let answer = amy
+                .send_with_cookie(Method::GET, url, FETCH_HEADERS, None, header.clone().into_bytes())
                 .await;
             assert_eq!(
                 answer.status,
@@ -823,18 +854,18 @@ async fn planted_cookies(w: Arc<World>) {
     // then opens nothing. The cargo-lambda emulator builds the event's `cookies` from the first
     // field only and lambda_http replaces every `Cookie` field with them: the planted one is gone
     // and A answers.
-    let planted_field = format!("{SESSION}={b_value}");
-    let info = a
+    let planted_field = format!("{SESSION}={ben_value}");
+    let info = amy
         .send(
             Method::GET,
             &info_url,
-            &[FETCH[0], FETCH[1], ("cookie", &planted_field)],
+            &[FETCH_HEADERS[0], FETCH_HEADERS[1], ("cookie", &planted_field)],
             None,
-            false,
+            Site::Same,
         )
         .await;
     assert_ne!(info.json()["sub"], "ben", "{}", info.body);
-    match t.kind {
+    match target.kind {
         Kind::InProcess | Kind::Worker => assert_error(&info, StatusCode::BAD_REQUEST, "invalid_session"),
         Kind::Lambda => assert_eq!(info.json()["sub"], "amy", "{}", info.body),
     }
@@ -842,16 +873,16 @@ async fn planted_cookies(w: Arc<World>) {
     // where workerd's ", " join makes A's value `<A>, theme=dark`, which opens nothing. (A
     // browser sends one Cookie field over HTTP/1.1; HTTP/2 cookie crumbs are joined with "; "
     // before they reach an HTTP/1.1 hop, RFC 9113 §8.2.3.)
-    let info = a
+    let info = amy
         .send(
             Method::GET,
             &info_url,
-            &[FETCH[0], FETCH[1], ("cookie", "theme=dark")],
+            &[FETCH_HEADERS[0], FETCH_HEADERS[1], ("cookie", "theme=dark")],
             None,
-            false,
+            Site::Same,
         )
         .await;
-    match t.kind {
+    match target.kind {
         Kind::InProcess | Kind::Lambda => {
             assert_eq!(info.status, StatusCode::OK, "two Cookie fields: {}", info.body);
             assert_eq!(info.json()["sub"], "amy");
@@ -859,7 +890,7 @@ async fn planted_cookies(w: Arc<World>) {
         Kind::Worker => assert_error(&info, StatusCode::BAD_REQUEST, "invalid_session"),
     }
     // The refusals ended nothing: each session, sent once, still answers for its user.
-    for (browser, user) in [(&mut a, "amy"), (&mut b, "ben")] {
+    for (browser, user) in [(&mut amy, "amy"), (&mut ben, "ben")] {
         let info = browser.api(Method::GET, &info_url, None).await;
         assert_eq!(info.json()["sub"], user, "{}", info.body);
     }
@@ -868,7 +899,7 @@ async fn planted_cookies(w: Arc<World>) {
     // skipped by the core on every target.
     for raw in [&b"flag; =novalue"[..], b"=; flag; x=1"] {
         let what = String::from_utf8_lossy(raw);
-        let info = a.api_with_planted(Method::GET, &info_url, raw).await;
+        let info = amy.api_with_planted(Method::GET, &info_url, raw).await;
         assert_eq!(info.status, StatusCode::OK, "{what}: {}", info.body);
         assert_eq!(info.json()["sub"], "amy", "{what}");
     }
@@ -899,27 +930,40 @@ async fn planted_cookies(w: Arc<World>) {
     ];
     for (raw, outcomes) in odd {
         let what = String::from_utf8_lossy(raw);
-        let expected = match t.kind {
+        let expected = match target.kind {
             Kind::InProcess => outcomes[0],
             Kind::Lambda => outcomes[1],
             Kind::Worker => outcomes[2],
         };
-        for (url, first) in [(&info_url, true), (&info_url, false), (&token_url, true)] {
-            let answer = if first {
-                a.api_with_planted(Method::GET, url, raw).await
-            } else {
-                let mut header = jar.clone().into_bytes();
-                header.extend_from_slice(b"; ");
-                header.extend_from_slice(raw);
-                a.send_with_cookie(Method::GET, url, FETCH, None, header).await
+        for (url, place) in [
+            (&info_url, Place::First),
+            (&info_url, Place::Last),
+            (&token_url, Place::First),
+        ] {
+            let answer = match place {
+                Place::First => amy.api_with_planted(Method::GET, url, raw).await,
+                Place::Last => {
+                    let mut header = jar.clone().into_bytes();
+                    header.extend_from_slice(b"; ");
+                    header.extend_from_slice(raw);
+                    amy.send_with_cookie(Method::GET, url, FETCH_HEADERS, None, header)
+                        .await
+                }
             };
-            let place = if first { "first" } else { "last" };
+            let place = match place {
+                Place::First => "first",
+                Place::Last => "last",
+            };
             assert_ne!(answer.json()["sub"], "ben", "{what}: never another session");
-            assert_ne!(answer.json()["access_token"], b_token, "{what}: never another session");
+            assert_ne!(
+                answer.json()["access_token"],
+                ben_token,
+                "{what}: never another session"
+            );
             assert!(answer.set_cookies().is_empty(), "{what}: nothing written");
             let holds = if url == &token_url {
                 match expected {
-                    Session => answer.status == StatusCode::OK && answer.json()["access_token"] == a_token,
+                    Session => answer.status == StatusCode::OK && answer.json()["access_token"] == amy_token,
                     _ => expected.holds(&answer, ""),
                 }
             } else {
@@ -931,9 +975,16 @@ async fn planted_cookies(w: Arc<World>) {
                 answer.status, answer.body
             );
         }
-        let info = a.api(Method::GET, &info_url, None).await;
+        let info = amy.api(Method::GET, &info_url, None).await;
         assert_eq!(info.json()["sub"], "amy", "{what}: the session survives: {}", info.body);
     }
+}
+
+/// Where in the Cookie header the planted cookies go: before the jar's, or after them.
+#[derive(Clone, Copy)]
+enum Place {
+    First,
+    Last,
 }
 
 /// What a target answers for a Cookie header with another app's odd cookie beside a session.
@@ -963,13 +1014,13 @@ impl Seen {
 /// authorization request) unbounded: more than 10 resources, a resource over 512 bytes or not
 /// an absolute URI, more than 1024 bytes of extra scope, a `prompt` that is not OpenID Connect's.
 /// Every refusal is a 400 page that sets no cookie.
-async fn login_parameter_limits(w: Arc<World>) {
-    let t = &w.target;
-    let mut b = Browser::new();
-    let login_url = |query: &str| format!("{}?{query}", t.url("/bff/login"));
-    let resources = |n: usize| {
-        (0..n)
-            .map(|i| format!("resource={}", encode(&format!("https://api-{i}.test/"))))
+async fn login_parameter_limits(world: Arc<World>) {
+    let target = &world.target;
+    let mut browser = Browser::new();
+    let login_url = |query: &str| format!("{}?{query}", target.url("/bff/login"));
+    let resources = |count: usize| {
+        (0..count)
+            .map(|index| format!("resource={}", encode(&format!("https://api-{index}.test/"))))
             .collect::<Vec<_>>()
             .join("&")
     };
@@ -1001,14 +1052,14 @@ async fn login_parameter_limits(w: Arc<World>) {
         ("prompt twice", "prompt=login&prompt=consent".to_owned()),
     ];
     for (what, query) in refused {
-        let answer = b.get(&login_url(&query)).await;
+        let answer = browser.get(&login_url(&query)).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{what}: {}", answer.body);
         assert!(is_page(&answer), "{what}: an HTML page");
         assert!(answer.body.contains("/bff/login"), "{what}: a way to start again");
         assert!(answer.header("location").is_none(), "{what}");
         assert!(answer.set_cookies().is_empty(), "{what}: no transaction");
     }
-    assert!(b.jar(&t.origin).is_empty());
+    assert!(browser.jar(&target.origin).is_empty());
 
     let accepted = [
         ("10 resources", resources(10), None),
@@ -1027,21 +1078,24 @@ async fn login_parameter_limits(w: Arc<World>) {
         ("prompt=none", "prompt=none".to_owned(), Some("none")),
     ];
     for (what, query, prompt) in accepted {
-        let answer = b.get(&login_url(&query)).await;
+        let answer = browser.get(&login_url(&query)).await;
         assert_eq!(answer.status, StatusCode::FOUND, "{what}: {}", answer.body);
         let authorize = answer.location().unwrap();
-        assert!(authorize.as_str().starts_with(&w.provider.issuer), "{what}");
+        assert!(authorize.as_str().starts_with(&world.provider.issuer), "{what}");
         let prompts: Vec<String> = authorize
             .query_pairs()
-            .filter(|(k, _)| k == "prompt")
-            .map(|(_, v)| v.into_owned())
+            .filter(|(key, _)| key == "prompt")
+            .map(|(_, value)| value.into_owned())
             .collect();
         assert_eq!(prompts, [prompt.unwrap_or("consent")], "{what}: one prompt");
         if what == "10 resources" {
-            assert_eq!(authorize.query_pairs().filter(|(k, _)| k == "resource").count(), 10);
+            assert_eq!(authorize.query_pairs().filter(|(key, _)| key == "resource").count(), 10);
         }
         assert!(
-            answer.set_cookies().iter().any(|c| c.starts_with("__Host-bff-txn.")),
+            answer
+                .set_cookies()
+                .iter()
+                .any(|cookie| cookie.starts_with("__Host-bff-txn.")),
             "{what}: a transaction"
         );
     }
@@ -1051,54 +1105,55 @@ async fn login_parameter_limits(w: Arc<World>) {
 /// top-level navigations) starts: at most 5, at most 2,500 bytes together, the oldest dropped
 /// first; one that alone would pass 2,500 bytes is refused. The session beside them is untouched
 /// and the newest login still completes.
-async fn transaction_cookie_budget(w: Arc<World>) {
-    let t = &w.target;
-    let txns = |b: &mut Browser| -> Vec<(String, usize)> {
-        b.jar(&t.origin)
+async fn transaction_cookie_budget(world: Arc<World>) {
+    let target = &world.target;
+    let txns = |browser: &mut Browser| -> Vec<(String, usize)> {
+        browser
+            .jar(&target.origin)
             .iter()
-            .filter(|(n, _)| n.starts_with("__Host-bff-txn."))
-            .map(|(n, c)| (n.clone(), n.len() + 1 + c.value.len()))
+            .filter(|(name, _)| name.starts_with("__Host-bff-txn."))
+            .map(|(name, cookie)| (name.clone(), name.len() + 1 + cookie.value.len()))
             .collect()
     };
-    let mut b = login(t, "tara").await;
+    let mut browser = login(target, "tara").await;
     // Starts a login; returns its authorization URL and the transaction cookies it deleted.
-    let begin = async |b: &mut Browser, query: &str| {
-        let answer = b.get(&t.url(&format!("/bff/login{query}"))).await;
+    let begin = async |browser: &mut Browser, query: &str| {
+        let answer = browser.get(&target.url(&format!("/bff/login{query}"))).await;
         assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.body);
         let txn_cookies: Vec<String> = answer
             .set_cookies()
             .into_iter()
-            .filter(|c| c.starts_with("__Host-bff-txn."))
+            .filter(|cookie| cookie.starts_with("__Host-bff-txn."))
             .collect();
-        let name = |c: &String| c.split('=').next().unwrap().to_owned();
+        let name = |cookie: &String| cookie.split('=').next().unwrap().to_owned();
         let created: Vec<String> = txn_cookies
             .iter()
-            .filter(|c| !c.contains("Max-Age=0"))
+            .filter(|cookie| !cookie.contains("Max-Age=0"))
             .map(name)
             .collect();
         assert_eq!(created.len(), 1, "one new transaction: {txn_cookies:?}");
         assert!(
-            b.jar(&t.origin).contains_key(&created[0]),
+            browser.jar(&target.origin).contains_key(&created[0]),
             "the newest transaction is kept"
         );
         let deleted: Vec<String> = txn_cookies
             .iter()
-            .filter(|c| c.contains("Max-Age=0"))
+            .filter(|cookie| cookie.contains("Max-Age=0"))
             .map(name)
             .collect();
         (answer.location().unwrap(), deleted)
     };
     // Small transactions: the count limit.
     for _ in 0..7 {
-        begin(&mut b, "").await;
+        begin(&mut browser, "").await;
     }
-    assert_eq!(txns(&mut b).len(), 5);
-    let small = txns(&mut b)[0].1;
+    assert_eq!(txns(&mut browser).len(), 5);
+    let small = txns(&mut browser)[0].1;
 
     // Large ones (five ~100-byte resources and a 100-byte return_to each): the byte budget.
     let resources: String = (0..5)
-        .map(|i| {
-            let uri = format!("https://api-{i}.test/{}", "r".repeat(80));
+        .map(|index| {
+            let uri = format!("https://api-{index}.test/{}", "r".repeat(80));
             format!("&resource={}", encode(&uri))
         })
         .collect();
@@ -1108,10 +1163,10 @@ async fn transaction_cookie_budget(w: Arc<World>) {
     let mut one = 0;
     let mut budget_bound = false;
     for round in 0..8 {
-        let before: BTreeMap<String, usize> = txns(&mut b).into_iter().collect();
-        let (url, deleted) = begin(&mut b, &big).await;
+        let before: BTreeMap<String, usize> = txns(&mut browser).into_iter().collect();
+        let (url, deleted) = begin(&mut browser, &big).await;
         authorize = Some(url);
-        let list = txns(&mut b);
+        let list = txns(&mut browser);
         let total: usize = list.iter().map(|(_, size)| size).sum();
         assert!(total <= 2500, "round {round}: {total} bytes of transaction cookies");
         assert!(list.len() <= 5, "round {round}: {} transactions", list.len());
@@ -1128,7 +1183,7 @@ async fn transaction_cookie_budget(w: Arc<World>) {
             );
         }
     }
-    let list = txns(&mut b);
+    let list = txns(&mut browser);
     assert!(one > 1000 && one > 3 * small, "a large transaction: {one} bytes");
     let total: usize = list.iter().map(|(_, size)| size).sum();
     assert!(
@@ -1137,44 +1192,46 @@ async fn transaction_cookie_budget(w: Arc<World>) {
     );
     eprintln!(
         "[{}] transaction cookies: small {small} bytes, large {one} bytes; {} kept, {total} bytes",
-        t.kind.name(),
+        target.kind.name(),
         list.len()
     );
 
     // A transaction that alone passes the budget: a 400 page, and the others stay.
     let huge_resources: String = (0..5)
-        .map(|i| {
-            let uri = format!("https://api-{i}.test/{}", "r".repeat(200 - 18));
+        .map(|index| {
+            let uri = format!("https://api-{index}.test/{}", "r".repeat(200 - 18));
             format!("&resource={}", encode(&uri))
         })
         .collect();
     let huge = format!("?return_to=/{}{huge_resources}", "p".repeat(899));
-    let answer = b.get(&t.url(&format!("/bff/login{huge}"))).await;
+    let answer = browser.get(&target.url(&format!("/bff/login{huge}"))).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
     assert!(is_page(&answer));
     assert!(answer.set_cookies().is_empty(), "nothing set or deleted");
-    assert_eq!(txns(&mut b), list);
+    assert_eq!(txns(&mut browser), list);
 
     // The session beside them still works.
-    let info = b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await;
+    let info = sessioninfo(&mut browser, target).await;
     assert_eq!(info.status, StatusCode::OK, "{}", info.body);
     assert_eq!(info.json()["sub"], "tara");
-    assert_eq!(token(&mut b, t, "").await.status, StatusCode::OK);
+    assert_eq!(token(&mut browser, target, "").await.status, StatusCode::OK);
     // And the newest login completes.
-    let callback = b.sign_in_at_provider(authorize.unwrap(), "tara", &t.origin).await;
-    let done = b.send(Method::GET, callback.as_str(), &[], None, true).await;
+    let callback = browser
+        .sign_in_at_provider(authorize.unwrap(), "tara", &target.origin)
+        .await;
+    let done = browser.visit_callback(&callback).await;
     assert_eq!(done.status, StatusCode::FOUND, "{}", done.body);
     assert_eq!(done.header("location"), Some(return_to.as_str()));
-    assert_eq!(txns(&mut b).len(), list.len() - 1, "its transaction is spent");
-    let info = b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await;
+    assert_eq!(txns(&mut browser).len(), list.len() - 1, "its transaction is spent");
+    let info = sessioninfo(&mut browser, target).await;
     assert_eq!(info.json()["sub"], "tara", "{}", info.body);
 }
 
 /// Request bodies over 16 KiB are answered 413 before anything else is done (CSRF, session,
 /// logout token), whatever the route, and the backend keeps serving.
-async fn body_limits(w: Arc<World>) {
-    let t = &w.target;
-    let mut b = login(t, "bodo").await;
+async fn body_limits(world: Arc<World>) {
+    let target = &world.target;
+    let mut browser = login(target, "bodo").await;
     let mib = "a".repeat(1 << 20);
     let too_large = |answer: &Answer, what: &str| {
         assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{what}: {}", answer.body);
@@ -1183,29 +1240,35 @@ async fn body_limits(w: Arc<World>) {
         assert!(answer.set_cookies().is_empty(), "{what}: nothing changed");
     };
     // Sent as a browser would, reading the early 413 while the upload is still going on.
-    let token_url = t.url("/.well-known/bff-token");
-    too_large(&b.post_oversized(&token_url, FETCH, mib.as_bytes()).await, "token");
+    let token_url = target.url("/.well-known/bff-token");
     too_large(
-        &b.post_oversized(&token_url, &[], mib.as_bytes()).await,
+        &browser.post_oversized(&token_url, FETCH_HEADERS, mib.as_bytes()).await,
+        "token",
+    );
+    too_large(
+        &browser.post_oversized(&token_url, &[], mib.as_bytes()).await,
         "token without CSRF headers",
     );
     too_large(
-        &b.post_oversized(
-            &t.url("/bff/backchannel-logout"),
-            &[],
-            format!("logout_token={mib}").as_bytes(),
-        )
-        .await,
+        &browser
+            .post_oversized(
+                &target.url("/bff/backchannel-logout"),
+                &[],
+                format!("logout_token={mib}").as_bytes(),
+            )
+            .await,
         "back-channel logout",
     );
     too_large(
-        &b.post_oversized(&t.url("/bff/logout"), FETCH, mib.as_bytes()).await,
+        &browser
+            .post_oversized(&target.url("/bff/logout"), FETCH_HEADERS, mib.as_bytes())
+            .await,
         "logout",
     );
     // At the limit the body is read (and its unknown fields ignored); one byte more is not.
     let limit = bff_core::MAX_REQUEST_BODY;
     let at_limit = format!("pad={}", "a".repeat(limit - 4));
-    let answer = b.api(Method::POST, &token_url, Some(at_limit.clone())).await;
+    let answer = browser.api(Method::POST, &token_url, Some(at_limit.clone())).await;
     assert_eq!(
         answer.status,
         StatusCode::OK,
@@ -1214,18 +1277,19 @@ async fn body_limits(w: Arc<World>) {
         answer.body
     );
     too_large(
-        &b.post_oversized(&token_url, FETCH, format!("{at_limit}a").as_bytes())
+        &browser
+            .post_oversized(&token_url, FETCH_HEADERS, format!("{at_limit}a").as_bytes())
             .await,
         "one byte over",
     );
 
     // The backend keeps serving, and the session (the refused logout ended nothing) too.
-    let config = b.get(&t.url("/.well-known/bff-configuration")).await;
+    let config = browser.get(&target.url("/.well-known/bff-configuration")).await;
     assert_eq!(config.status, StatusCode::OK);
-    let info = b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await;
+    let info = sessioninfo(&mut browser, target).await;
     assert_eq!(info.status, StatusCode::OK, "{}", info.body);
     assert_eq!(info.json()["sub"], "bodo");
-    assert_eq!(token(&mut b, t, "").await.status, StatusCode::OK);
+    assert_eq!(token(&mut browser, target, "").await.status, StatusCode::OK);
 }
 
 /// Every route under `BFF_BASE_PATH=/app`.
@@ -1240,19 +1304,22 @@ async fn base_path() {
         target::settings(&provider.issuer, &origin, "/app"),
     )
     .await;
-    let mut b = Browser::new();
+    let mut browser = Browser::new();
     assert_eq!(
-        b.get(&format!("{origin}/.well-known/bff-configuration")).await.status,
+        browser
+            .get(&format!("{origin}/.well-known/bff-configuration"))
+            .await
+            .status,
         StatusCode::NOT_FOUND
     );
-    let config = b.get(&target.url("/.well-known/bff-configuration")).await.json();
+    let config = browser.get(&target.url("/.well-known/bff-configuration")).await.json();
     assert_eq!(config["bff_token_endpoint"], "/app/.well-known/bff-token");
-    let callback = start_login(&mut b, &target, "", "ivy").await;
+    let callback = start_login(&mut browser, &target, "", "ivy").await;
     assert_eq!(callback.path(), "/app/bff/callback");
-    let done = b.send(Method::GET, callback.as_str(), &[], None, true).await;
+    let done = browser.visit_callback(&callback).await;
     assert_eq!(done.header("location"), Some("/app/"));
-    assert_eq!(token(&mut b, &target, "").await.status, StatusCode::OK);
-    let logout = b.api(Method::POST, &target.url("/bff/logout"), None).await.json();
+    assert_eq!(token(&mut browser, &target, "").await.status, StatusCode::OK);
+    let logout = browser.api(Method::POST, &target.url("/bff/logout"), None).await.json();
     assert!(
         logout["logout_url"]
             .as_str()
@@ -1265,56 +1332,56 @@ async fn base_path() {
 
 /// A session sealed with an old key still opens after a new key is put first; one past
 /// `BFF_SESSION_MAX_AGE` does not.
-async fn key_rotation_and_expiry() {
+async fn cookie_key_rotation_and_expiry() {
+    /// The key put first in `BFF_COOKIE_KEYS`, in front of the one the session was sealed with.
+    const NEW_COOKIE_KEY: &str = "k2:Hx4dHBsaGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA";
     let port = free_port();
     let origin = format!("http://127.0.0.1:{port}");
     let provider = Provider::start(&origin, "", ACCESS_TOKEN_TTL).await;
     let mut settings = target::settings(&provider.issuer, &origin, "");
     settings.push(("BFF_SESSION_MAX_AGE".into(), "3".into()));
     let old = Target::start(Kind::InProcess, port, "", settings.clone()).await;
-    let mut b = login(&old, "jack").await;
-    let cookies = session_cookies(&mut b, &old);
+    let mut browser = login(&old, "jack").await;
+    let cookies = session_cookies(&mut browser, &old);
 
     let rotated_port = free_port();
     let mut rotated = settings.clone();
-    for (k, v) in rotated.iter_mut() {
-        if k == "BFF_COOKIE_KEYS" {
-            *v = format!("k2:Hx4dHBsaGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA,{v}");
+    for (key, value) in rotated.iter_mut() {
+        if key == "BFF_COOKIE_KEYS" {
+            *value = format!("{NEW_COOKIE_KEY},{value}");
         }
-        if k == "BFF_PUBLIC_ORIGIN" {
-            *v = format!("http://127.0.0.1:{rotated_port}");
+        if key == "BFF_PUBLIC_ORIGIN" {
+            *value = format!("http://127.0.0.1:{rotated_port}");
         }
     }
     let new = Target::start(Kind::InProcess, rotated_port, "", rotated.clone()).await;
     for (name, cookie) in &cookies {
-        b.jar(&new.origin).insert(name.clone(), cookie.clone());
+        browser.jar(&new.origin).insert(name.clone(), cookie.clone());
     }
-    let info = b.api(Method::GET, &new.url("/.well-known/bff-sessioninfo"), None).await;
+    let info = sessioninfo(&mut browser, &new).await;
     assert_eq!(info.json()["sub"], "jack", "old key still opens: {}", info.body);
     // A backend that no longer has the old key sees no session.
     let only_new_port = free_port();
     let mut only_new = rotated.clone();
-    for (k, v) in only_new.iter_mut() {
-        if k == "BFF_COOKIE_KEYS" {
-            *v = "k2:Hx4dHBsaGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA".into();
+    for (key, value) in only_new.iter_mut() {
+        if key == "BFF_COOKIE_KEYS" {
+            *value = NEW_COOKIE_KEY.into();
         }
-        if k == "BFF_PUBLIC_ORIGIN" {
-            *v = format!("http://127.0.0.1:{only_new_port}");
+        if key == "BFF_PUBLIC_ORIGIN" {
+            *value = format!("http://127.0.0.1:{only_new_port}");
         }
     }
     let gone = Target::start(Kind::InProcess, only_new_port, "", only_new).await;
     for (name, cookie) in &cookies {
-        b.jar(&gone.origin).insert(name.clone(), cookie.clone());
+        browser.jar(&gone.origin).insert(name.clone(), cookie.clone());
     }
     assert_eq!(
-        b.api(Method::GET, &gone.url("/.well-known/bff-sessioninfo"), None)
-            .await
-            .json()["error"],
+        sessioninfo(&mut browser, &gone).await.json()["error"],
         "invalid_session"
     );
     // Expiry is sealed inside the cookie and checked, whatever Max-Age said.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let expired = b.api(Method::GET, &old.url("/.well-known/bff-sessioninfo"), None).await;
+    let expired = sessioninfo(&mut browser, &old).await;
     assert_eq!(expired.json()["error"], "invalid_session");
     for target in [old, new, gone] {
         target.stop().await;
@@ -1325,9 +1392,6 @@ async fn key_rotation_and_expiry() {
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|since_epoch| since_epoch.as_secs())
         .unwrap_or(0)
 }
-
-#[allow(dead_code)]
-fn unused(_: Value) {}

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use bff_tests::free_port;
 use bff_tests::provider::Provider;
 use bff_tests::target::{self, Kind, Target};
+use store_modes::Sessions;
 
 /// Access tokens live this long at the test provider.
 pub const ACCESS_TOKEN_TTL: u64 = 10;
@@ -56,7 +57,7 @@ pub async fn run_cases(label: &str, world: World, cases: &[(&'static str, Case)]
     let chosen = |name: &str| {
         chosen
             .as_ref()
-            .is_none_or(|list| list.split(',').any(|c| c.trim() == name))
+            .is_none_or(|list| list.split(',').any(|listed| listed.trim() == name))
     };
     for (name, case) in cases.iter().filter(|(name, _)| chosen(name)) {
         let started = std::time::Instant::now();
@@ -89,7 +90,7 @@ pub fn userinfo_settings() -> Vec<(String, String)> {
 
 fn enabled(kind: Kind) -> bool {
     match std::env::var("BFF_TEST_TARGETS") {
-        Ok(list) => list.split(',').any(|t| t.trim() == kind.name()),
+        Ok(list) => list.split(',').any(|listed| listed.trim() == kind.name()),
         Err(_) => true,
     }
 }
@@ -165,18 +166,18 @@ async fn mediation_worker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_in_process() {
-    store_modes::run(Kind::InProcess, false).await;
-    store_modes::run(Kind::InProcess, true).await;
+    store_modes::run(Kind::InProcess, Sessions::CookieAndStore).await;
+    store_modes::run(Kind::InProcess, Sessions::Kv).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_lambda() {
-    store_modes::run(Kind::Lambda, false).await;
-    store_modes::run(Kind::Lambda, true).await;
+    store_modes::run(Kind::Lambda, Sessions::CookieAndStore).await;
+    store_modes::run(Kind::Lambda, Sessions::Kv).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_worker() {
-    store_modes::run(Kind::Worker, false).await;
-    store_modes::run(Kind::Worker, true).await;
+    store_modes::run(Kind::Worker, Sessions::CookieAndStore).await;
+    store_modes::run(Kind::Worker, Sessions::Kv).await;
 }

@@ -2,7 +2,7 @@
 //! the same JSON bodies (token values, times and origins aside) and the same cookie names and
 //! attributes.
 
-use bff_tests::browser::{Answer, Browser};
+use bff_tests::browser::{Answer, Browser, Site, sessioninfo, token};
 use bff_tests::free_port;
 use bff_tests::provider::Provider;
 use bff_tests::target::{self, Kind, Target};
@@ -22,58 +22,57 @@ async fn transcript(kind: Kind) -> Vec<String> {
     let provider = Provider::start_with(&origin, "", ACCESS_TOKEN_TTL, json!({}), auth.metadata.clone()).await;
     let mut settings = target::settings(&provider.issuer, &origin, "");
     auth.apply(&mut settings);
-    let t = Target::start(kind, port, "", settings).await;
-    let mut b = Browser::new();
+    let target = Target::start(kind, port, "", settings).await;
+    let mut browser = Browser::new();
     let mut lines = Vec::new();
     let mut record = |step: &str, answer: &Answer| {
         lines.push(normalise(step, answer, &[&origin, &provider.issuer]));
     };
-    record("configuration", &b.get(&t.url("/.well-known/bff-configuration")).await);
     record(
-        "sessioninfo, no session",
-        &b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await,
+        "configuration",
+        &browser.get(&target.url("/.well-known/bff-configuration")).await,
     );
-    record("token, no csrf", &b.get(&t.url("/.well-known/bff-token")).await);
+    record("sessioninfo, no session", &sessioninfo(&mut browser, &target).await);
+    record(
+        "token, no csrf",
+        &browser.get(&target.url("/.well-known/bff-token")).await,
+    );
     record(
         "options",
-        &b.send(Method::OPTIONS, &t.url("/.well-known/bff-token"), &[], None, false)
+        &browser
+            .send(
+                Method::OPTIONS,
+                &target.url("/.well-known/bff-token"),
+                &[],
+                None,
+                Site::Same,
+            )
             .await,
     );
-    record("unknown", &b.get(&t.url("/bff/unknown")).await);
+    record("unknown", &browser.get(&target.url("/bff/unknown")).await);
     record(
         "bad return_to",
-        &b.get(&t.url("/bff/login?return_to=//evil.example")).await,
+        &browser.get(&target.url("/bff/login?return_to=//evil.example")).await,
     );
-    let login = b.get(&t.url("/bff/login?return_to=/here")).await;
+    let login = browser.get(&target.url("/bff/login?return_to=/here")).await;
     record("login", &login);
-    let callback = b.sign_in_at_provider(login.location().unwrap(), "pat", &t.origin).await;
-    record(
-        "callback",
-        &b.send(Method::GET, callback.as_str(), &[], None, true).await,
-    );
-    record(
-        "callback replay",
-        &b.send(Method::GET, callback.as_str(), &[], None, true).await,
-    );
-    record(
-        "sessioninfo",
-        &b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await,
-    );
-    record(
-        "token",
-        &b.api(Method::GET, &t.url("/.well-known/bff-token"), None).await,
-    );
+    let callback = browser
+        .sign_in_at_provider(login.location().unwrap(), "pat", &target.origin)
+        .await;
+    record("callback", &browser.visit_callback(&callback).await);
+    record("callback replay", &browser.visit_callback(&callback).await);
+    record("sessioninfo", &sessioninfo(&mut browser, &target).await);
+    record("token", &token(&mut browser, &target, "").await);
     record(
         "token, ungranted scope",
-        &b.api(Method::GET, &t.url("/.well-known/bff-token?scope=admin"), None)
-            .await,
+        &token(&mut browser, &target, "?scope=admin").await,
     );
-    record("logout", &b.api(Method::POST, &t.url("/bff/logout"), None).await);
     record(
-        "token after logout",
-        &b.api(Method::GET, &t.url("/.well-known/bff-token"), None).await,
+        "logout",
+        &browser.api(Method::POST, &target.url("/bff/logout"), None).await,
     );
-    t.stop().await;
+    record("token after logout", &token(&mut browser, &target, "").await);
+    target.stop().await;
     provider.stop().await;
     lines
 }
@@ -89,24 +88,24 @@ fn normalise(step: &str, answer: &Answer, origins: &[&str]) -> String {
     ]
     .iter()
     .filter(|name| !(step == "login" && **name == "location"))
-    .filter_map(|name| answer.header(name).map(|v| format!("{name}={v}")))
+    .filter_map(|name| answer.header(name).map(|value| format!("{name}={value}")))
     .collect();
     headers.extend(
         answer
             .headers
             .keys()
-            .filter(|k| k.as_str().starts_with("access-control"))
-            .map(|k| k.to_string()),
+            .filter(|name| name.as_str().starts_with("access-control"))
+            .map(|name| name.to_string()),
     );
     let cookies: Vec<String> = answer
         .set_cookies()
         .iter()
-        .map(|c| {
-            let mut parts = c.split(';').map(str::trim);
+        .map(|cookie| {
+            let mut parts = cookie.split(';').map(str::trim);
             let name = parts
                 .next()
-                .and_then(|p| p.split_once('='))
-                .map(|(n, _)| n)
+                .and_then(|pair| pair.split_once('='))
+                .map(|(name, _)| name)
                 .unwrap_or_default();
             let name = if name.starts_with("__Host-bff-txn.") {
                 "__Host-bff-txn.<id>"
@@ -114,9 +113,9 @@ fn normalise(step: &str, answer: &Answer, origins: &[&str]) -> String {
                 name
             };
             let attributes: Vec<String> = parts
-                .map(|a| match a.split_once('=') {
-                    Some(("Max-Age", v)) if v != "0" && v != "600" => "Max-Age=<remaining>".to_owned(),
-                    _ => a.to_owned(),
+                .map(|attribute| match attribute.split_once('=') {
+                    Some(("Max-Age", value)) if value != "0" && value != "600" => "Max-Age=<remaining>".to_owned(),
+                    _ => attribute.to_owned(),
                 })
                 .collect();
             format!("{name}; {}", attributes.join("; "))
@@ -152,11 +151,14 @@ async fn lambda_and_worker_answer_alike() {
     }
     let lambda = transcript(Kind::Lambda).await;
     let worker = transcript(Kind::Worker).await;
-    for (l, w) in lambda.iter().zip(&worker) {
-        assert_eq!(l, w, "lambda and worker differ");
+    for (lambda_line, worker_line) in lambda.iter().zip(&worker) {
+        assert_eq!(lambda_line, worker_line, "lambda and worker differ");
     }
     assert_eq!(lambda.len(), worker.len());
     // The code exchange, authenticated with the RS256 client assertion, succeeded on both.
-    assert!(lambda.iter().any(|l| l.starts_with("callback: 302")), "{lambda:#?}");
-    assert!(lambda.iter().any(|l| l.starts_with("token: 200")), "{lambda:#?}");
+    assert!(
+        lambda.iter().any(|line| line.starts_with("callback: 302")),
+        "{lambda:#?}"
+    );
+    assert!(lambda.iter().any(|line| line.starts_with("token: 200")), "{lambda:#?}");
 }

@@ -5,19 +5,29 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bff_tests::browser::{Browser, StoredCookie};
+use bff_tests::browser::{Browser, Site, StoredCookie, sessioninfo, token};
 use bff_tests::free_port;
 use bff_tests::provider::Provider;
 use bff_tests::target::{self, Kind, Target};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::cases::{self, login};
+use crate::cases::{self, browser_with, copy_jar, login};
 use crate::{ACCESS_TOKEN_TTL, Case, World};
 
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
-async fn world(kind: Kind, kv: bool) -> World {
+/// Where a store world keeps its sessions.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Sessions {
+    /// In the cookie, with the store beside it (revocations, back-channel logout).
+    CookieAndStore,
+    /// In the store (`BFF_SESSION_STORE=kv`); the cookie holds a sealed id.
+    Kv,
+}
+
+async fn world(kind: Kind, sessions: Sessions) -> World {
+    let kv = sessions == Sessions::Kv;
     let port = free_port();
     let origin = format!("http://127.0.0.1:{port}");
     // These worlds also authenticate with client_secret_post, so that method runs on every target.
@@ -34,7 +44,7 @@ async fn world(kind: Kind, kv: bool) -> World {
         settings.push(("BFF_SESSION_STORE".into(), "kv".into()));
     }
     let stand_in = target::store_settings(kind).await;
-    settings.extend(stand_in.iter().flat_map(|s| s.settings.clone()));
+    settings.extend(stand_in.iter().flat_map(|stand_in| stand_in.settings.clone()));
     let target = Target::start(kind, port, "", settings.clone()).await;
     World {
         provider,
@@ -45,50 +55,51 @@ async fn world(kind: Kind, kv: bool) -> World {
     }
 }
 
-pub async fn run(kind: Kind, kv: bool) {
+pub async fn run(kind: Kind, sessions: Sessions) {
     if !crate::enabled(kind) {
         return;
     }
-    let mode = if kv { "kv" } else { "cookie+store" };
+    let mode = match sessions {
+        Sessions::Kv => "kv",
+        Sessions::CookieAndStore => "cookie+store",
+    };
     let mut all: Vec<(&'static str, Case)> = vec![
-        ("backchannel_logout_end_to_end", |w| {
-            Box::pin(backchannel_logout_end_to_end(w))
+        ("backchannel_logout_end_to_end", |world| {
+            Box::pin(backchannel_logout_end_to_end(world))
         }),
-        ("bad_logout_tokens", |w| Box::pin(bad_logout_tokens(w))),
-        ("logout_revokes_copied_cookie", |w| {
-            Box::pin(logout_revokes_copied_cookie(w))
+        ("bad_logout_tokens", |world| Box::pin(bad_logout_tokens(world))),
+        ("logout_revokes_copied_cookie", |world| {
+            Box::pin(logout_revokes_copied_cookie(world))
         }),
-        ("logout_during_refresh", |w| Box::pin(logout_during_refresh(w))),
+        ("logout_during_refresh", |world| Box::pin(logout_during_refresh(world))),
     ];
     if kind != Kind::Worker {
         // Two wrangler dev processes would not share one KV namespace, and Workers KV has no
         // conditional write anyway: cross-instance single refresh is a DynamoDB guarantee.
-        all.push(("two_instances_one_refresh", |w| Box::pin(two_instances_one_refresh(w))));
+        all.push(("two_instances_one_refresh", |world| {
+            Box::pin(two_instances_one_refresh(world))
+        }));
     }
-    if kv {
+    if sessions == Sessions::Kv {
         all.extend(cases::ALL.iter().copied());
     }
     let label = format!("{} {mode}", kind.name());
-    let failures = crate::run_cases(&label, world(kind, kv).await, &all).await;
+    let failures = crate::run_cases(&label, world(kind, sessions).await, &all).await;
     assert!(failures.is_empty(), "{label}: failed cases: {failures:?}");
 }
 
-async fn sessioninfo(b: &mut Browser, t: &Target) -> (StatusCode, Value) {
-    let answer = b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await;
-    (answer.status, answer.json())
-}
-
 /// The user signs out at the provider; the provider calls the backend; the session is gone.
-async fn backchannel_logout_end_to_end(w: Arc<World>) {
-    let (t, p) = (&w.target, &w.provider);
-    let mut b = login(t, "una").await;
-    let (status, info) = sessioninfo(&mut b, t).await;
-    assert_eq!(status, StatusCode::OK);
+async fn backchannel_logout_end_to_end(world: Arc<World>) {
+    let (target, provider) = (&world.target, &world.provider);
+    let mut browser = login(target, "una").await;
+    let info = sessioninfo(&mut browser, target).await;
+    assert_eq!(info.status, StatusCode::OK);
+    let info = info.json();
     assert!(info["sid"].is_string(), "the provider's sid is in the session: {info}");
-    let calls = p.count("backchannel_success").await;
+    let calls = provider.count("backchannel_success").await;
 
     // End the session at the provider, as the user would on its logout page.
-    let form = b.get(&format!("{}/session/end", p.issuer)).await;
+    let form = browser.get(&format!("{}/session/end", provider.issuer)).await;
     let xsrf = form
         .body
         .split("name=\"xsrf\" value=\"")
@@ -96,46 +107,43 @@ async fn backchannel_logout_end_to_end(w: Arc<World>) {
         .and_then(|rest| rest.split('"').next())
         .expect("the end-session form")
         .to_owned();
-    let done = b
+    let done = browser
         .send(
             Method::POST,
-            &format!("{}/session/end/confirm", p.issuer),
+            &format!("{}/session/end/confirm", provider.issuer),
             &[],
             Some(format!("xsrf={xsrf}&logout=yes")),
-            false,
+            Site::Same,
         )
         .await;
     assert!(done.status.is_redirection(), "{}: {}", done.status, done.body);
     assert_eq!(
-        p.count_settled("backchannel_success", calls + 1).await,
+        provider.count_settled("backchannel_success", calls + 1).await,
         calls + 1,
         "the backend accepted the logout token"
     );
 
-    let answer = b.api(Method::GET, &t.url("/.well-known/bff-sessioninfo"), None).await;
+    let answer = sessioninfo(&mut browser, target).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert_eq!(answer.json()["error"], "invalid_session");
-    assert_eq!(
-        b.api(Method::GET, &t.url("/.well-known/bff-token"), None).await.json()["error"],
-        "invalid_session"
-    );
+    assert_eq!(token(&mut browser, target, "").await.json()["error"], "invalid_session");
     // The user can sign in again at once (sessions created after the logout are not ended).
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let mut again = login(t, "una").await;
-    assert_eq!(sessioninfo(&mut again, t).await.0, StatusCode::OK);
+    let mut again = login(target, "una").await;
+    assert_eq!(sessioninfo(&mut again, target).await.status, StatusCode::OK);
 }
 
 /// Bad logout tokens get 400 and end nothing (Back-Channel Logout 1.0 §2.6).
-async fn bad_logout_tokens(w: Arc<World>) {
-    let (t, p) = (&w.target, &w.provider);
-    let mut b = login(t, "vera").await;
-    let info = sessioninfo(&mut b, t).await.1;
+async fn bad_logout_tokens(world: Arc<World>) {
+    let (target, provider) = (&world.target, &world.provider);
+    let mut browser = login(target, "vera").await;
+    let info = sessioninfo(&mut browser, target).await.json();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let base = json!({
-        "iss": p.issuer, "aud": "bff", "iat": now, "exp": now + 120, "jti": format!("j-{now}-{}", free_port()),
+        "iss": provider.issuer, "aud": "bff", "iat": now, "exp": now + 120, "jti": format!("j-{now}-{}", free_port()),
         "sub": "vera", "sid": info["sid"], "events": {EVENT: {}},
     });
     let variant = |edit: &dyn Fn(&mut Value)| {
@@ -144,71 +152,75 @@ async fn bad_logout_tokens(w: Arc<World>) {
         claims
     };
     let cases: Vec<(&str, Value)> = vec![
-        ("wrong aud", variant(&|c| c["aud"] = json!("someone-else"))),
-        ("nonce present", variant(&|c| c["nonce"] = json!("n"))),
+        ("wrong aud", variant(&|claims| claims["aud"] = json!("someone-else"))),
+        ("nonce present", variant(&|claims| claims["nonce"] = json!("n"))),
         (
             "no events",
-            variant(&|c| drop(c.as_object_mut().unwrap().remove("events"))),
+            variant(&|claims| drop(claims.as_object_mut().unwrap().remove("events"))),
         ),
         (
             "expired",
-            variant(&|c| {
-                c["iat"] = json!(now - 900);
-                c["exp"] = json!(now - 600);
+            variant(&|claims| {
+                claims["iat"] = json!(now - 900);
+                claims["exp"] = json!(now - 600);
             }),
         ),
-        ("wrong iss", variant(&|c| c["iss"] = json!("http://127.0.0.1:1"))),
+        (
+            "wrong iss",
+            variant(&|claims| claims["iss"] = json!("http://127.0.0.1:1")),
+        ),
         (
             "no sub or sid",
-            variant(&|c| {
-                let o = c.as_object_mut().unwrap();
-                o.remove("sub");
-                o.remove("sid");
+            variant(&|claims| {
+                let object = claims.as_object_mut().unwrap();
+                object.remove("sub");
+                object.remove("sid");
             }),
         ),
     ];
-    let post = async |b: &mut Browser, jwt: &str| {
-        b.send(
-            Method::POST,
-            &t.url("/bff/backchannel-logout"),
-            &[],
-            Some(format!("logout_token={jwt}")),
-            false,
-        )
-        .await
+    let post = async |browser: &mut Browser, jwt: &str| {
+        browser
+            .send(
+                Method::POST,
+                &target.url("/bff/backchannel-logout"),
+                &[],
+                Some(format!("logout_token={jwt}")),
+                Site::Same,
+            )
+            .await
     };
     for (name, claims) in cases {
-        let jwt = p.sign(&claims).await;
-        let answer = post(&mut b, &jwt).await;
+        let jwt = provider.sign(&claims).await;
+        let answer = post(&mut browser, &jwt).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{name}: {}", answer.body);
         assert_eq!(answer.json()["error"], "invalid_request", "{name}");
     }
-    let valid = p.sign(&base).await;
+    let valid = provider.sign(&base).await;
     let mut forged = valid.clone();
     forged.pop();
     forged.push(if valid.ends_with('A') { 'B' } else { 'A' });
     assert_eq!(
-        post(&mut b, &forged).await.status,
+        post(&mut browser, &forged).await.status,
         StatusCode::BAD_REQUEST,
         "bad signature"
     );
     assert_eq!(
-        sessioninfo(&mut b, t).await.0,
+        sessioninfo(&mut browser, target).await.status,
         StatusCode::OK,
         "no bad token ended the session"
     );
 
     // A valid one works once; the same jti again is a replay.
-    let first = post(&mut b, &valid).await;
+    let first = post(&mut browser, &valid).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.body);
     assert_eq!(first.header("cache-control"), Some("no-store"));
     assert_eq!(
-        post(&mut b, &valid).await.status,
+        post(&mut browser, &valid).await.status,
         StatusCode::BAD_REQUEST,
         "replayed jti"
     );
     assert_eq!(
-        sessioninfo(&mut b, t).await.1["error"],
+        sessioninfo(&mut browser, target).await.json()["error"],
         "invalid_session",
         "the valid token ended it"
     );
@@ -216,24 +228,24 @@ async fn bad_logout_tokens(w: Arc<World>) {
 
 /// Two instances of one deployment (two Lambda containers) get the same cookie at once: the
 /// provider sees one refresh, and both answers carry the same new token.
-async fn two_instances_one_refresh(w: Arc<World>) {
-    let (t, p) = (&w.target, &w.provider);
-    let mut b = login(t, "wes").await;
-    let first = b.api(Method::GET, &t.url("/.well-known/bff-token"), None).await.json();
+async fn two_instances_one_refresh(world: Arc<World>) {
+    let (target, provider) = (&world.target, &world.provider);
+    let mut wes = login(target, "wes").await;
+    let first = token(&mut wes, target, "").await.json();
     let current = first["access_token"].as_str().unwrap().to_owned();
     let twin_port = free_port();
-    let mut settings = w.settings.clone();
-    for (k, v) in settings.iter_mut() {
-        if k == "BFF_PUBLIC_ORIGIN" {
-            *v = format!("http://127.0.0.1:{twin_port}");
+    let mut settings = world.settings.clone();
+    for (key, value) in settings.iter_mut() {
+        if key == "BFF_PUBLIC_ORIGIN" {
+            *value = format!("http://127.0.0.1:{twin_port}");
         }
     }
-    let twin = Target::start(t.kind, twin_port, "", settings).await;
-    let jar: Vec<_> = b.jar(&t.origin).iter().map(|(n, c)| (n.clone(), c.clone())).collect();
-    let refreshes = p.count("refresh_token").await;
-    let errors = p.count("grant_error").await;
+    let twin = Target::start(target.kind, twin_port, "", settings).await;
+    let jar = copy_jar(&mut wes, target);
+    let refreshes = provider.count("refresh_token").await;
+    let errors = provider.count("grant_error").await;
     let mut tasks = Vec::new();
-    for target_url in [t.url("/.well-known/bff-token"), twin.url("/.well-known/bff-token")] {
+    for target_url in [target.url("/.well-known/bff-token"), twin.url("/.well-known/bff-token")] {
         let jar = jar.clone();
         let url = format!("{target_url}?rejected_token={current}");
         tasks.push(tokio::spawn(async move {
@@ -254,32 +266,20 @@ async fn two_instances_one_refresh(w: Arc<World>) {
     assert_eq!(tokens[0], tokens[1], "both instances answer with the one rotation");
     assert_ne!(tokens[0], current);
     assert_eq!(
-        p.count_settled("refresh_token", refreshes + 1).await,
+        provider.count_settled("refresh_token", refreshes + 1).await,
         refreshes + 1,
         "one refresh at the provider"
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(p.count("grant_error").await, errors);
-}
-
-/// The cookies in `b`'s jar for `t`, to replay later.
-fn copy_jar(b: &mut Browser, t: &Target) -> Vec<(String, StoredCookie)> {
-    b.jar(&t.origin).iter().map(|(n, c)| (n.clone(), c.clone())).collect()
-}
-
-/// A browser holding exactly `jar` for `t`.
-fn browser_with(t: &Target, jar: &[(String, StoredCookie)]) -> Browser {
-    let mut b = Browser::new();
-    b.jar(&t.origin).extend(jar.iter().cloned());
-    b
+    assert_eq!(provider.count("grant_error").await, errors);
 }
 
 /// Whatever `jar` holds answers `invalid_session` at sessioninfo and at the token endpoint (a
 /// plain read, which a fresh cached token would otherwise answer without the provider).
-async fn assert_dead(t: &Target, jar: &[(String, StoredCookie)], what: &str) {
-    let mut b = browser_with(t, jar);
+async fn assert_dead(target: &Target, jar: &[(String, StoredCookie)], what: &str) {
+    let mut browser = browser_with(target, jar);
     for path in ["/.well-known/bff-sessioninfo", "/.well-known/bff-token"] {
-        let answer = b.api(Method::GET, &t.url(path), None).await;
+        let answer = browser.api(Method::GET, &target.url(path), None).await;
         assert_eq!(
             answer.status,
             StatusCode::BAD_REQUEST,
@@ -298,21 +298,27 @@ async fn assert_dead(t: &Target, jar: &[(String, StoredCookie)], what: &str) {
 /// A logout writes a revocation entry for the session: a cookie copied before it (a stolen
 /// cookie, a second tab that missed the `Set-Cookie`) opens nothing afterwards, in cookie mode
 /// too, where the cookie alone would still decrypt.
-async fn logout_revokes_copied_cookie(w: Arc<World>) {
-    let t = &w.target;
-    let mut b = login(t, "yuri").await;
-    let fresh = b.api(Method::GET, &t.url("/.well-known/bff-token"), None).await;
+async fn logout_revokes_copied_cookie(world: Arc<World>) {
+    let target = &world.target;
+    let mut browser = login(target, "yuri").await;
+    let fresh = token(&mut browser, target, "").await;
     assert_eq!(fresh.status, StatusCode::OK, "{}", fresh.body);
-    let copied = copy_jar(&mut b, t);
+    let copied = copy_jar(&mut browser, target);
     // Another session of the same user, which this logout must leave alone.
-    let mut other = login(t, "yuri").await;
-    let logout = b.api(Method::POST, &t.url("/bff/logout"), None).await;
+    let mut other = login(target, "yuri").await;
+    let logout = browser.api(Method::POST, &target.url("/bff/logout"), None).await;
     assert_eq!(logout.status, StatusCode::OK, "{}", logout.body);
-    assert_dead(t, &copied, "copied before logout").await;
+    assert_dead(target, &copied, "copied before logout").await;
     // Replayed once more: still dead (the first refusal's cleared cookies changed nothing).
-    assert_dead(t, &copied, "replayed again").await;
-    let (status, info) = sessioninfo(&mut other, t).await;
-    assert_eq!(status, StatusCode::OK, "the user's other session lives: {info}");
+    assert_dead(target, &copied, "replayed again").await;
+    let info = sessioninfo(&mut other, target).await;
+    assert_eq!(
+        info.status,
+        StatusCode::OK,
+        "the user's other session lives: {}",
+        info.body
+    );
+    let info = info.json();
     assert_eq!(info["sub"], "yuri");
 }
 
@@ -321,19 +327,19 @@ async fn logout_revokes_copied_cookie(w: Arc<World>) {
 /// neither the cookie copied before, nor whatever cookie the refresh handed out, opens anything
 /// afterwards (KV mode: the refresh's write cannot bring the record back; cookie mode: the
 /// revocation entry outlives the rotated cookie).
-async fn logout_during_refresh(w: Arc<World>) {
-    let (t, p) = (&w.target, &w.provider);
+async fn logout_during_refresh(world: Arc<World>) {
+    let (target, provider) = (&world.target, &world.provider);
     let mut refreshed = 0;
     // The logout starts this many milliseconds after the refresh (negative: before it).
     for lead in [0_i64, 15, 60, -10] {
-        let mut b = login(t, "xena").await;
-        let first = b.api(Method::GET, &t.url("/.well-known/bff-token"), None).await;
+        let mut browser = login(target, "xena").await;
+        let first = token(&mut browser, target, "").await;
         let current = first.json()["access_token"].as_str().unwrap().to_owned();
-        let copied = copy_jar(&mut b, t);
-        let refreshes = p.count("refresh_token").await;
+        let copied = copy_jar(&mut browser, target);
+        let refreshes = provider.count("refresh_token").await;
         // `rejected_token` makes the token need a refresh at once (no waiting for its expiry).
-        let url = t.url(&format!("/.well-known/bff-token?rejected_token={current}"));
-        let mut copy = browser_with(t, &copied);
+        let url = target.url(&format!("/.well-known/bff-token?rejected_token={current}"));
+        let mut copy = browser_with(target, &copied);
         let refresh = tokio::spawn(async move {
             if lead < 0 {
                 tokio::time::sleep(Duration::from_millis(lead.unsigned_abs())).await;
@@ -344,7 +350,7 @@ async fn logout_during_refresh(w: Arc<World>) {
         if lead > 0 {
             tokio::time::sleep(Duration::from_millis(lead.unsigned_abs())).await;
         }
-        let logout = b.api(Method::POST, &t.url("/bff/logout"), None).await;
+        let logout = browser.api(Method::POST, &target.url("/bff/logout"), None).await;
         assert_eq!(logout.status, StatusCode::OK, "lead {lead}: {}", logout.body);
         let (answer, mut copy) = refresh.await.unwrap();
         match answer.status {
@@ -364,22 +370,27 @@ async fn logout_during_refresh(w: Arc<World>) {
             }
             other => panic!("lead {lead}: {other}: {}", answer.body),
         }
-        assert_dead(t, &copied, &format!("lead {lead}: copied before")).await;
-        let after = copy_jar(&mut copy, t);
-        assert_dead(t, &after, &format!("lead {lead}: what the refresh left")).await;
-        assert_dead(t, &copy_jar(&mut b, t), &format!("lead {lead}: the logged-out tab")).await;
+        assert_dead(target, &copied, &format!("lead {lead}: copied before")).await;
+        let after = copy_jar(&mut copy, target);
+        assert_dead(target, &after, &format!("lead {lead}: what the refresh left")).await;
+        assert_dead(
+            target,
+            &copy_jar(&mut browser, target),
+            &format!("lead {lead}: the logged-out tab"),
+        )
+        .await;
         eprintln!(
             "[{} {}] logout {lead} ms after the refresh: refresh answered {}, {} refresh(es) at the provider",
-            t.kind.name(),
-            if w.kv { "kv" } else { "cookie+store" },
+            target.kind.name(),
+            if world.kv { "kv" } else { "cookie+store" },
             answer.status.as_u16(),
-            p.count("refresh_token").await - refreshes,
+            provider.count("refresh_token").await - refreshes,
         );
     }
     // Not a requirement, but the race is only a race if some refresh got through before the
     // logout ended the session: report it.
     eprintln!(
         "[{}] refreshes answered 200 in the race: {refreshed} of 4",
-        t.kind.name()
+        target.kind.name()
     );
 }

@@ -9,6 +9,22 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use url::Url;
 
+use crate::target::Target;
+
+/// Where a request comes from, as far as `SameSite` cookies go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Site {
+    /// The app itself (or a typed URL): the whole jar goes along.
+    Same,
+    /// A navigation another site started (the provider's redirect back): `SameSite=Strict`
+    /// cookies are left out.
+    Cross,
+}
+
+/// What a same-origin `fetch` from the app sends besides cookies: the CSRF header and
+/// `Sec-Fetch-Site: same-origin`.
+pub const FETCH_HEADERS: &[(&str, &str)] = &[("x-csrf", "1"), ("sec-fetch-site", "same-origin")];
+
 #[derive(Clone, Debug)]
 pub struct StoredCookie {
     pub value: String,
@@ -76,29 +92,29 @@ impl Browser {
         self.jars.entry(origin.to_owned()).or_default()
     }
 
-    /// Sends a request. `cross_site` leaves out `SameSite=Strict` cookies, as a browser does on
-    /// a navigation that another site started (the provider's redirect back).
+    /// Sends a request. From [`Site::Cross`] it leaves out `SameSite=Strict` cookies, as a
+    /// browser does on a navigation that another site started (the provider's redirect back).
     pub async fn send(
         &mut self,
         method: Method,
         url: &str,
         headers: &[(&str, &str)],
         body: Option<String>,
-        cross_site: bool,
+        site: Site,
     ) -> Answer {
         let origin = Url::parse(url).unwrap().origin().ascii_serialization();
-        let cookies = self.cookie_header(&origin, cross_site);
+        let cookies = self.cookie_header(&origin, site);
         self.send_with_cookie(method, url, headers, body, cookies.into_bytes())
             .await
     }
 
     /// The `Cookie` header [`Browser::send`] would build for `origin`: the jar's pairs joined
     /// with `; ` (empty when the jar is).
-    pub fn cookie_header(&mut self, origin: &str, cross_site: bool) -> String {
+    pub fn cookie_header(&mut self, origin: &str, site: Site) -> String {
         self.jar(origin)
             .iter()
-            .filter(|(_, c)| !(cross_site && c.strict))
-            .map(|(n, c)| format!("{n}={}", c.value))
+            .filter(|(_, cookie)| !(site == Site::Cross && cookie.strict))
+            .map(|(name, cookie)| format!("{name}={}", cookie.value))
             .collect::<Vec<_>>()
             .join("; ")
     }
@@ -108,20 +124,13 @@ impl Browser {
     /// response planted a cookie beside ours. `raw` is bytes, so it may carry non-ASCII.
     pub async fn api_with_planted(&mut self, method: Method, url: &str, raw: &[u8]) -> Answer {
         let origin = Url::parse(url).unwrap().origin().ascii_serialization();
-        let jar = self.cookie_header(&origin, false);
+        let jar = self.cookie_header(&origin, Site::Same);
         let mut cookie = raw.to_vec();
         if !jar.is_empty() {
             cookie.extend_from_slice(b"; ");
             cookie.extend_from_slice(jar.as_bytes());
         }
-        self.send_with_cookie(
-            method,
-            url,
-            &[("x-csrf", "1"), ("sec-fetch-site", "same-origin")],
-            None,
-            cookie,
-        )
-        .await
+        self.send_with_cookie(method, url, FETCH_HEADERS, None, cookie).await
     }
 
     /// Sends a request with exactly `cookie` as its `Cookie` header (none when empty), whatever
@@ -160,7 +169,8 @@ impl Browser {
         // As the JS client does: one retry of an intermediary's 503 that asks for it at once.
         // `wrangler dev`'s proxy drops a POST that meets its idle keep-alive timeout this way
         // (workers-sdk#14641); the backend's own 503 is JSON and is returned as it is.
-        if retry_now(&response) {
+        let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok());
+        if is_intermediary_retry_now(response.status(), header) {
             response = send().await;
         }
         let answer = Answer {
@@ -188,16 +198,10 @@ impl Browser {
     pub async fn post_oversized(&mut self, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
         let url = Url::parse(url).unwrap();
         let origin = url.origin().ascii_serialization();
-        let cookie = self.cookie_header(&origin, false);
+        let cookie = self.cookie_header(&origin, Site::Same);
         let mut answer = post_raw(&url, &cookie, headers, body).await;
         for _ in 0..2 {
-            let intermediary = answer.status == StatusCode::SERVICE_UNAVAILABLE
-                && !answer.header("content-type").is_some_and(|t| t.contains("json"))
-                && answer
-                    .header("retry-after")
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .is_some_and(|s| s <= 1);
-            if !intermediary {
+            if !is_intermediary_retry_now(answer.status, |name| answer.header(name)) {
                 break;
             }
             answer = post_raw(&url, &cookie, headers, body).await;
@@ -231,19 +235,17 @@ impl Browser {
     }
 
     pub async fn get(&mut self, url: &str) -> Answer {
-        self.send(Method::GET, url, &[], None, false).await
+        self.send(Method::GET, url, &[], None, Site::Same).await
     }
 
     /// A same-origin `fetch` from the app: `X-CSRF: 1` and `Sec-Fetch-Site: same-origin`.
     pub async fn api(&mut self, method: Method, url: &str, body: Option<String>) -> Answer {
-        self.send(
-            method,
-            url,
-            &[("x-csrf", "1"), ("sec-fetch-site", "same-origin")],
-            body,
-            false,
-        )
-        .await
+        self.send(method, url, FETCH_HEADERS, body, Site::Same).await
+    }
+
+    /// The provider's redirect back to the app: a cross-site navigation to `callback`.
+    pub async fn visit_callback(&mut self, callback: &Url) -> Answer {
+        self.send(Method::GET, callback.as_str(), &[], None, Site::Cross).await
     }
 
     /// Drives the provider's login and consent pages from the authorization URL until the
@@ -259,11 +261,11 @@ impl Browser {
             } else if answer.status == StatusCode::OK && answer.body.contains("name=\"login\"") {
                 let form = format!("prompt=login&login={user}&password=any");
                 let url = answer.url.to_string();
-                answer = self.send(Method::POST, &url, &[], Some(form), false).await;
+                answer = self.send(Method::POST, &url, &[], Some(form), Site::Same).await;
             } else if answer.status == StatusCode::OK && answer.body.contains("value=\"consent\"") {
                 let url = answer.url.to_string();
                 answer = self
-                    .send(Method::POST, &url, &[], Some("prompt=consent".to_owned()), false)
+                    .send(Method::POST, &url, &[], Some("prompt=consent".to_owned()), Site::Same)
                     .await;
             } else {
                 panic!(
@@ -278,14 +280,27 @@ impl Browser {
     }
 }
 
-/// An intermediary's 503 (not JSON) with `Retry-After` of at most one second.
-fn retry_now(response: &reqwest::Response) -> bool {
-    let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok());
-    response.status() == StatusCode::SERVICE_UNAVAILABLE
-        && !header("content-type").is_some_and(|t| t.contains("json"))
+/// `GET /.well-known/bff-token<query>` as the app's `fetch` sends it.
+pub async fn token(browser: &mut Browser, target: &Target, query: &str) -> Answer {
+    let url = target.url(&format!("/.well-known/bff-token{query}"));
+    browser.api(Method::GET, &url, None).await
+}
+
+/// `GET /.well-known/bff-sessioninfo` as the app's `fetch` sends it.
+pub async fn sessioninfo(browser: &mut Browser, target: &Target) -> Answer {
+    browser
+        .api(Method::GET, &target.url("/.well-known/bff-sessioninfo"), None)
+        .await
+}
+
+/// An intermediary's 503 (not JSON) with `Retry-After` of at most one second, read through
+/// `header`.
+fn is_intermediary_retry_now<'a>(status: StatusCode, header: impl Fn(&str) -> Option<&'a str>) -> bool {
+    status == StatusCode::SERVICE_UNAVAILABLE
+        && !header("content-type").is_some_and(|kind| kind.contains("json"))
         && header("retry-after")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .is_some_and(|s| s <= 1)
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .is_some_and(|seconds| seconds <= 1)
 }
 
 /// An error and its causes, one after another.
@@ -336,11 +351,11 @@ async fn post_raw(url: &Url, cookie: &str, headers: &[(&str, &str)], body: &[u8]
     let mut buf = vec![0u8; 64 * 1024];
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     let parsed = loop {
-        if let Some(parsed) = parse_response(&raw, false) {
+        if let Some(parsed) = parse_response(&raw, Connection::Open) {
             break Some(parsed);
         }
         match tokio::time::timeout_at(deadline, reader.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => break parse_response(&raw, true),
+            Ok(Ok(0) | Err(_)) => break parse_response(&raw, Connection::Closed),
             Ok(Ok(n)) => raw.extend_from_slice(&buf[..n]),
             Err(_) => break None,
         }
@@ -361,9 +376,16 @@ async fn post_raw(url: &Url, cookie: &str, headers: &[(&str, &str)], body: &[u8]
     }
 }
 
+/// Whether the server has closed the connection a response is read from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Connection {
+    Open,
+    Closed,
+}
+
 /// A complete HTTP/1.1 response in `raw` (body by `Content-Length`, chunked, or up to the end
-/// of the connection once it is `closed`), if there is one yet.
-fn parse_response(raw: &[u8], closed: bool) -> Option<(StatusCode, reqwest::header::HeaderMap, String)> {
+/// of the connection once it is [`Connection::Closed`]), if there is one yet.
+fn parse_response(raw: &[u8], connection: Connection) -> Option<(StatusCode, reqwest::header::HeaderMap, String)> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
     let mut lines = head.split("\r\n");
@@ -396,7 +418,7 @@ fn parse_response(raw: &[u8], closed: bool) -> Option<(StatusCode, reqwest::head
         rest.get(..length)?.to_vec()
     } else if status == 204 || status == 304 {
         Vec::new()
-    } else if closed {
+    } else if connection == Connection::Closed {
         rest.to_vec()
     } else {
         return None;

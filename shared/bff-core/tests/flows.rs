@@ -2,7 +2,9 @@
 //! a fixed clock; no network, no sleep. Each test reads as a story.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step is a failed test
 
-use bff_core::testing::{Browser, ClaimsEdit, Endpoint, Fault, MemoryStore, RefreshPolicy, START, World, request};
+use bff_core::testing::{
+    Browser, ClaimsEdit, Endpoint, Fault, MemoryStore, RefreshPolicy, START, Site, World, request,
+};
 use futures::executor::block_on;
 use futures::future::join_all;
 use http::{Method, StatusCode};
@@ -71,7 +73,7 @@ fn odd_and_non_utf8_app_cookies_are_skipped() {
     request
         .headers_mut()
         .insert(http::header::COOKIE, http::HeaderValue::from_bytes(&raw).unwrap());
-    let answer = block_on(world.send(&mut Browser::default(), request, false));
+    let answer = block_on(world.send(&mut Browser::default(), request, Site::Same));
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     assert_eq!(sub(&answer), "alice");
     let _ = block_on(world.session_info(&mut alice));

@@ -6,7 +6,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bff_core::KvStore as _;
-use bff_core::testing::{Answer, Browser, COOKIE_KEYS, Endpoint, Fault, MemoryStore, START, World};
+use bff_core::testing::{Answer, Browser, COOKIE_KEYS, Endpoint, Fault, MemoryStore, START, Site, World};
 use futures::executor::block_on;
 use http::{Method, StatusCode};
 use jwt_simple::prelude::{Audiences, JWTClaims, UnixTimeStamp};
@@ -554,7 +554,7 @@ fn invalid_logout_tokens_are_refused() {
     let answer = block_on(world.send(
         &mut Browser::default(),
         bff_core::testing::request(Method::POST, "/bff/backchannel-logout", &[], Vec::new()),
-        true,
+        Site::Cross,
     ));
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "no logout_token at all");
 

@@ -3,7 +3,7 @@
 //! sleep: a scripted provider, a fixed clock, a browser that keeps cookies.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step is a failed test
 
-use bff_core::testing::{Answer, Browser, Endpoint, Fault, MemoryStore, World, request};
+use bff_core::testing::{Answer, Browser, Endpoint, Fault, MemoryStore, Site, World, request};
 use futures::executor::block_on;
 use http::{Method, StatusCode};
 use serde_json::json;
@@ -371,7 +371,11 @@ fn csrf_rules_refuse_and_change_nothing() {
         (Method::POST, "/bff/logout", &[("origin", "https://app.example")]),
     ];
     for (method, path, headers) in cases {
-        let answer = block_on(world.send(&mut browser, request(method.clone(), path, headers, Vec::new()), false));
+        let answer = block_on(world.send(
+            &mut browser,
+            request(method.clone(), path, headers, Vec::new()),
+            Site::Same,
+        ));
         assert_eq!(
             (answer.status, answer.error().as_str()),
             (StatusCode::BAD_REQUEST, "invalid_request"),
@@ -389,7 +393,7 @@ fn csrf_rules_refuse_and_change_nothing() {
     let answer = block_on(world.send(
         &mut browser,
         request(Method::GET, token_path, &headers, Vec::new()),
-        false,
+        Site::Same,
     ));
     ok(&answer);
     assert_eq!(world.provider.refreshes(), 1, "the same request, allowed, refreshes");
@@ -415,7 +419,7 @@ fn other_methods_and_paths_are_refused() {
         let answer = block_on(world.send(
             &mut browser,
             request(method.clone(), path, &preflight, Vec::new()),
-            false,
+            Site::Same,
         ));
         assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         assert_eq!(answer.header("allow"), Some(allow), "{method} {path}");

@@ -8,7 +8,7 @@ mod world;
 
 pub use provider::{BodyEdit, CLIENT_ID, ClaimsEdit, Endpoint, Fault, ISSUER, RefreshPolicy, ScriptedProvider};
 pub use store::MemoryStore;
-pub use world::{Answer, Browser, COOKIE_KEYS, ORIGIN, START, World, request};
+pub use world::{Answer, Browser, COOKIE_KEYS, ORIGIN, START, Site, World, request};
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};

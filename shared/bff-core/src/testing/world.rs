@@ -71,10 +71,10 @@ impl World {
         &self.backend
     }
 
-    /// Sends `request` from `browser`, with the cookies a browser would attach (`cross_site`:
+    /// Sends `request` from `browser`, with the cookies a browser would attach (`Site::Cross`:
     /// without `SameSite=Strict` ones), and keeps the cookies the answer sets.
-    pub async fn send(&self, browser: &mut Browser, mut request: http::Request<Vec<u8>>, cross_site: bool) -> Answer {
-        let cookies = browser.cookie_header(cross_site);
+    pub async fn send(&self, browser: &mut Browser, mut request: http::Request<Vec<u8>>, site: Site) -> Answer {
+        let cookies = browser.cookie_header(site);
         if !cookies.is_empty()
             && let Ok(value) = cookies.parse()
         {
@@ -99,7 +99,7 @@ impl World {
 
     /// A top-level navigation (GET) from this site.
     pub async fn navigate(&self, browser: &mut Browser, path: &str) -> Answer {
-        self.send(browser, request(Method::GET, path, &[], Vec::new()), false)
+        self.send(browser, request(Method::GET, path, &[], Vec::new()), Site::Same)
             .await
     }
 
@@ -113,7 +113,7 @@ impl World {
         self.send(
             browser,
             request(method, path, &headers, body.as_bytes().to_vec()),
-            false,
+            Site::Same,
         )
         .await
     }
@@ -144,7 +144,7 @@ impl World {
 
     /// The provider's redirect back: a cross-site navigation.
     pub async fn callback(&self, browser: &mut Browser, callback: &str) -> Answer {
-        self.send(browser, request(Method::GET, callback, &[], Vec::new()), true)
+        self.send(browser, request(Method::GET, callback, &[], Vec::new()), Site::Cross)
             .await
     }
 
@@ -175,7 +175,7 @@ impl World {
             .finish();
         let headers = [("content-type", "application/x-www-form-urlencoded")];
         let request = request(Method::POST, "/bff/backchannel-logout", &headers, body.into_bytes());
-        self.send(&mut Browser::default(), request, true).await
+        self.send(&mut Browser::default(), request, Site::Cross).await
     }
 }
 
@@ -202,6 +202,15 @@ pub fn request(method: Method, path: &str, headers: &[(&str, &str)], body: Vec<u
         builder = builder.header(*name, *value);
     }
     builder.body(body).unwrap_or_default()
+}
+
+/// Where a request comes from, as far as `SameSite` cookies go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Site {
+    /// The app's own pages: every cookie is sent.
+    Same,
+    /// Another site's navigation (the provider's redirect back): `SameSite=Strict` cookies stay home.
+    Cross,
 }
 
 /// One cookie in a browser's jar.
@@ -250,11 +259,11 @@ impl Browser {
         );
     }
 
-    fn cookie_header(&self, cross_site: bool) -> String {
+    fn cookie_header(&self, site: Site) -> String {
         let ours = self
             .jar
             .iter()
-            .filter(|(_, c)| !(cross_site && c.strict))
+            .filter(|(_, c)| !(site == Site::Cross && c.strict))
             .map(|(n, c)| format!("{n}={}", c.value));
         self.planted.iter().cloned().chain(ours).collect::<Vec<_>>().join("; ")
     }

@@ -195,6 +195,10 @@ mod tests {
         for (name, token, error) in cases {
             assert_eq!(check(&token).unwrap_err(), error, "{name}");
         }
+    }
+
+    #[test]
+    fn another_key_is_a_bad_signature() {
         let other = ES256KeyPair::from_bytes(&[4u8; 32]).unwrap();
         let forged = other
             .sign(JWTClaims::<NoCustomClaims> {

@@ -10,14 +10,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jwt_simple::prelude::*;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 use super::FixedClock;
 use crate::ports::{Clock, HttpClient, HttpError};
+
+mod sign_in;
+mod token_endpoint;
+mod wire;
+
+use wire::{discovery, form, header, jwk, reply};
 
 /// Rewrites the claims of an ID token before it is signed.
 pub type ClaimsEdit = fn(&mut JWTClaims<Map<String, Value>>);
@@ -250,95 +253,6 @@ impl ScriptedProvider {
         self.state().reuse_detected
     }
 
-    /// The user signs in at the authorization endpoint: from the backend's authorization URL,
-    /// the path and query of the redirect back (`code`, `state`, `iss`).
-    pub fn authorize(&self, authorization_url: &str, user: &str) -> String {
-        let url = url::Url::parse(authorization_url).unwrap_or_else(|e| panic!("authorization URL: {e}"));
-        let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
-        let resources = url
-            .query_pairs()
-            .filter(|(k, _)| k == "resource")
-            .map(|(_, v)| v.into_owned())
-            .collect();
-        let redirect =
-            url::Url::parse(&param("redirect_uri").unwrap_or_default()).unwrap_or_else(|e| panic!("redirect_uri: {e}"));
-        let mut state = self.state();
-        state.issued += 1;
-        let n = state.issued;
-        let code = format!("code-{n}");
-        state.grants.push(Grant {
-            sub: user.to_owned(),
-            sid: format!("sid-{user}-{n}"),
-            auth_time: self.clock.now().0,
-            scope: param("scope").unwrap_or_default(),
-            resources,
-            revoked: false,
-        });
-        let grant = state.grants.len() - 1;
-        state.codes.insert(
-            code.clone(),
-            Code {
-                grant,
-                nonce: param("nonce").unwrap_or_default(),
-                challenge: param("code_challenge").unwrap_or_default(),
-            },
-        );
-        let query = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("code", &code)
-            .append_pair("state", &param("state").unwrap_or_default())
-            .append_pair("iss", ISSUER)
-            .finish();
-        format!("{}?{query}", redirect.path())
-    }
-
-    /// A signed logout token (Back-Channel Logout 1.0 §2.4) for `sub` and/or `sid`.
-    pub fn logout_token(&self, sub: Option<&str>, sid: Option<&str>, jti: &str, iat: u64) -> String {
-        self.logout_token_with(sub, sid, jti, iat, |_| {})
-    }
-
-    /// [`ScriptedProvider::logout_token`] with its claims rewritten by `edit` before signing.
-    pub fn logout_token_with(
-        &self,
-        sub: Option<&str>,
-        sid: Option<&str>,
-        jti: &str,
-        iat: u64,
-        edit: ClaimsEdit,
-    ) -> String {
-        let mut custom = Map::new();
-        custom.insert(
-            "events".into(),
-            json!({"http://schemas.openid.net/event/backchannel-logout": {}}),
-        );
-        if let Some(sid) = sid {
-            custom.insert("sid".into(), json!(sid));
-        }
-        let mut claims = JWTClaims {
-            issued_at: Some(UnixTimeStamp::from_secs(iat)),
-            expires_at: Some(UnixTimeStamp::from_secs(iat + 120)),
-            invalid_before: None,
-            issuer: Some(ISSUER.into()),
-            subject: sub.map(str::to_owned),
-            audiences: Some(Audiences::AsString(CLIENT_ID.into())),
-            jwt_id: Some(jti.into()),
-            nonce: None,
-            custom,
-        };
-        edit(&mut claims);
-        let state = self.state();
-        state.keys[state.signing].sign(claims).unwrap_or_default()
-    }
-
-    /// The `sid` of the newest sign-in of `user`.
-    pub fn sid_of(&self, user: &str) -> Option<String> {
-        self.state()
-            .grants
-            .iter()
-            .rev()
-            .find(|g| g.sub == user)
-            .map(|g| g.sid.clone())
-    }
-
     fn answer(&self, request: &http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, HttpError> {
         let endpoint = match request.uri().path() {
             "/.well-known/openid-configuration" => Endpoint::Discovery,
@@ -393,135 +307,6 @@ impl ScriptedProvider {
     }
 }
 
-impl State {
-    fn token(&mut self, body: &[u8], now: u64) -> http::Response<Vec<u8>> {
-        let form = form(body);
-        let get = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
-        let error = |code: &str| reply(400, json!({ "error": code }).to_string().into_bytes());
-        match get("grant_type") {
-            "authorization_code" => {
-                let Some(code) = self.codes.remove(get("code")) else {
-                    return error("invalid_grant");
-                };
-                let verifier_hash = URL_SAFE_NO_PAD.encode(Sha256::digest(get("code_verifier").as_bytes()));
-                if verifier_hash != code.challenge {
-                    return error("invalid_grant");
-                }
-                let scope = self.grants[code.grant].scope.clone();
-                self.issue(code.grant, Some(&code.nonce), &scope, None, now)
-            }
-            "refresh_token" => {
-                let presented = get("refresh_token").to_owned();
-                let Some((grant, usable)) = self.refresh_tokens.get(&presented).copied() else {
-                    return error("invalid_grant");
-                };
-                if !usable {
-                    // Reuse of a rotated token: the whole grant is revoked (RFC 9700 §4.14.2).
-                    self.reuse_detected += 1;
-                    self.grants[grant].revoked = true;
-                    return error("invalid_grant");
-                }
-                if self.grants[grant].revoked {
-                    return error("invalid_grant");
-                }
-                let granted = self.grants[grant].scope.clone();
-                let scope = form.get("scope").cloned().unwrap_or_else(|| granted.clone());
-                if !scope.split(' ').all(|s| granted.split(' ').any(|g| g == s)) {
-                    return error("invalid_scope");
-                }
-                if let Some(resource) = form.get("resource")
-                    && !self.grants[grant].resources.contains(resource)
-                {
-                    return error("invalid_target");
-                }
-                self.refreshes += 1;
-                let keep = match self.policy {
-                    RefreshPolicy::Rotate => {
-                        self.refresh_tokens.insert(presented, (grant, false));
-                        None
-                    }
-                    RefreshPolicy::Omit | RefreshPolicy::Echo => Some(presented),
-                };
-                let mut response = self.issue(grant, None, &scope, keep.as_deref(), now);
-                if self.policy == RefreshPolicy::Omit {
-                    let mut body: Map<String, Value> = serde_json::from_slice(response.body()).unwrap_or_default();
-                    body.remove("refresh_token");
-                    *response.body_mut() = Value::Object(body).to_string().into_bytes();
-                }
-                response
-            }
-            _ => error("unsupported_grant_type"),
-        }
-    }
-
-    /// A token response for `grant`; `keep` is the refresh token to answer with instead of a new one.
-    fn issue(
-        &mut self,
-        grant: usize,
-        nonce: Option<&str>,
-        scope: &str,
-        keep: Option<&str>,
-        now: u64,
-    ) -> http::Response<Vec<u8>> {
-        self.issued += 1;
-        let n = self.issued;
-        let refresh_token = match keep {
-            Some(token) => token.to_owned(),
-            None => {
-                let token = format!("rt-{n}");
-                self.refresh_tokens.insert(token.clone(), (grant, true));
-                token
-            }
-        };
-        let g = &self.grants[grant];
-        let mut custom = Map::new();
-        custom.insert("sid".into(), json!(g.sid));
-        custom.insert("auth_time".into(), json!(g.auth_time));
-        custom.insert("name".into(), json!(format!("User {}", g.sub)));
-        custom.insert("email".into(), json!(format!("{}@example.com", g.sub)));
-        let mut claims = JWTClaims {
-            issued_at: Some(UnixTimeStamp::from_secs(now)),
-            expires_at: Some(UnixTimeStamp::from_secs(now + 300)),
-            invalid_before: None,
-            issuer: Some(ISSUER.into()),
-            subject: Some(g.sub.clone()),
-            audiences: Some(Audiences::AsString(CLIENT_ID.into())),
-            jwt_id: None,
-            nonce: nonce.map(str::to_owned),
-            custom,
-        };
-        let edit = if nonce.is_none() {
-            self.refresh_claims
-        } else {
-            self.code_claims
-        };
-        if let Some(edit) = edit {
-            edit(&mut claims);
-        }
-        let id_token = self.keys[self.signing].sign(claims).unwrap_or_default();
-        let mut body = json!({
-            "access_token": format!("at-{n}"),
-            "token_type": "Bearer",
-            "id_token": id_token,
-            "scope": scope,
-        });
-        // A code exchange yields a refresh token when `offline_access` was asked for; a refresh
-        // (no nonce) keeps yielding one whatever narrower scope it asked for, since the grant
-        // still has offline access (RFC 6749 §6: a rotated token is always handed out).
-        let offline = if nonce.is_some() { scope } else { g.scope.as_str() };
-        if offline.split(' ').any(|s| s == "offline_access") {
-            body["refresh_token"] = json!(refresh_token);
-        }
-        if let Some(expires_in) = &self.expires_in {
-            body["expires_in"] = expires_in.clone();
-        }
-        if let (Some(edit), Some(object)) = (self.token_edit, body.as_object_mut()) {
-            edit(object);
-        }
-        reply(200, body.to_string().into_bytes())
-    }
-}
-
 impl HttpClient for ScriptedProvider {
     async fn send(
         &self,
@@ -561,42 +346,4 @@ impl Future for YieldOnce {
             Poll::Pending
         }
     }
-}
-
-fn discovery() -> Value {
-    json!({
-        "issuer": ISSUER,
-        "authorization_endpoint": format!("{ISSUER}/authorize"),
-        "token_endpoint": format!("{ISSUER}/token"),
-        "jwks_uri": format!("{ISSUER}/jwks"),
-        "userinfo_endpoint": format!("{ISSUER}/userinfo"),
-        "revocation_endpoint": format!("{ISSUER}/revoke"),
-        "end_session_endpoint": format!("{ISSUER}/logout"),
-        "id_token_signing_alg_values_supported": ["ES256"],
-        "authorization_response_iss_parameter_supported": true,
-    })
-}
-
-fn jwk(key: &ES256KeyPair) -> Value {
-    let point = key.public_key().public_key().to_bytes_uncompressed();
-    json!({
-        "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig",
-        "kid": key.key_id().clone().unwrap_or_default(),
-        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-        "y": URL_SAFE_NO_PAD.encode(&point[33..]),
-    })
-}
-
-fn reply(status: u16, body: Vec<u8>) -> http::Response<Vec<u8>> {
-    let mut response = http::Response::new(body);
-    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    response
-}
-
-fn header<'a>(request: &'a http::Request<Vec<u8>>, name: &str) -> Option<&'a str> {
-    request.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-fn form(body: &[u8]) -> HashMap<String, String> {
-    url::form_urlencoded::parse(body).into_owned().collect()
 }

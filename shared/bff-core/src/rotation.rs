@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::ports::{Deps, HttpClient, KvStore};
+use crate::ports::{Deps, HttpClient, KvStore, UnixTime};
 use crate::session::CachedToken;
 
 /// A rotation is remembered this long.
@@ -51,9 +51,11 @@ pub(crate) struct Rotation {
 }
 
 impl Rotation {
-    /// Whether this rotation's access token answers a request for (`key`, `resource`).
-    pub(crate) fn answers(&self, key: &str, resource: Option<&str>) -> bool {
-        self.entry.answers(key, resource)
+    /// Whether this rotation's access token can answer a request for (`key`, `resource`) at
+    /// `now`. A remembered rotation can be 30 s old: past its margin, the caller refreshes again
+    /// with the new refresh token. A shared answer without one was just obtained.
+    pub(crate) fn serves(&self, key: &str, resource: Option<&str>, now: UnixTime) -> bool {
+        self.entry.answers(key, resource) && (self.entry.is_fresh(now) || self.refresh_token.is_none())
     }
 }
 
@@ -122,7 +124,7 @@ impl Rotations {
                     // Not rotated: only a request that waited for this very refresh, for the
                     // same token, shares its answer.
                     Some(Entry::Done { flight, rotation, .. })
-                        if waited_for == Some(*flight) && rotation.answers(key, resource) =>
+                        if waited_for == Some(*flight) && rotation.entry.answers(key, resource) =>
                     {
                         return Claim::Rotated(Arc::clone(rotation));
                     }

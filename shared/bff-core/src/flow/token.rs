@@ -190,10 +190,7 @@ async fn refresh<H: HttpClient, K: KvStore>(
         {
             Claim::Rotated(rotation) => {
                 apply(session, &rotation);
-                // A remembered rotation can be 30 s old: past its margin, refresh again with the
-                // new refresh token. A shared answer without one was just obtained.
-                let fresh = rotation.entry.is_fresh(ctx.deps.clock.now()) || rotation.refresh_token.is_none();
-                if rotation.answers(key, resource) && fresh {
+                if rotation.serves(key, resource, ctx.deps.clock.now()) {
                     return Ok(rotation.entry.clone());
                 }
                 continue;
@@ -202,7 +199,9 @@ async fn refresh<H: HttpClient, K: KvStore>(
         };
         if let Some(rotation) = records::shared_claim(ctx, &refresh_token).await {
             apply(session, &rotation);
-            let entry = rotation.answers(key, resource).then(|| rotation.entry.clone());
+            let entry = rotation
+                .serves(key, resource, ctx.deps.clock.now())
+                .then(|| rotation.entry.clone());
             guard.complete(rotation, true, ctx.deps.clock.now().0);
             match entry {
                 Some(entry) => return Ok(entry),

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step is a failed test
 
 mod cases;
+mod faults;
 mod mediation;
 mod parity;
 mod store_modes;
@@ -180,4 +181,19 @@ async fn stores_lambda() {
 async fn stores_worker() {
     store_modes::run(Kind::Worker, Sessions::CookieAndStore).await;
     store_modes::run(Kind::Worker, Sessions::Kv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_in_process() {
+    faults::run(Kind::InProcess).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_lambda() {
+    faults::run(Kind::Lambda).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_worker() {
+    faults::run(Kind::Worker).await;
 }

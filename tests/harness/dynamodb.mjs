@@ -14,12 +14,20 @@
 // so any credentials do. It has no UpdateTimeToLive: expired items stay until deleted, which is
 // also what the BFF must cope with on DynamoDB (its TTL deletion lags), so the store ignores them.
 //
+// The endpoint is a fault proxy (lib/proxy.mjs) in front of dynalite, so tests can make the
+// store refuse connections, hang, answer slowly or answer DynamoDB errors; READY also names its
+// control API (`POST /fault`, `GET /fault`, as the provider harness's; README.md).
+//
 // SIGTERM / SIGINT: closes and exits 0. Exit 2 with `[dynamodb] fatal: ...` on stderr (no READY)
 // when the port is taken or the table cannot be created.
 
 import { parseArgs } from 'node:util';
 
+import http from 'node:http';
+
 import dynalite from 'dynalite';
+
+import { FaultProxy, faultControl } from './lib/proxy.mjs';
 
 const REGION = 'us-east-1';
 
@@ -63,19 +71,52 @@ async function call(endpoint, operation, body) {
   return reply;
 }
 
-server.listen(port, '127.0.0.1', async () => {
-  const endpoint = `http://127.0.0.1:${server.address().port}`;
+const log = (msg) => process.stderr.write(`[dynamodb] ${msg}\n`);
+let proxy;
+let controlServer;
+
+server.listen(0, '127.0.0.1', async () => {
+  const direct = `http://127.0.0.1:${server.address().port}`;
+  let endpoint;
+  let control;
+  try {
+    proxy = new FaultProxy({ port, targetPort: server.address().port, log });
+    await proxy.start();
+    endpoint = `http://127.0.0.1:${proxy.port}`;
+    const faults = faultControl(proxy);
+    controlServer = http.createServer((req, res) => {
+      const url = new URL(req.url, 'http://control');
+      const route = `${req.method} ${url.pathname.replace(/\/+$/, '') || '/'}`;
+      faults(req, res, url, route).then((handled) => {
+        if (!handled) {
+          res.writeHead(404, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: 'not_found', route }));
+        }
+      }, (err) => {
+        res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'control_error', error_description: err.message }));
+      });
+    });
+    controlServer.keepAliveTimeout = 60_000;
+    await new Promise((resolve, reject) => {
+      controlServer.once('error', reject);
+      controlServer.listen(0, '127.0.0.1', resolve);
+    });
+    control = `http://127.0.0.1:${controlServer.address().port}`;
+  } catch (err) {
+    fail(`cannot listen: ${err.message}`);
+  }
   try {
     // The BFF's schema (see template.yaml): partition key pk (S); v (B) and ttl (N) need no
     // definition. ttl is the time-to-live attribute on DynamoDB; dynalite cannot enable it.
-    await call(endpoint, 'CreateTable', {
+    await call(direct, 'CreateTable', {
       TableName: table,
       AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
       KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
       BillingMode: 'PAY_PER_REQUEST',
     });
     for (let i = 0; ; i += 1) {
-      const { Table } = await call(endpoint, 'DescribeTable', { TableName: table });
+      const { Table } = await call(direct, 'DescribeTable', { TableName: table });
       if (Table.TableStatus === 'ACTIVE') break;
       if (i === 100) throw new Error(`table ${table} stays ${Table.TableStatus}`);
       await new Promise((resolve) => setTimeout(resolve, 20));
@@ -83,12 +124,16 @@ server.listen(port, '127.0.0.1', async () => {
   } catch (err) {
     fail(err.message);
   }
-  process.stdout.write(`READY ${JSON.stringify({ endpoint, table, region: REGION })}\n`);
+  process.stdout.write(`READY ${JSON.stringify({ endpoint, table, region: REGION, control })}\n`);
 });
 
 function stop() {
   // Connections kept alive by clients would hold close() open: end them, exit regardless.
   setTimeout(() => process.exit(0), 2000).unref();
+  proxy?.releaseHanging();
+  proxy?.stop();
+  controlServer?.closeAllConnections();
+  controlServer?.close();
   server.closeAllConnections?.();
   server.close(() => process.exit(0));
 }

@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 
 import { HarnessStore } from './lib/store.mjs';
 import { buildProvider, generateSigningKey, normalizeClient } from './lib/provider.mjs';
-import { FaultProxy, MODES } from './lib/proxy.mjs';
+import { FaultProxy, faultControl } from './lib/proxy.mjs';
 
 const started = Date.now();
 
@@ -131,7 +131,7 @@ const providerServer = http.createServer((req, res) => state.handler(req, res));
 const proxy = new FaultProxy({ port: cfg.port, targetPort: cfg.provider_port, log });
 
 // ---- control API ---------------------------------------------------------------------
-let modeChain = Promise.resolve();
+const faults = faultControl(proxy);
 
 function send(res, status, body) {
   const text = JSON.stringify(body);
@@ -153,26 +153,10 @@ async function readJson(req) {
 async function control(req, res) {
   const url = new URL(req.url, 'http://control');
   const route = `${req.method} ${url.pathname.replace(/\/+$/, '') || '/'}`;
+  if (await faults(req, res, url, route)) return undefined;
   switch (route) {
     case 'GET /health':
       return send(res, 200, { status: 'ok', mode: proxy.mode });
-    case 'GET /fault':
-      return send(res, 200, { mode: proxy.mode });
-    case 'POST /fault': {
-      let mode = url.searchParams.get('mode');
-      if (!mode) mode = (await readJson(req).catch(() => ({}))).mode;
-      if (!MODES.has(mode)) {
-        return send(res, 400, { error: 'invalid_mode', modes: [...MODES] });
-      }
-      const done = modeChain.then(() => proxy.setMode(mode));
-      modeChain = done.catch(() => {});
-      try {
-        await done;
-      } catch (err) {
-        return send(res, 500, { error: 'mode_change_failed', error_description: err.message });
-      }
-      return send(res, 200, { mode });
-    }
     case 'GET /counts':
       return send(res, 200, state.counts);
     case 'POST /counts/reset':

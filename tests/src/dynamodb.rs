@@ -2,11 +2,13 @@
 
 use tokio::process::Child;
 
-/// A running stand-in with the session table; killed on drop.
+/// A running stand-in with the session table, behind a fault proxy; killed on drop.
 pub struct StandIn {
     child: Child,
     /// What a backend needs to use its table.
     pub settings: Vec<(String, String)>,
+    /// The fault proxy's control API.
+    pub control: String,
 }
 
 impl StandIn {
@@ -20,7 +22,33 @@ impl StandIn {
             ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
             ("AWS_SECRET_ACCESS_KEY".to_owned(), "test".to_owned()),
         ];
-        StandIn { child, settings }
+        StandIn {
+            child,
+            settings,
+            control: text("control"),
+        }
+    }
+
+    /// Sets the fault proxy in front of the table (`mode=hang`, `mode=dynamodb_error&type=...`;
+    /// see tests/harness/README.md); returns what `GET /fault` then shows.
+    pub async fn fault(&self, query: &str) -> serde_json::Value {
+        self.control(reqwest::Method::POST, &format!("/fault?{query}")).await
+    }
+
+    /// `GET /fault`: the fault in effect, with `hits` (calls it acted on) and `requests`.
+    pub async fn fault_state(&self) -> serde_json::Value {
+        self.control(reqwest::Method::GET, "/fault").await
+    }
+
+    async fn control(&self, method: reqwest::Method, path: &str) -> serde_json::Value {
+        let http = crate::http_client(reqwest::Client::builder());
+        let response = http
+            .request(method, format!("{}{path}", self.control))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "stand-in {path}: {}", response.status());
+        response.json().await.unwrap()
     }
 
     pub async fn stop(mut self) {

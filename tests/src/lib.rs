@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod dynamodb;
+pub mod logs;
 pub mod provider;
 pub mod target;
 

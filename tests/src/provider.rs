@@ -100,6 +100,29 @@ impl Provider {
             .await;
     }
 
+    /// A fault with its scope and shape as query parameters (`mode=500&path=/jwks`, ...; see
+    /// tests/harness/README.md); returns what `GET /fault` then shows.
+    pub async fn fault_where(&self, query: &str) -> Value {
+        self.control(reqwest::Method::POST, &format!("/fault?{query}"), None)
+            .await
+    }
+
+    /// `GET /fault`: the fault in effect, with `hits` (requests it acted on) and `requests`.
+    pub async fn fault_state(&self) -> Value {
+        self.control(reqwest::Method::GET, "/fault", None).await
+    }
+
+    /// `POST /clients`: adds or replaces a client at runtime.
+    pub async fn set_client(&self, metadata: &Value) -> Value {
+        self.control(reqwest::Method::POST, "/clients", Some(metadata.clone()))
+            .await
+    }
+
+    /// `GET /clients`.
+    pub async fn clients(&self) -> Value {
+        self.control(reqwest::Method::GET, "/clients", None).await
+    }
+
     /// `GET /refresh-tokens`: every refresh token the provider stored, in issue order, each
     /// `{"value", "consumed", "revoked", "expired", "account_id", "grant_id", ...}`.
     pub async fn refresh_tokens(&self) -> Vec<Value> {

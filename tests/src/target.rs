@@ -4,10 +4,10 @@
 
 use std::convert::Infallible;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bff_core::{Backend, Deps};
+use bff_core::{Backend, Deps, Level, Log};
 use bff_lambda::{OsRandom, ReqwestHttp, StderrLog, SystemClock};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -45,6 +45,40 @@ pub struct Target {
     /// `BFF_BASE_PATH`
     pub base: String,
     child: Option<Child>,
+    logs: Logs,
+}
+
+/// Everything a target logged: the core's `Log` port in-process, the emulator's stdout and stderr
+/// otherwise (the function's own lines among them).
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<String>>);
+
+impl Logs {
+    fn push(&self, line: &str) {
+        if let Ok(mut text) = self.0.lock() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.0.lock().map(|text| text.clone()).unwrap_or_default()
+    }
+}
+
+/// The in-process core's log: the Lambda's lines on stderr, and a copy kept.
+struct CapturingLog(Logs);
+
+impl Log for CapturingLog {
+    fn line(&self, level: Level, message: &str) {
+        StderrLog.line(level, message);
+        let level = match level {
+            Level::Error => "ERROR",
+            Level::Warn => "WARN",
+            Level::Info => "INFO",
+        };
+        self.0.push(&format!("bff {level} {message}"));
+    }
 }
 
 /// The settings every target gets, on top of which a case may add its own.
@@ -72,21 +106,28 @@ impl Target {
         format!("{}{}{}", self.origin, self.base, path)
     }
 
+    /// What the target has logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.text()
+    }
+
     pub async fn start(kind: Kind, port: u16, base: &str, settings: Vec<(String, String)>) -> Target {
         let origin = format!("http://127.0.0.1:{port}");
+        let logs = Logs::default();
         let child = match kind {
             Kind::InProcess => {
-                serve_in_process(port, settings);
+                serve_in_process(port, settings, logs.clone());
                 None
             }
-            Kind::Lambda => Some(spawn_lambda(port, &settings)),
-            Kind::Worker => Some(spawn_worker(port, &settings)),
+            Kind::Lambda => Some(spawn_lambda(port, &settings, &logs)),
+            Kind::Worker => Some(spawn_worker(port, &settings, &logs)),
         };
         let target = Target {
             kind,
             origin,
             base: base.to_owned(),
             child,
+            logs,
         };
         target.wait_ready().await;
         target
@@ -130,7 +171,7 @@ impl Target {
 
 /// Serves the core on its own thread and runtime: the core's futures are not required to be
 /// `Send`, so connections run on a `LocalSet`.
-fn serve_in_process(port: u16, settings: Vec<(String, String)>) {
+fn serve_in_process(port: u16, settings: Vec<(String, String)>, logs: Logs) {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -144,16 +185,27 @@ fn serve_in_process(port: u16, settings: Vec<(String, String)>) {
             let lookup = |name: &str| settings.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
             let http = Arc::new(ReqwestHttp::new().unwrap());
             let store = Arc::new(bff_lambda::store(lookup, &http).unwrap());
-            backend.log_startup(&StderrLog, store.is_some());
+            let log = Arc::new(CapturingLog(logs));
+            backend.log_startup(&*log, store.is_some());
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (backend, http, store) = (Arc::clone(&backend), Arc::clone(&http), Arc::clone(&store));
+                let (backend, http, store, log) = (
+                    Arc::clone(&backend),
+                    Arc::clone(&http),
+                    Arc::clone(&store),
+                    Arc::clone(&log),
+                );
                 tokio::task::spawn_local(async move {
                     let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                        let (backend, http, store) = (Arc::clone(&backend), Arc::clone(&http), Arc::clone(&store));
+                        let (backend, http, store, log) = (
+                            Arc::clone(&backend),
+                            Arc::clone(&http),
+                            Arc::clone(&store),
+                            Arc::clone(&log),
+                        );
                         async move {
                             let (parts, body) = request.into_parts();
                             let body = read_bounded(body).await;
@@ -161,7 +213,7 @@ fn serve_in_process(port: u16, settings: Vec<(String, String)>) {
                                 clock: &SystemClock,
                                 random: &OsRandom,
                                 http: &*http,
-                                log: &StderrLog,
+                                log: &*log,
                                 store: store.as_ref().as_ref(),
                             };
                             let response = backend.handle(http::Request::from_parts(parts, body), &deps).await;
@@ -192,7 +244,7 @@ async fn read_bounded(mut body: hyper::body::Incoming) -> Vec<u8> {
     bytes
 }
 
-fn spawn_lambda(port: u16, settings: &[(String, String)]) -> Child {
+fn spawn_lambda(port: u16, settings: &[(String, String)], logs: &Logs) -> Child {
     let mut command = Command::new("cargo");
     command
         .args([
@@ -211,10 +263,10 @@ fn spawn_lambda(port: u16, settings: &[(String, String)]) -> Child {
     for (k, v) in settings {
         command.env(k, v);
     }
-    spawn_group(command)
+    spawn_group(command, logs)
 }
 
-fn spawn_worker(port: u16, settings: &[(String, String)]) -> Child {
+fn spawn_worker(port: u16, settings: &[(String, String)], logs: &Logs) -> Child {
     // Each Worker gets its own local KV: workerd holds its SQLite files locked, so two `wrangler
     // dev` on one directory can fail to start (SQLITE_BUSY), and a fresh store keeps worlds apart.
     let state = repo_root().join("target/wrangler-state").join(port.to_string());
@@ -229,18 +281,42 @@ fn spawn_worker(port: u16, settings: &[(String, String)]) -> Child {
         .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
         .env("WRANGLER_SEND_METRICS", "false")
         .current_dir(repo_root());
-    spawn_group(command)
+    spawn_group(command, logs)
 }
 
-fn spawn_group(mut command: Command) -> Child {
+/// Starts an emulator in its own process group, its output kept in `logs` (and shown with
+/// `BFF_TEST_VERBOSE`).
+fn spawn_group(mut command: Command, logs: &Logs) -> Child {
+    use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
     let verbose = std::env::var_os("BFF_TEST_VERBOSE").is_some();
     command
         .stdin(Stdio::null())
-        .stdout(if verbose { Stdio::inherit() } else { Stdio::null() })
-        .stderr(if verbose { Stdio::inherit() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    command.spawn().expect("could not start the target")
+    let mut child = command.spawn().expect("could not start the target");
+    fn keep(stream: impl AsyncRead + Unpin + Send + 'static, logs: Logs, verbose: bool) {
+        tokio::spawn(async move {
+            // Bytes, not lines of UTF-8: one odd byte must not stop the reading (and then the
+            // emulator, on a full pipe).
+            let mut lines = BufReader::new(stream).split(b'\n');
+            while let Ok(Some(line)) = lines.next_segment().await {
+                let line = String::from_utf8_lossy(&line);
+                if verbose {
+                    eprintln!("{line}");
+                }
+                logs.push(&line);
+            }
+        });
+    }
+    if let Some(stdout) = child.stdout.take() {
+        keep(stdout, logs.clone(), verbose);
+    }
+    if let Some(stderr) = child.stderr.take() {
+        keep(stderr, logs.clone(), verbose);
+    }
+    child
 }
 
 /// A store for a target: the Worker always has its `BFF_KV` binding (wrangler.toml); the Lambda

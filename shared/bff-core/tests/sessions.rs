@@ -276,6 +276,38 @@ fn logout_while_the_store_fails_still_revokes_the_refresh_token() {
     assert_ne!(answer.status, StatusCode::OK, "a copy of the cookie still refreshes");
 }
 
+/// Cookie mode, the store failing at a logout: once the session's own read has failed, the logout
+/// does not wait on the store again for a revocation entry. A hanging store costs each call its
+/// full deadline and retry (about 6 s on DynamoDB), and two of them put the logout past the JS
+/// client's 10 s, which then gives up: the cookies stay and the provider's logout page is never
+/// reached.
+#[test]
+fn logout_while_the_store_fails_asks_it_once() {
+    let world = World::with_store(&[("BFF_SCOPES", SCOPES)], MemoryStore::consistent);
+    let mut browser = logged_in(&world, "alice");
+    let store = world.store.as_ref().unwrap();
+    store.fail_keys(Some(""));
+    let before = store.operations();
+    let answer = block_on(world.logout(&mut browser));
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert!(clears_session(&answer));
+    assert_eq!(world.provider.count(Endpoint::Revocation), 1);
+    assert_eq!(
+        store.operations() - before,
+        1,
+        "one failed read, then no more store calls"
+    );
+    assert!(
+        world
+            .log
+            .lines()
+            .iter()
+            .any(|line| line.contains("without a revocation entry")),
+        "{:?}",
+        world.log.lines()
+    );
+}
+
 // ── KV mode ──────────────────────────────────────────────────────────────────────────────────
 
 fn kv_world() -> World {

@@ -17,19 +17,32 @@ use crate::session_store::{self, Loaded, Lookup};
 pub(crate) async fn logout<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Response<Vec<u8>>, ApiError> {
     let config = ctx.config;
     let post_logout = format!("{}{}", config.public_origin, config.post_logout_path);
-    let loaded = match session_store::load(ctx).await {
-        Ok(Lookup::Found(loaded)) => Some(*loaded),
+    let (loaded, store_failed) = match session_store::load(ctx).await {
+        Ok(Lookup::Found(loaded)) => (Some(*loaded), false),
         // The store failed, but a cookie session is still readable: its refresh token must be
         // revoked all the same, or a copy of the cookie would outlive the logout.
         Err(_) if config.session_store == SessionMode::Cookie => {
-            session_cookie::load(&ctx.cookies, config, ctx.now).map(|session| Loaded { session, id: None })
+            let session = session_cookie::load(&ctx.cookies, config, ctx.now);
+            (session.map(|session| Loaded { session, id: None }), true)
         }
         // In KV mode the session, its refresh token included, is in the store: clearing only the
         // cookies would look like a logout and leave the session alive. The client retries.
         Err(unavailable) => return Err(unavailable.into()),
-        Ok(_) => None,
+        Ok(_) => (None, false),
     };
-    let mut cookies = session_store::end(ctx, loaded.as_ref()).await;
+    let mut cookies = if store_failed {
+        // Not the store again for the revocation entry: a store that hangs would cost a second
+        // full wait, and the client would give up on the logout before the provider is asked.
+        if loaded.is_some() {
+            ctx.deps.log.line(
+                Level::Warn,
+                "logout without a revocation entry: the session store is unavailable",
+            );
+        }
+        session_store::end(ctx, None).await
+    } else {
+        session_store::end(ctx, loaded.as_ref()).await
+    };
     cookies.extend(session_cookie::clear_txns(&ctx.cookies));
     let mut logout_url = post_logout.clone();
 

@@ -17,6 +17,8 @@ pub struct MemoryStore {
     failing: Mutex<Option<String>>,
     /// Writes to keys starting with this fail (reads work).
     failing_writes: Mutex<Option<String>>,
+    /// Every call made, failed ones included.
+    operations: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Default)]
@@ -44,6 +46,7 @@ impl MemoryStore {
             eventually_consistent,
             failing: Mutex::new(None),
             failing_writes: Mutex::new(None),
+            operations: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -87,7 +90,14 @@ impl MemoryStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = prefix.map(str::to_owned);
     }
 
+    /// How many calls the store has had, failed ones included: each costs a request its full
+    /// wait when the real store hangs.
+    pub fn operations(&self) -> usize {
+        self.operations.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn check(&self, operation: &str, key: &str) -> Result<(), KvError> {
+        self.operations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if operation != "get" {
             let writes = self
                 .failing_writes

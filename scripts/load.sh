@@ -1,0 +1,381 @@
+#!/usr/bin/env bash
+# Load test of the real runtimes on loopback: the Worker under `wrangler dev` (workerd, the wasm
+# from `worker-build --release`) and the Lambda under `cargo lambda watch --release`, one after
+# the other, with the integration suite's settings (tests/src/target.rs), each facing the test
+# OpenID provider (tests/harness/idp.mjs: AT_TTL-second access tokens, rotating refresh tokens).
+#
+#   scripts/load.sh [DURATION]     seconds per mix (default 60; CI runs 10)
+#
+# For each runtime it signs SESSIONS users in through the provider (scripts/load/login.mjs) and
+# runs three mixes with wrk (scripts/load/mix.lua), CONNECTIONS connections each, connection i on
+# session i mod SESSIONS:
+#   token        GET bff-token: cache hits, and one refresh per token lifetime per session
+#   sessioninfo  GET bff-sessioninfo
+#   rejected     the token mix, with every 20th request of a connection (5 %) a POST bff-token
+#                carrying rejected_token=<the token that connection last got>; the backend
+#                refreshes for at most one of them per session per 30 s
+# scripts/load/keeper.mjs keeps the session cookies current while wrk runs (mix.lua says why).
+# It fails when a request fails (non-2xx or socket error), when the provider saw a failed grant
+# or more refreshes than docs/http-api.md allows (in all and for any one session), or, for mixes
+# of 30 s or more, when the runtime's RSS grows more than 10 % after its sample at 10 s. The
+# table goes to stdout and target/load/report.md; logs and raw results stay in target/load/.
+#
+# Settings (environment): CONNECTIONS (64), SESSIONS (32), AT_TTL (20), RUNTIMES ("worker
+# lambda"), LOAD_VERBOSE=1 prints the servers' logs at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+say() { echo "== load: $* ($(( $(date +%s) - started )) s)"; }
+
+DURATION=${1:-${DURATION:-60}}
+CONNECTIONS=${CONNECTIONS:-64}
+SESSIONS=${SESSIONS:-32}
+AT_TTL=${AT_TTL:-20}
+RUNTIMES=${RUNTIMES:-worker lambda}
+REJECT_EVERY=20
+for n in "$DURATION" "$CONNECTIONS" "$SESSIONS" "$AT_TTL"; do
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [DURATION] (whole seconds; see the header for settings)" >&2; exit 2; }
+done
+
+say "setup"
+if ! command -v wrk >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+    npm ci --no-audit --no-fund
+fi
+rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
+PATH="$(scripts/lambda-tools.sh):$PATH"
+export PATH
+
+out=target/load
+mkdir -p "$out"
+rm -f "$out"/*.log "$out"/*.out "$out"/*.txt "$out"/*.json "$out"/report.md
+rm -rf "$out"/state
+
+read -r IDP IDP_PROVIDER IDP_CONTROL WORKER INSPECT LAMBDA < <(node -e '
+    const net = require("node:net");
+    const servers = [];
+    (async () => {
+      for (let i = 0; i < 6; i++) {
+        const s = net.createServer(); servers.push(s);
+        await new Promise((r) => s.listen(0, "127.0.0.1", r));
+      }
+      console.log(servers.map((s) => s.address().port).join(" "));
+      servers.forEach((s) => s.close());
+    })();')
+ISSUER="http://127.0.0.1:$IDP"
+CONTROL="http://127.0.0.1:$IDP_CONTROL"
+
+pids=()
+cleanup() {
+    status=$?
+    for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL -- "-$pid" 2>/dev/null || true
+    done
+    if [ "$status" -ne 0 ] || [ -n "${LOAD_VERBOSE:-}" ]; then
+        for f in "$out"/*.log; do [ -f "$f" ] && { echo "--- $f (last 30 lines)"; tail -n 30 "$f"; }; done
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Waits until URL answers 200 (or PID dies), LIMIT seconds at most.
+wait_for() {
+    local url=$1 pid=$2 what=$3 limit=$4
+    for _ in $(seq 1 "$limit"); do
+        curl -sf -o /dev/null "$url" && return 0
+        kill -0 "$pid" 2>/dev/null || { echo "$what exited; see $out/" >&2; return 1; }
+        sleep 1
+    done
+    echo "$what did not answer $url within $limit s; see $out/" >&2
+    return 1
+}
+
+# Drops PID from the ones cleanup stops: once it has been waited for, its number may be reused.
+forget() {
+    local kept=() pid
+    for pid in "${pids[@]}"; do [ "$pid" = "$1" ] || kept+=("$pid"); done
+    pids=("${kept[@]}")
+}
+
+# Stops the process group PID started with setsid, and waits for it.
+stop_group() {
+    local pid=$1
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    forget "$pid"
+}
+
+# Every process below PID (children, grandchildren, ...) whose command name is NAME, from /proc
+# (no procps on a minimal machine).
+descendants_named() {
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" -v name="$2" '
+        {
+            lp = index($0, "("); rp = 0
+            for (i = length($0); i > lp; i--) if (substr($0, i, 1) == ")") { rp = i; break }
+            split(substr($0, rp + 2), field, " ")
+            parent[$1] = field[2]; comm[$1] = substr($0, lp + 1, rp - lp - 1)
+        }
+        END {
+            for (p in parent) {
+                q = p
+                for (hops = 0; hops < 32 && q != "" && q != root && q > 1; hops++) q = parent[q]
+                if (q == root && comm[p] == name) print p
+            }
+        }'
+}
+
+# Sum of VmRSS (kB) of the runtime's processes, and each one: "KB PID:KB,PID:KB".
+rss_sample() {
+    local total=0 list="" pid kb
+    for pid in $(descendants_named "$1" "$2"); do
+        kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || continue
+        [ -n "$kb" ] || continue
+        total=$((total + kb))
+        list="$list${list:+,}$pid:$kb"
+    done
+    echo "$total ${list:--}"
+}
+
+say "provider (access tokens live $AT_TTL s, refresh tokens rotate)"
+cat >"$out/idp.json" <<JSON
+{"port": $IDP, "provider_port": $IDP_PROVIDER, "control_port": $IDP_CONTROL, "access_token_ttl": $AT_TTL,
+ "clients": [{"client_id": "bff", "client_secret": "bff-secret",
+   "redirect_uris": ["http://127.0.0.1:$WORKER/bff/callback", "http://127.0.0.1:$LAMBDA/bff/callback"],
+   "post_logout_redirect_uris": ["http://127.0.0.1:$WORKER/", "http://127.0.0.1:$LAMBDA/"]}]}
+JSON
+setsid node tests/harness/idp.mjs --config "$out/idp.json" >"$out/idp.out" 2>"$out/idp.log" </dev/null &
+pids+=($!)
+idp_pid=$!
+wait_for "$CONTROL/health" "$idp_pid" "the provider" 30
+
+# What the integration suite gives every target (tests/src/target.rs, `settings`).
+settings() {
+    local origin=$1
+    printf '%s\n' "BFF_ISSUER=$ISSUER" BFF_CLIENT_ID=bff BFF_CLIENT_SECRET=bff-secret \
+        "BFF_PUBLIC_ORIGIN=$origin" BFF_BASE_PATH= \
+        BFF_COOKIE_KEYS=k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8 \
+        BFF_AUTHORIZATION_PARAMS=prompt=consent BFF_ALLOW_INSECURE_ISSUER=true BFF_HTTP_TIMEOUT=2
+}
+
+start_worker() {
+    say "building the Worker (seconds when nothing changed)"
+    sh scripts/worker-tools.sh build >"$out/worker-build.log" 2>&1 || { cat "$out/worker-build.log"; exit 1; }
+    # The Worker runs from copies of its build and of public/, with a config without [build]:
+    # wrangler reloads the Worker when anything it watches changes, and another build or an SDK
+    # build in this checkout would otherwise restart it in the middle of a mix.
+    rm -rf "$out/worker" "$out/public"
+    cp -R functions/worker/build "$out/worker"
+    cp -R public "$out/public"
+    awk '/^\[build\]/ { skip = 1; next } /^\[/ { skip = 0 } !skip' wrangler.toml |
+        sed -e 's#^main = ".*"#main = "worker/index.js"#' -e 's#^directory = ".*"#directory = "public"#' >"$out/wrangler.toml"
+    local vars=() line
+    while IFS= read -r line; do vars+=(--var "${line%%=*}:${line#*=}"); done < <(settings "http://127.0.0.1:$WORKER")
+    CLOUDFLARE_CF_FETCH_ENABLED=false WRANGLER_SEND_METRICS=false setsid npx wrangler dev \
+        --config "$out/wrangler.toml" --ip 127.0.0.1 --port "$WORKER" --inspector-port "$INSPECT" \
+        --persist-to "$out/state" --show-interactive-dev-session=false "${vars[@]}" \
+        </dev/null >"$out/worker.log" 2>&1 &
+    pids+=($!)
+    runtime_pid=$! origin="http://127.0.0.1:$WORKER" process=workerd
+    wait_for "$origin/.well-known/bff-configuration" "$runtime_pid" "the Worker" 300
+}
+
+start_lambda() {
+    say "building the Lambda (release)"
+    cargo build --locked --release -p bff-lambda --bin bff-lambda >"$out/lambda-build.log" 2>&1 ||
+        { cat "$out/lambda-build.log"; exit 1; }
+    local env=() line
+    while IFS= read -r line; do env+=("$line"); done < <(settings "http://127.0.0.1:$LAMBDA")
+    (cd functions/lambda && exec env "${env[@]}" setsid cargo lambda watch --release --disable-cors --ignore-changes \
+        --bin bff-lambda --invoke-address 127.0.0.1 --invoke-port "$LAMBDA" \
+        </dev/null >"../../$out/lambda.log" 2>&1) &
+    pids+=($!)
+    runtime_pid=$! origin="http://127.0.0.1:$LAMBDA" process=bff-lambda
+    wait_for "$origin/.well-known/bff-configuration" "$runtime_pid" "the Lambda" 300
+}
+
+# The refresh margin of docs/http-api.md for AT_TTL: min(60, max(5, lifetime/4)).
+margin() {
+    local m=$(( AT_TTL / 4 ))
+    [ "$m" -lt 5 ] && m=5
+    [ "$m" -gt 60 ] && m=60
+    echo "$m"
+}
+
+# Refreshes the contract allows one session in SECONDS: one per (lifetime - margin) for its one
+# (resource, scope), plus one if a refresh falls right at the start; in the rejected mix, also
+# one forced refresh per 30 s, plus one.
+allowed_refreshes() {
+    local seconds=$1 mix=$2 period n
+    period=$(( AT_TTL - $(margin) )); [ "$period" -lt 1 ] && period=1
+    case $mix in
+        sessioninfo) n=0 ;;
+        token) n=$(( seconds / period + 1 )) ;;
+        rejected) n=$(( seconds / period + 1 + seconds / 30 + 1 )) ;;
+    esac
+    echo $(( n * SESSIONS ))
+}
+
+failures=()
+rows=()
+run_mix() {
+    local runtime=$1 mix=$2 name="$1-$2" sampler window_start
+    say "$runtime: $mix, $DURATION s x $CONNECTIONS connections over $SESSIONS sessions"
+    # The window starts in a second of its own: a refresh token the provider issued in the same
+    # second as the last request before it (a login, the previous mix) must not count.
+    sleep 1
+    window_start=$(date +%s)
+    curl -sf -X POST "$CONTROL/counts/reset" >/dev/null
+    # RSS at 0, 10, 20, ... s: bounded by the mix's own length.
+    (
+        for i in $(seq 0 10 "$DURATION"); do
+            [ "$i" -gt 0 ] && sleep 10
+            echo "$i $(rss_sample "$runtime_pid" "$process")"
+        done
+    ) >"$out/$name-rss.txt" &
+    sampler=$!
+    pids+=("$sampler")
+    # sessioninfo never refreshes, so its cookies never change.
+    local keeper=""
+    if [ "$mix" != sessioninfo ]; then
+        node scripts/load/keeper.mjs --origin "$origin" --cookies "$out/$runtime-cookies.txt" \
+            --seconds $(( DURATION + 15 )) >"$out/$name-keeper.txt" 2>&1 &
+        keeper=$!
+        pids+=("$keeper")
+    fi
+    # In the background: bash runs the INT/TERM trap only once a foreground command has ended.
+    wrk -t "$CONNECTIONS" -c "$CONNECTIONS" -d "${DURATION}s" --timeout 10s -s scripts/load/mix.lua \
+        "$origin/" -- "$mix" "$out/$runtime-cookies.txt" "" "$REJECT_EVERY" >"$out/$name-wrk.txt" 2>&1 &
+    local load=$!
+    pids+=("$load")
+    wait "$load" || true
+    forget "$load"
+    if [ -n "$keeper" ]; then
+        kill -TERM "$keeper" 2>/dev/null || true
+        wait "$keeper" || true
+        forget "$keeper"
+    fi
+    wait "$sampler" || true
+    forget "$sampler"
+    local counts result kept elapsed
+    counts=$(curl -sf "$CONTROL/counts")
+    # Every refresh token the provider issued, to count the window's refreshes per session.
+    curl -sf "$CONTROL/refresh-tokens" >"$out/$name-refresh-tokens.json"
+    # Whole seconds from the counts' reset to their reading, rounded up: the window they cover.
+    elapsed=$(( $(date +%s) - window_start + 1 ))
+    result=$(sed -n 's/^RESULT //p' "$out/$name-wrk.txt")
+    [ -n "$result" ] || { cat "$out/$name-wrk.txt"; failures+=("$name: wrk gave no result"); return; }
+    kept=$(sed -n 's/^KEEPER //p' "$out/$name-keeper.txt" 2>/dev/null || true)
+    [ -n "$kept" ] || kept='{"requests":0,"errors":0,"updates":0,"first_error":""}'
+    local allowed
+    allowed=$(allowed_refreshes "$elapsed" "$mix")
+    local per_session=$(( allowed / SESSIONS )) period
+    period=$(( AT_TTL - $(margin) ))
+    # One line of facts, then the checks; node does the arithmetic and the formatting.
+    local row
+    row=$(RESULT="$result" KEPT="$kept" COUNTS="$counts" TOKENS="$out/$name-refresh-tokens.json" \
+        WINDOW="$window_start" PER_SESSION="$per_session" PERIOD="$period" PREFIX="$runtime-" RSS="$(cat "$out/$name-rss.txt")" ALLOWED="$allowed" \
+        DURATION="$DURATION" NAME="$name" node -e '
+        const r = JSON.parse(process.env.RESULT), c = JSON.parse(process.env.COUNTS), k = JSON.parse(process.env.KEPT);
+        const rss = process.env.RSS.trim().split("\n").map((l) => l.split(" ")).map(([t, kb, p]) => ({ t: +t, kb: +kb, p }));
+        const socket = r.connect + r.read + r.write + r.timeout;
+        const errors = r.non2xx + socket;
+        const rps = r.requests / (r.duration_us / 1e6);
+        const ms = (us) => (us / 1000).toFixed(us < 10000 ? 2 : 1);
+        const mb = (kb) => (kb / 1024).toFixed(1);
+        const fails = [];
+        if (errors > 0) fails.push(`${errors} errors (non-2xx ${r.non2xx}, socket ${socket}; first: ${r.first_error})`);
+        if (k.errors > 0) fails.push(`${k.errors} errors in the cookie keeper (first: ${k.first_error})`);
+        if (c.refresh_token > +process.env.ALLOWED) fails.push(`${c.refresh_token} refreshes, at most ${process.env.ALLOWED} allowed`);
+        if (c.grant_error > 0) fails.push(`${c.grant_error} failed grants at the provider`);
+        // Refresh tokens per user (one user per session), in issue order: the first comes from
+        // the login, every later one from a refresh.
+        const history = {};
+        for (const t of JSON.parse(require("fs").readFileSync(process.env.TOKENS, "utf8"))) {
+            if (t.account_id.startsWith(process.env.PREFIX)) (history[t.account_id] ??= []).push(t.iat);
+        }
+        const since = +process.env.WINDOW;
+        const issued = Object.entries(history).map(([who, l]) => [who, l.filter((t) => t >= since)]);
+        const most = Math.max(0, ...issued.map(([, l]) => l.length));
+        if (most > +process.env.PER_SESSION) {
+            const [who, times] = issued.find(([, l]) => l.length === most);
+            fails.push(`${who} refreshed ${most} times, at most ${process.env.PER_SESSION} allowed (at ${times.map((t) => t - since).join(", ")} s)`);
+        }
+        // A token lives PERIOD s before it is due, so a refresh sooner than that after the previous
+        // one of its session was forced by a rejected_token, and forced refreshes of one session
+        // are at least 30 s apart. iat has whole seconds: one second of slack on each side.
+        const period = +process.env.PERIOD;
+        let early = 0, example = "";
+        for (const [who, l] of Object.entries(history)) {
+            let forced = null;
+            for (let i = 1; i < l.length; i++) {
+                if (l[i] - l[i - 1] > period - 2) continue;
+                if (forced !== null && l[i] >= since && l[i] - forced <= 28) {
+                    early++;
+                    example ||= `${who} at ${l.filter((t) => t >= since).map((t) => t - since).join(", ")} s`;
+                }
+                forced = l[i];
+            }
+        }
+        if (early > 0) fails.push(`${early} forced refreshes came less than 30 s after the previous forced one of their session (e.g. ${example})`);
+        if (rss.some((s) => !s.kb)) fails.push("no runtime process found for an RSS sample");
+        let growth = "";
+        const base = rss.find((s) => s.t === 10);
+        if (+process.env.DURATION >= 30 && base && base.kb) {
+            const peak = Math.max(...rss.filter((s) => s.t > 10).map((s) => s.kb));
+            growth = `${(((peak - base.kb) / base.kb) * 100).toFixed(1)} %`;
+            if (peak > base.kb * 1.1) fails.push(`RSS grew from ${mb(base.kb)} MB at 10 s to ${mb(peak)} MB`);
+        }
+        const pidsets = new Set(rss.map((s) => s.p.replace(/:\d+/g, "")));
+        if (pidsets.size > 1) fails.push(`runtime processes changed during the mix: ${[...pidsets].join(" / ")}`);
+        const [runtime, mix] = process.env.NAME.split("-");
+        console.log(JSON.stringify({
+            cells: [runtime, mix, Math.round(rps), ms(r.p50_us), ms(r.p99_us), errors,
+                `${c.refresh_token} / ${process.env.ALLOWED}`, `${most} / ${process.env.PER_SESSION}`, r.rejected_sent || "-", k.updates,
+                rss.map((s) => mb(s.kb)).join(" "), growth || "-"],
+            fails: fails.map((f) => `${process.env.NAME}: ${f}`),
+        }));')
+    rows+=("$(node -e 'console.log("| " + JSON.parse(process.argv[1]).cells.join(" | ") + " |")' "$row")")
+    local f
+    while IFS= read -r f; do [ -n "$f" ] && failures+=("$f"); done < <(node -e 'JSON.parse(process.argv[1]).fails.forEach((f) => console.log(f))' "$row")
+    echo "${rows[-1]}"
+}
+
+for runtime in $RUNTIMES; do
+    case $runtime in
+        worker) start_worker ;;
+        lambda) start_lambda ;;
+        *) echo "unknown runtime $runtime (worker, lambda)" >&2; exit 2 ;;
+    esac
+    say "$runtime: signing in $SESSIONS users"
+    node scripts/load/login.mjs --origin "$origin" --count "$SESSIONS" --prefix "$runtime" >"$out/$runtime-cookies.txt"
+    for mix in token sessioninfo rejected; do run_mix "$runtime" "$mix"; done
+    stop_group "$runtime_pid"
+done
+
+lambda_profile=release
+report() {
+    echo "## Load: $DURATION s per mix, $CONNECTIONS connections, $SESSIONS sessions, access tokens $AT_TTL s"
+    echo
+    echo "Worker: \`wrangler dev\` (workerd, worker-build --release). Lambda: \`cargo lambda watch --$lambda_profile\` (concurrency 1). $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2), one connection per thread."
+    echo
+    echo "Mixes: *token* GET bff-token; *sessioninfo* GET bff-sessioninfo; *rejected* GET bff-token with every ${REJECT_EVERY}th request of each connection a POST bff-token with \`rejected_token\` = the token that connection last got. Connection i uses session i mod $SESSIONS. *errors*: non-2xx answers and socket errors (connect, read, write, timeout) of wrk and of the cookie keeper. *refreshes*: successful refresh grants at the provider in the mix's window; *allowed*: per session one per (lifetime - margin) plus one, and in the rejected mix one forced refresh per 30 s plus one (docs/http-api.md). *rotated cookies*: session cookies the keeper saw change. RSS: worker = every workerd process \`wrangler dev\` started (its entry proxy and the Worker's own), lambda = the bff-lambda process \`cargo lambda watch\` spawned; summed, at 0, 10, 20, ... s; *growth*: the peak after 10 s against the sample at 10 s (checked from 30 s mixes on)."
+    echo
+    echo "| runtime | mix | req/s | p50 ms | p99 ms | errors | refreshes / allowed | most by one session / allowed | rejected_token sent | rotated cookies | RSS MB every 10 s | RSS growth after 10 s |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+    printf '%s\n' "${rows[@]}"
+    if [ "${#failures[@]}" -gt 0 ]; then
+        echo
+        echo "Failed:"
+        printf -- '- %s\n' "${failures[@]}"
+    fi
+}
+report | tee "$out/report.md"
+say "done; report in $out/report.md"
+[ "${#failures[@]}" -eq 0 ]

@@ -48,6 +48,10 @@ pub(crate) struct Rotation {
     pub(crate) id_token: Option<(String, Map<String, Value>)>,
     /// The access token obtained, cached as the requester asked for it.
     pub(crate) entry: CachedToken,
+    /// When a `rejected_token` forced this refresh: a response built from an older copy of the
+    /// session must not reopen the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) forced_at: Option<u64>,
 }
 
 impl Rotation {
@@ -77,6 +81,9 @@ enum Entry {
 pub(crate) struct Rotations {
     entries: Mutex<HashMap<[u8; 32], Entry>>,
     flights: AtomicU64,
+    /// Session id → when a `rejected_token` last forced a refresh here. The cookie says the same,
+    /// but a client can send an older cookie.
+    forced: Mutex<HashMap<String, u64>>,
 }
 
 /// What a request about to refresh should do.
@@ -141,6 +148,33 @@ impl Rotations {
                 }
             }
             deps.http.pause(POLL).await;
+        }
+    }
+}
+
+impl Rotations {
+    /// Whether session `id` may force a refresh at `now` (one per `window` seconds); if so, the
+    /// window starts now, so concurrent requests cannot all pass.
+    pub(crate) fn try_force(&self, id: &str, now: u64, window: u64) -> bool {
+        // Sessions sealed before they had ids share "": the cookie's own record decides for them.
+        if id.is_empty() {
+            return true;
+        }
+        let Ok(mut forced) = self.forced.lock() else {
+            return true;
+        };
+        forced.retain(|_, at| now.saturating_sub(*at) < window);
+        if forced.contains_key(id) {
+            return false;
+        }
+        forced.insert(id.to_owned(), now);
+        true
+    }
+
+    /// The forced refresh of session `id` failed: the client's retry may force again.
+    pub(crate) fn unforce(&self, id: &str) {
+        if let Ok(mut forced) = self.forced.lock() {
+            forced.remove(id);
         }
     }
 }

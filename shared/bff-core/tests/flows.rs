@@ -338,6 +338,107 @@ fn forced_refreshes_are_one_per_30_seconds_per_session() {
     });
 }
 
+/// Found by the load script: a response built from an older copy of the session cookie (another
+/// tab's request, answered from the rotation memory) forgot the forced refresh: it put the
+/// rejected token back in the cache and cleared the 30 s window.
+#[test]
+fn a_response_from_an_older_cookie_keeps_the_forced_refresh() {
+    let world = api_world(RefreshPolicy::Rotate);
+    let mut browser = login_with_resources(&world);
+    block_on(async {
+        let a = world
+            .token(&mut browser, &format!("resource={RESOURCE_A}"))
+            .await
+            .access_token();
+        world.token(&mut browser, &format!("resource={RESOURCE_B}")).await;
+        let other_tab = browser.clone();
+        world.clock.advance(20);
+        let forced = world
+            .token(&mut browser, &format!("resource={RESOURCE_A}&rejected_token={a}"))
+            .await
+            .access_token();
+        assert_ne!(forced, a);
+        // The other tab's request still carries the consumed refresh token; B's token is due.
+        browser = other_tab;
+        world.clock.advance(26);
+        let answer = world.token(&mut browser, &format!("resource={RESOURCE_B}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        let refreshes = world.provider.refreshes();
+        let again = world
+            .token(&mut browser, &format!("resource={RESOURCE_A}"))
+            .await
+            .access_token();
+        assert_eq!(again, forced, "the rejected token is never handed out again");
+        let within = world
+            .token(&mut browser, &format!("resource={RESOURCE_A}&rejected_token={forced}"))
+            .await
+            .access_token();
+        assert_eq!(within, forced, "inside the window of the forced refresh");
+        assert_eq!(world.provider.refreshes(), refreshes, "no refresh");
+    });
+}
+
+/// Found by the load script: the window lived only in the cookie, so replaying the cookie from
+/// before a forced refresh bought another one at once, from a provider that does not rotate.
+#[test]
+fn a_replayed_cookie_cannot_force_a_second_refresh() {
+    let world = api_world(RefreshPolicy::Omit);
+    let mut browser = login_with_resources(&world);
+    block_on(async {
+        let a = world
+            .token(&mut browser, &format!("resource={RESOURCE_A}"))
+            .await
+            .access_token();
+        let replayed = browser.clone();
+        let before = world.provider.refreshes();
+        let forced = world
+            .token(&mut browser, &format!("resource={RESOURCE_A}&rejected_token={a}"))
+            .await;
+        assert_ne!(forced.access_token(), a);
+        assert_eq!(world.provider.refreshes(), before + 1);
+        for _ in 0..3 {
+            let mut copy = replayed.clone();
+            world.clock.advance(5);
+            world
+                .token(&mut copy, &format!("resource={RESOURCE_A}&rejected_token={a}"))
+                .await;
+        }
+        assert_eq!(world.provider.refreshes(), before + 1, "one forced refresh per 30 s");
+        world.clock.advance(15);
+        let mut copy = replayed.clone();
+        let later = world
+            .token(&mut copy, &format!("resource={RESOURCE_A}&rejected_token={a}"))
+            .await;
+        assert_eq!(later.status, StatusCode::OK, "{}", later.text());
+        assert_eq!(world.provider.refreshes(), before + 2, "after the window, again");
+    });
+}
+
+/// A forced refresh that failed (the provider was down) does not use up the window: the client's
+/// retry gets a new token, not the rejected one.
+#[test]
+fn a_failed_forced_refresh_can_be_retried() {
+    let world = api_world(RefreshPolicy::Rotate);
+    let mut browser = login_with_resources(&world);
+    block_on(async {
+        let a = world
+            .token(&mut browser, &format!("resource={RESOURCE_A}"))
+            .await
+            .access_token();
+        world.provider.fail(Endpoint::Token, Fault::Status(503));
+        let down = world
+            .token(&mut browser, &format!("resource={RESOURCE_A}&rejected_token={a}"))
+            .await;
+        assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+        world.provider.heal(Endpoint::Token);
+        let retried = world
+            .token(&mut browser, &format!("resource={RESOURCE_A}&rejected_token={a}"))
+            .await;
+        assert_eq!(retried.status, StatusCode::OK, "{}", retried.text());
+        assert_ne!(retried.access_token(), a);
+    });
+}
+
 /// Review finding 4: an ID token that cannot be checked at refresh time (JWKS down, a key not yet
 /// published) does not throw away the rotated refresh token: the next refresh works.
 #[test]

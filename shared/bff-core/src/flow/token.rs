@@ -52,18 +52,23 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
         let was_rejected = request
             .rejected
             .is_some_and(|r| constant_time_eq(r, entry.token.expose()));
-        // At most one forced refresh per 30 s per session, whatever the key (http-api.md: bff-token).
+        // At most one forced refresh per 30 s per session, whatever the key (http-api.md: bff-token):
+        // as the cookie records it, and as this isolate saw it.
         let may_force = session
             .last_forced
             .is_none_or(|at| ctx.now.0.saturating_sub(at) >= FORCED_REFRESH_SECS);
-        forced = was_rejected && may_force;
+        forced = was_rejected && may_force && ctx.rotations.try_force(&session.id, ctx.now.0, FORCED_REFRESH_SECS);
         if entry.is_fresh(ctx.now) && !forced {
             // A plain read: answered from the cookie, nothing is written.
             return Ok(response::json(StatusCode::OK, &body_of(ctx, entry)));
         }
     }
     let before = (session.id_token.clone(), session.claims.clone());
-    let entry = match refresh(ctx, session, &key, resource.as_deref(), &wanted_scope).await {
+    let refreshed = refresh(ctx, session, &key, resource.as_deref(), &wanted_scope, forced).await;
+    if forced && refreshed.is_err() {
+        ctx.rotations.unforce(&session.id);
+    }
+    let entry = match refreshed {
         Ok(entry) => entry,
         Err(Refused::Answer(error)) => return Err(error),
         Err(Refused::SessionDead(error)) => {
@@ -172,6 +177,7 @@ async fn refresh<H: HttpClient, K: KvStore>(
     key: &str,
     resource: Option<&str>,
     wanted_scope: &str,
+    forced: bool,
 ) -> Result<CachedToken, Refused> {
     // Each pass either refreshes or follows one rotation someone else made; a chain longer than
     // this means another client keeps rotating the same grant.
@@ -210,7 +216,10 @@ async fn refresh<H: HttpClient, K: KvStore>(
         }
         let outcome = exchange(ctx, session, &refresh_token, key, resource, wanted_scope).await;
         let rotation = match outcome {
-            Ok(rotation) => rotation,
+            Ok(rotation) => Rotation {
+                forced_at: forced.then_some(ctx.now.0),
+                ..rotation
+            },
             Err(refused) => {
                 records::release(ctx, &refresh_token).await;
                 return Err(refused);
@@ -284,6 +293,7 @@ async fn exchange<H: HttpClient, K: KvStore>(
             now,
             session.expires,
         ),
+        forced_at: None,
     })
 }
 
@@ -339,10 +349,24 @@ fn original_nonce(session: &Session) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Takes a rotation into the session: the new refresh token and ID token with its claims.
+/// Takes a rotation into the session: the new refresh token, ID token with its claims, the
+/// access token obtained (unless the session holds a newer one for that key) and the forced
+/// refresh's time. The session may be an older copy than the one the rotation was made from:
+/// nothing it brings may be lost.
 fn apply(session: &mut Session, rotation: &Rotation) {
     if let Some(rotated) = &rotation.refresh_token {
         session.refresh_token = Some(RefreshToken::new(rotated.clone()));
+    }
+    session.last_forced = session.last_forced.max(rotation.forced_at);
+    let entry = &rotation.entry;
+    let held = session
+        .tokens
+        .iter()
+        .position(|t| t.answers(&entry.key, entry.resource.as_deref()));
+    match held {
+        Some(at) if session.tokens[at].expires >= entry.expires => {}
+        Some(at) => session.tokens[at] = entry.clone(),
+        None => session.tokens.push(entry.clone()),
     }
     if let Some((raw, claims)) = &rotation.id_token {
         session.id_token = IdToken::new(raw.clone());

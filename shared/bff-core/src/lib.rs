@@ -40,6 +40,7 @@ mod secret;
 mod session;
 mod session_cookie;
 mod session_store;
+mod store_breaker;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 mod urls;
@@ -119,6 +120,16 @@ impl Backend {
         let route = match flow::admit(&parts, &body, &inner.config) {
             Ok(route) => route,
             Err(refusal) => return refusal.into_response(&inner.config),
+        };
+        let breaker = deps
+            .store
+            .map(|store| store_breaker::StoreBreaker::new(store, deps.clock));
+        let deps = &Deps {
+            clock: deps.clock,
+            random: deps.random,
+            http: deps.http,
+            log: deps.log,
+            store: breaker.as_ref(),
         };
         let ctx = Ctx {
             config: &inner.config,

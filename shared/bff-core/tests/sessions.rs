@@ -5,6 +5,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bff_core::Clock as _;
 use bff_core::KvStore as _;
 use bff_core::testing::{Answer, Browser, COOKIE_KEYS, Endpoint, Fault, MemoryStore, START, Site, World};
 use futures::executor::block_on;
@@ -432,6 +433,36 @@ fn cookie_keys_rotate_without_logging_anyone_out() {
     assert!(!alive(&world, &mut bob), "never re-sealed");
     assert!(!alive(&world, &mut before), "alice's cookie from before");
     assert_eq!(block_on(world.token(&mut alice, "")).status, StatusCode::OK);
+}
+
+/// Found by the fault matrix: with store writes hanging until the client's deadline, a refresh in
+/// KV mode waited on the store again after every write had timed out (claim, shared rotation,
+/// save, save once more: about 15 s on DynamoDB), past the JS client's 10 s. Once one call of a
+/// request has hung, the rest of that request does not ask the store again.
+#[test]
+fn a_hanging_store_costs_a_request_one_deadline() {
+    let world = kv_world();
+    let mut browser = logged_in(&world, "alice");
+    let first = block_on(world.token(&mut browser, "")).access_token();
+    world.provider.set_expires_in(Some(serde_json::json!(20)));
+    world.clock.advance(3600);
+    let store = world.store.as_ref().unwrap();
+    store.fail_slowly(3);
+    store.fail_writes(Some(""));
+    let started = world.clock.now().0;
+    let answer = block_on(world.token(&mut browser, ""));
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let second = answer.access_token();
+    assert_ne!(second, first);
+    let waited = world.clock.now().0 - started;
+    assert!(waited <= 3, "the request waited {waited} s on the store");
+    // The store is back, the token due again: the session refreshes (the record still holds the
+    // used refresh token; the rotation memory has the new one).
+    store.fail_writes(None);
+    world.clock.advance(17);
+    let later = block_on(world.token(&mut browser, ""));
+    assert_eq!(later.status, StatusCode::OK, "{}", later.text());
+    assert_ne!(later.access_token(), second);
 }
 
 fn kv_settings(keys: &str) -> [(&str, &str); 3] {

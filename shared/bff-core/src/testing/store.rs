@@ -19,6 +19,8 @@ pub struct MemoryStore {
     failing_writes: Mutex<Option<String>>,
     /// Every call made, failed ones included.
     operations: std::sync::atomic::AtomicUsize,
+    /// How long a failing call takes, in clock seconds: a store that hangs until its deadline.
+    failure_secs: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -47,6 +49,7 @@ impl MemoryStore {
             failing: Mutex::new(None),
             failing_writes: Mutex::new(None),
             operations: std::sync::atomic::AtomicUsize::new(0),
+            failure_secs: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -96,8 +99,23 @@ impl MemoryStore {
         self.operations.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Each failing call advances the clock by `secs` before it fails, as a store that hangs
+    /// until the client's deadline (0, the default: failures are immediate).
+    pub fn fail_slowly(&self, secs: u64) {
+        self.failure_secs.store(secs, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn check(&self, operation: &str, key: &str) -> Result<(), KvError> {
         self.operations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let outcome = self.outcome(operation, key);
+        if outcome.is_err() {
+            self.clock
+                .advance(self.failure_secs.load(std::sync::atomic::Ordering::Relaxed));
+        }
+        outcome
+    }
+
+    fn outcome(&self, operation: &str, key: &str) -> Result<(), KvError> {
         if operation != "get" {
             let writes = self
                 .failing_writes

@@ -27,6 +27,9 @@ mod cookie;
 mod ctx;
 mod error;
 mod flow;
+#[cfg(feature = "test-util")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod limits;
 mod oidc;
 mod ports;

@@ -330,6 +330,22 @@ fn a_callback_without_the_right_iss_is_refused_before_the_code_is_used() {
     assert_eq!(world.provider.count(Endpoint::Token), 0);
 }
 
+/// Found by the `callback` fuzz target: an `error` parameter sent twice was taken for none, so
+/// the code beside it was exchanged and the user signed in. Any `error` refuses the response.
+#[test]
+fn an_error_sent_twice_still_refuses_the_callback() {
+    let world = World::new(&[]);
+    let mut browser = Browser::default();
+    let callback = block_on(world.start_login(&mut browser, "", "alice"));
+    let twice = rewrite(&callback, |pairs| {
+        pairs.push(("error".into(), "access_denied".into()));
+        pairs.push(("error".into(), "access_denied".into()));
+    });
+    let answer = block_on(world.callback(&mut browser, &twice));
+    assert_refused(&world, &mut browser, &answer, "error twice");
+    assert_eq!(world.provider.count(Endpoint::Token), 0, "the code was exchanged");
+}
+
 /// The provider's `error` (the user said no) is shown, escaped, on a 400 page; no code, no token
 /// request, no session. A response with neither `error` nor `code` is refused too.
 #[test]

@@ -30,8 +30,8 @@ pub(crate) async fn callback<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> 
         return PageError::BadRequest("This sign-in is unknown, expired or already finished. Please start again.")
             .into_response(&login_path);
     };
-    // Any outcome but an outage before the code was sent ends this transaction: once the code
-    // went to the provider it is consumed, and a retry could only fail.
+    // Any outcome but an outage before the provider took the code ends this transaction: once it
+    // answered the exchange the code is spent, and a retry could only fail (http-api.md: callback).
     let delete_txn = SetCookie::delete(txn_name.clone(), SameSite::Lax);
     let mut code_sent = false;
     let outcome = match session_cookie::open_txn(value, ctx.config, ctx.now) {
@@ -45,7 +45,7 @@ pub(crate) async fn callback<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> 
             cookies.push(delete_txn);
             response::with_cookies(response::redirect(&location), &cookies)
         }
-        // An outage before the code was sent: the same callback may be retried.
+        // No answer to the code exchange, or a 5xx: the same callback may be retried.
         Err(error @ PageError::Unavailable) if !code_sent => error.into_response(&login_path),
         Err(error) => response::with_cookies(error.into_response(&login_path), &[delete_txn]),
     }
@@ -135,12 +135,22 @@ fn authorization_code<'a>(
             ));
         }
     }
-    if let Ok(Some(error)) = single(params, "error") {
-        let description = single(params, "error_description").ok().flatten().map(str::to_owned);
-        return Err(PageError::Provider {
-            error: error.to_owned(),
-            description,
-        });
+    match single(params, "error") {
+        Ok(None) => {}
+        Ok(Some(error)) => {
+            let description = single(params, "error_description").ok().flatten().map(str::to_owned);
+            return Err(PageError::Provider {
+                error: error.to_owned(),
+                description,
+            });
+        }
+        // Repeated, it is still an error response (RFC 6749 §3.1 forbids the repetition): never
+        // a reason to exchange the code beside it.
+        Err(()) => {
+            return Err(PageError::BadRequest(
+                "The sign-in response carried more than one error.",
+            ));
+        }
     }
     match single(params, "code") {
         Ok(Some(code)) => Ok(code),

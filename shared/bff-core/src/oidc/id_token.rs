@@ -82,7 +82,11 @@ pub(crate) fn verify(
         return Err(IdTokenError::Claim("aud"));
     }
     // 4. With several audiences, `azp` must be present; when present it must be the client_id.
-    let azp = claims.custom.get("azp").and_then(Value::as_str);
+    //    One that is present but not a string cannot be the client_id: refused, not ignored.
+    let azp = match claims.custom.get("azp") {
+        None | Some(Value::Null) => None,
+        Some(azp) => Some(azp.as_str().ok_or(IdTokenError::Claim("azp"))?),
+    };
     if (audiences.len() > 1 && azp.is_none()) || azp.is_some_and(|azp| azp != expected.client_id) {
         return Err(IdTokenError::Claim("azp"));
     }

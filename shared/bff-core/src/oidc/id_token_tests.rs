@@ -105,6 +105,23 @@ fn each_rule_refuses() {
     );
 }
 
+/// Found by the `jwt` fuzz target: an `azp` that is present but not a string (an object, a
+/// number) was taken for an absent one, so a token naming another party passed.
+#[test]
+fn an_azp_that_is_not_a_string_is_refused() {
+    for azp in [json!({"client": "bff"}), json!(7), json!(["bff"]), json!(true)] {
+        let token = sign(|c| {
+            c.custom.insert("azp".into(), azp.clone());
+        });
+        assert_eq!(check(&token, NOW + 1).unwrap_err(), IdTokenError::Claim("azp"), "{azp}");
+    }
+    // A JSON null is no claim: one audience needs no `azp`.
+    let token = sign(|c| {
+        c.custom.insert("azp".into(), Value::Null);
+    });
+    assert!(check(&token, NOW + 1).is_ok());
+}
+
 #[test]
 fn bad_signatures_and_algorithms() {
     let token = sign(|_| {});

@@ -208,6 +208,16 @@ async fn logout(browser: &mut Browser, target: &Target) -> (Answer, Option<Strin
     (answer, hint)
 }
 
+/// Logs out and checks that the session's ID token (the logout URL's `id_token_hint`) was
+/// signed with key `kid`.
+async fn logout_signed_by(browser: &mut Browser, target: &Target, expected: &str, seen: &mut Seen, why: &str) {
+    let (answer, hint) = logout(browser, target).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let hint = hint.expect("id_token_hint");
+    assert_eq!(kid(&hint), expected, "{why}");
+    seen.add("an ID token", hint);
+}
+
 /// The `kid` in a JWT's header.
 fn kid(jwt: &str) -> String {
     let header = jwt.split('.').next().unwrap();
@@ -585,15 +595,14 @@ async fn signing_key_rotation(world: Arc<World>) {
     assert_eq!(info.status, StatusCode::OK, "{}", info.body);
     assert_eq!(info.json()["sub"], "kira");
     seen.cookies(&mut browser, target);
-    let (answer, hint) = logout(&mut browser, target).await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-    let hint = hint.expect("id_token_hint");
-    assert_eq!(
-        kid(&hint),
-        new_kid,
-        "the session holds the ID token signed with the new key"
-    );
-    seen.add("an ID token", hint);
+    logout_signed_by(
+        &mut browser,
+        target,
+        &new_kid,
+        &mut seen,
+        "the session holds the ID token signed with the new key",
+    )
+    .await;
     seen.check(&world, "signing_key_rotation").await;
 }
 
@@ -648,15 +657,14 @@ async fn jwks_down_key_cached(world: Arc<World>) {
     seen.answer(&after);
     assert_ne!(access_token(&after), during_token);
     seen.cookies(&mut browser, target);
-    let (answer, hint) = logout(&mut browser, target).await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-    let hint = hint.expect("id_token_hint");
-    assert_eq!(
-        kid(&hint),
-        new_kid,
-        "the new ID token was taken once the keys were back"
-    );
-    seen.add("an ID token", hint);
+    logout_signed_by(
+        &mut browser,
+        target,
+        &new_kid,
+        &mut seen,
+        "the new ID token was taken once the keys were back",
+    )
+    .await;
     seen.check(&world, "jwks_down_key_cached").await;
 }
 

@@ -1,8 +1,10 @@
 -- wrk script for scripts/load.sh. Arguments (after `--`): MIX COOKIES_FILE [BASE_PATH] [REJECT_EVERY]
---   MIX          token | sessioninfo | rejected
+--   MIX          token | sessioninfo | rejected | static
 --   COOKIES_FILE one `Cookie` header value per line, one line per session (scripts/load/login.mjs)
 --   REJECT_EVERY in the `rejected` mix, every REJECT_EVERY-th request of a connection is a POST
 --                bff-token with rejected_token=<the token this connection last got> (20: 5 %)
+--   static       GET /demo.css with the same headers and session cookie: requests as large as the
+--                mixes' that the Worker's code never sees, for scripts/load.sh's control
 --
 -- Run with as many threads as connections: wrk hands `response` no hint of which request it
 -- answers, so with one connection per thread the answer always belongs to the thread's session.
@@ -62,6 +64,9 @@ function request()
    if mix == "sessioninfo" then
       return wrk.format("GET", base .. "/.well-known/bff-sessioninfo", headers)
    end
+   if mix == "static" then
+      return wrk.format("GET", base .. "/demo.css", headers)
+   end
    if mix == "rejected" and token and sent % reject_every == 0 then
       rejected_sent = rejected_sent + 1
       headers["Content-Type"] = "application/x-www-form-urlencoded"
@@ -75,7 +80,7 @@ function response(status, response_headers, body)
       non2xx = non2xx + 1
       if first_error == "" then first_error = status .. " " .. body:sub(1, 200) end
    end
-   if status == 200 and mix ~= "sessioninfo" then
+   if status == 200 and (mix == "token" or mix == "rejected") then
       token = body:match('"access_token"%s*:%s*"([^"]+)"') or token
    end
 end

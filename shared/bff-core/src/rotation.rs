@@ -179,6 +179,37 @@ impl Rotations {
     }
 }
 
+impl Rotations {
+    /// The answer of the refresh this instance made (or is making: then it waits) with
+    /// `refresh_token` for (`key`, `resource`), while its access token is fresh: what a request
+    /// that may not force another refresh gets instead of the token it rejected.
+    pub(crate) async fn latest<H: HttpClient, K: KvStore>(
+        &self,
+        refresh_token: &str,
+        key: &str,
+        resource: Option<&str>,
+        in_flight_secs: u64,
+        deps: &Deps<'_, H, K>,
+    ) -> Option<Arc<Rotation>> {
+        let hash: [u8; 32] = Sha256::digest(refresh_token.as_bytes()).into();
+        loop {
+            let now = deps.clock.now();
+            {
+                let entries = self.entries.lock().ok()?;
+                match entries.get(&hash) {
+                    Some(Entry::Done { rotation, .. }) => {
+                        return (rotation.entry.answers(key, resource) && rotation.entry.is_fresh(now))
+                            .then(|| Arc::clone(rotation));
+                    }
+                    Some(Entry::InFlight { since, .. }) if now.0.saturating_sub(*since) < in_flight_secs => {}
+                    _ => return None,
+                }
+            }
+            deps.http.pause(POLL).await;
+        }
+    }
+}
+
 /// The right to refresh with one token. Dropped without [`Guard::complete`] (the refresh
 /// failed), it lets the next waiter try.
 pub(crate) struct Guard<'a> {

@@ -48,7 +48,8 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
     }
 
     let mut forced = false;
-    if let Some(entry) = session.tokens.iter().find(|t| t.answers(&key, resource.as_deref())) {
+    let cached = session.tokens.iter().find(|t| t.answers(&key, resource.as_deref()));
+    if let Some(entry) = cached {
         let was_rejected = request
             .rejected
             .is_some_and(|r| constant_time_eq(r, entry.token.expose()));
@@ -58,9 +59,24 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
             .last_forced
             .is_none_or(|at| ctx.now.0.saturating_sub(at) >= FORCED_REFRESH_SECS);
         forced = was_rejected && may_force && ctx.rotations.try_force(&session.id, ctx.now.0, FORCED_REFRESH_SECS);
-        if entry.is_fresh(ctx.now) && !forced {
+        let fresh = entry.is_fresh(ctx.now);
+        if was_rejected && !forced {
+            // Inside the window: the forced refresh's answer (perhaps still in flight) if this
+            // instance made it from the same refresh token, rather than the rejected token.
+            if let Some(rotation) = forced_answer(ctx, session, &key, resource.as_deref()).await {
+                let before = (session.id_token.clone(), session.claims.clone());
+                apply(session, &rotation);
+                let body = body_of(ctx, &rotation.entry);
+                let cookies = store_token(ctx, &mut loaded, rotation.entry.clone(), before).await?;
+                return Ok(response::with_cookies(response::json(StatusCode::OK, &body), &cookies));
+            }
+        }
+        if fresh && !forced {
             // A plain read: answered from the cookie, nothing is written.
-            return Ok(response::json(StatusCode::OK, &body_of(ctx, entry)));
+            let entry = session.tokens.iter().find(|t| t.answers(&key, resource.as_deref()));
+            if let Some(entry) = entry {
+                return Ok(response::json(StatusCode::OK, &body_of(ctx, entry)));
+            }
         }
     }
     let before = (session.id_token.clone(), session.claims.clone());
@@ -85,6 +101,21 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
     let body = body_of(ctx, &entry);
     let cookies = store_token(ctx, &mut loaded, entry, before).await?;
     Ok(response::with_cookies(response::json(StatusCode::OK, &body), &cookies))
+}
+
+/// What the refresh this instance made with the session's refresh token answered for (`key`,
+/// `resource`), if it is remembered and still fresh.
+async fn forced_answer<H: HttpClient, K: KvStore>(
+    ctx: &Ctx<'_, H, K>,
+    session: &Session,
+    key: &str,
+    resource: Option<&str>,
+) -> Option<std::sync::Arc<Rotation>> {
+    let refresh_token = session.refresh_token.as_ref()?;
+    let in_flight = rotation::in_flight_limit(ctx.config.http_timeout);
+    ctx.rotations
+        .latest(refresh_token.expose(), key, resource, in_flight, ctx.deps)
+        .await
 }
 
 /// The parameters of a `bff-token` request (http-api.md: bff-token).

@@ -171,23 +171,30 @@ impl Rotations {
         true
     }
 
-    /// The forced refresh of session `id` failed: the client's retry may force again.
-    pub(crate) fn unforce(&self, id: &str) {
-        if let Ok(mut forced) = self.forced.lock() {
+    /// The forced refresh session `id` started at `at` failed: the client's retry may force
+    /// again (unless a later request has started a window of its own meanwhile).
+    pub(crate) fn unforce(&self, id: &str, at: u64) {
+        if let Ok(mut forced) = self.forced.lock()
+            && forced.get(id) == Some(&at)
+        {
             forced.remove(id);
         }
     }
 }
 
 impl Rotations {
-    /// The answer of the refresh this instance made (or is making: then it waits) with
-    /// `refresh_token` for (`key`, `resource`), while its access token is fresh: what a request
-    /// that may not force another refresh gets instead of the token it rejected.
+    /// The answer of the forced refresh this instance made (or is making: then it waits) with
+    /// `refresh_token` for (`key`, `resource`) in the last 30 s, while its access token is fresh
+    /// and is neither `rejected` nor older than `held` (the session's own): what a request that
+    /// may not force another refresh gets instead of the token it rejected.
+    #[allow(clippy::too_many_arguments)] // one lookup, spelled out
     pub(crate) async fn latest<H: HttpClient, K: KvStore>(
         &self,
         refresh_token: &str,
         key: &str,
         resource: Option<&str>,
+        rejected: &str,
+        held: &CachedToken,
         in_flight_secs: u64,
         deps: &Deps<'_, H, K>,
     ) -> Option<Arc<Rotation>> {
@@ -197,9 +204,15 @@ impl Rotations {
             {
                 let entries = self.entries.lock().ok()?;
                 match entries.get(&hash) {
-                    Some(Entry::Done { rotation, .. }) => {
-                        return (rotation.entry.answers(key, resource) && rotation.entry.is_fresh(now))
-                            .then(|| Arc::clone(rotation));
+                    Some(Entry::Done { at, rotation, .. }) => {
+                        let entry = &rotation.entry;
+                        let usable = rotation.forced_at.is_some()
+                            && now.0.saturating_sub(*at) < MEMORY_SECS
+                            && entry.answers(key, resource)
+                            && entry.is_fresh(now)
+                            && entry.obtained >= held.obtained
+                            && !crate::secret::constant_time_eq(entry.token.expose(), rejected);
+                        return usable.then(|| Arc::clone(rotation));
                     }
                     Some(Entry::InFlight { since, .. }) if now.0.saturating_sub(*since) < in_flight_secs => {}
                     _ => return None,

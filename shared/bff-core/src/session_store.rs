@@ -208,22 +208,44 @@ pub(crate) async fn create<H, K: KvStore>(
 /// revocation entry written, so neither a copied cookie nor a record written back by a racing
 /// refresh brings it back. A store failure is logged; the cookies are cleared regardless.
 pub(crate) async fn end<H, K: KvStore>(ctx: &Ctx<'_, H, K>, loaded: Option<&Loaded>) -> Vec<SetCookie> {
-    if let (Some(loaded), Some(store)) = (loaded, ctx.deps.store) {
-        if let Some(subject) = logout_subject(loaded)
-            && let Err(unavailable) = records::revoke(ctx, store, subject, ctx.now.0).await
-        {
-            ctx.deps.log.line(
-                Level::Warn,
-                &format!("logout without a revocation entry: {unavailable:?}"),
-            );
-        }
-        if let Some(id) = &loaded.id
-            && let Err(error) = store.delete(&record_key(id)).await
-        {
-            ctx.deps.log.line(Level::Warn, &error.to_string());
+    end_in_store(ctx, loaded).await;
+    session_cookie::clear(ctx.config)
+}
+
+/// [`end`] for a KV-mode logout, which must not look done while the record lives on: when
+/// neither the record's deletion nor the revocation entry reached the store, nothing is cleared
+/// and the client retries.
+pub(crate) async fn end_kv<H, K: KvStore>(ctx: &Ctx<'_, H, K>, loaded: &Loaded) -> Result<Vec<SetCookie>, Unavailable> {
+    if end_in_store(ctx, Some(loaded)).await {
+        Ok(session_cookie::clear(ctx.config))
+    } else {
+        Err(Unavailable::Failed)
+    }
+}
+
+/// Deletes the KV record (what ends a KV session), then writes the revocation entry (what ends a
+/// cookie session, and a KV record a racing write brought back). Whether either reached the store.
+async fn end_in_store<H, K: KvStore>(ctx: &Ctx<'_, H, K>, loaded: Option<&Loaded>) -> bool {
+    let (Some(loaded), Some(store)) = (loaded, ctx.deps.store) else {
+        return false;
+    };
+    let mut ended = false;
+    if let Some(id) = &loaded.id {
+        match store.delete(&record_key(id)).await {
+            Ok(()) => ended = true,
+            Err(error) => ctx.deps.log.line(Level::Warn, &error.to_string()),
         }
     }
-    session_cookie::clear(ctx.config)
+    if let Some(subject) = logout_subject(loaded) {
+        match records::revoke(ctx, store, subject, ctx.now.0).await {
+            Ok(()) => ended = true,
+            Err(unavailable) => ctx.deps.log.line(
+                Level::Warn,
+                &format!("logout without a revocation entry: {unavailable:?}"),
+            ),
+        }
+    }
+    ended
 }
 
 /// Back-channel logout (http-api.md: backchannel-logout): ends every session of `sid` (or, without one, of `sub`)

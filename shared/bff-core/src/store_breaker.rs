@@ -1,16 +1,20 @@
 //! One request's view of the store. Once a call has hung until the client's deadline, the rest of
-//! the request does not ask the store again: each call would cost the same wait, and together
-//! they put the answer past the frontend's own timeout (a refresh in KV mode makes four writes).
-//! Every caller already copes with a failed call, so failing the later ones at once changes only
-//! how long the answer takes. A fast failure (a refusal, a throttle on one key) says nothing
-//! about the next call and does not trip it.
+//! the request skips the calls that only coordinate refreshes across instances (the shared
+//! rotation records: looking one up, claiming, publishing, releasing), which are best effort by
+//! design and each cost the same wait; together they put a refresh past the frontend's own
+//! timeout. Every other call (session records, revocation entries, logout-token `jti`s) is always
+//! tried: a rotated refresh token must be saved, a logout must reach the store. A fast failure (a
+//! refusal, a throttle on one key) says nothing about the next call and does not trip it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::ports::{Clock, KvError, KvStore};
 
 /// A failed call that took at least this long (by the injected clock, in whole seconds) hung.
-const HUNG_SECS: u64 = 2;
+pub(crate) const HUNG_SECS: u64 = 2;
+
+/// The records that only coordinate refreshes across instances (`records::shared_keys`).
+const SKIPPABLE: [&str; 2] = ["rotation:", "rotating:"];
 
 pub(crate) struct StoreBreaker<'a, K> {
     store: &'a K,
@@ -27,8 +31,13 @@ impl<'a, K: KvStore> StoreBreaker<'a, K> {
         }
     }
 
-    async fn call<T>(&self, operation: &str, call: impl Future<Output = Result<T, KvError>>) -> Result<T, KvError> {
-        if self.hung.load(Ordering::Relaxed) {
+    async fn call<T>(
+        &self,
+        operation: &str,
+        key: &str,
+        call: impl Future<Output = Result<T, KvError>>,
+    ) -> Result<T, KvError> {
+        if self.hung.load(Ordering::Relaxed) && SKIPPABLE.iter().any(|prefix| key.starts_with(prefix)) {
             return Err(KvError(format!(
                 "{operation} not tried: the store hung earlier in this request"
             )));
@@ -44,24 +53,24 @@ impl<'a, K: KvStore> StoreBreaker<'a, K> {
 
 impl<K: KvStore> KvStore for StoreBreaker<'_, K> {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.call("get", self.store.get(key)).await
+        self.call("get", key, self.store.get(key)).await
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<(), KvError> {
-        self.call("put", self.store.put(key, value, ttl_secs)).await
+        self.call("put", key, self.store.put(key, value, ttl_secs)).await
     }
 
     async fn put_if_absent(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<bool, KvError> {
-        self.call("put_if_absent", self.store.put_if_absent(key, value, ttl_secs))
+        self.call("put_if_absent", key, self.store.put_if_absent(key, value, ttl_secs))
             .await
     }
 
     async fn put_if_present(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<bool, KvError> {
-        self.call("put_if_present", self.store.put_if_present(key, value, ttl_secs))
+        self.call("put_if_present", key, self.store.put_if_present(key, value, ttl_secs))
             .await
     }
 
     async fn delete(&self, key: &str) -> Result<(), KvError> {
-        self.call("delete", self.store.delete(key)).await
+        self.call("delete", key, self.store.delete(key)).await
     }
 }

@@ -288,6 +288,7 @@ fn logout_while_the_store_fails_asks_it_once() {
     let mut browser = logged_in(&world, "alice");
     let store = world.store.as_ref().unwrap();
     store.fail_keys(Some(""));
+    store.fail_slowly(3);
     let before = store.operations();
     let answer = block_on(world.logout(&mut browser));
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
@@ -296,7 +297,7 @@ fn logout_while_the_store_fails_asks_it_once() {
     assert_eq!(
         store.operations() - before,
         1,
-        "one failed read, then no more store calls"
+        "one hung read, then no more store calls"
     );
     assert!(
         world
@@ -454,8 +455,9 @@ fn a_hanging_store_costs_a_request_one_deadline() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     let second = answer.access_token();
     assert_ne!(second, first);
+    // The claim hung (3 s); publishing skipped; the save, which must be tried, tried once (3 s).
     let waited = world.clock.now().0 - started;
-    assert!(waited <= 3, "the request waited {waited} s on the store");
+    assert!(waited <= 6, "the request waited {waited} s on the store");
     // The store is back, the token due again: the session refreshes (the record still holds the
     // used refresh token; the rotation memory has the new one).
     store.fail_writes(None);
@@ -463,6 +465,28 @@ fn a_hanging_store_costs_a_request_one_deadline() {
     let later = block_on(world.token(&mut browser, ""));
     assert_eq!(later.status, StatusCode::OK, "{}", later.text());
     assert_ne!(later.access_token(), second);
+}
+
+/// Found in review: a KV-mode logout whose record deletion and revocation entry both failed
+/// answered 200 and cleared the cookie, while the record, refresh token and all, lived on for any
+/// copy of the cookie. It is a 503 that changes nothing; the retry ends the session.
+#[test]
+fn a_kv_logout_that_could_not_end_the_record_is_a_503() {
+    let world = kv_world();
+    let mut browser = logged_in(&world, "alice");
+    let copy = browser.clone();
+    let store = world.store.as_ref().unwrap();
+    store.fail_writes(Some(""));
+    let answer = block_on(world.logout(&mut browser));
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answer.text());
+    assert!(answer.header("retry-after").is_some());
+    assert!(answer.set_cookies().is_empty(), "the cookies stay");
+    assert_eq!(world.provider.count(Endpoint::Revocation), 0);
+    store.fail_writes(None);
+    let answer = block_on(world.logout(&mut browser));
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let mut copy = copy;
+    assert_eq!(block_on(world.session_info(&mut copy)).error(), "invalid_session");
 }
 
 fn kv_settings(keys: &str) -> [(&str, &str); 3] {

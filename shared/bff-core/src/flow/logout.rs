@@ -13,26 +13,30 @@ use crate::provider;
 use crate::response;
 use crate::session_cookie;
 use crate::session_store::{self, Loaded, Lookup};
+use crate::store_breaker;
 
 pub(crate) async fn logout<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Response<Vec<u8>>, ApiError> {
     let config = ctx.config;
     let post_logout = format!("{}{}", config.public_origin, config.post_logout_path);
-    let (loaded, store_failed) = match session_store::load(ctx).await {
+    let started = ctx.deps.clock.now().0;
+    let (loaded, store_hung) = match session_store::load(ctx).await {
         Ok(Lookup::Found(loaded)) => (Some(*loaded), false),
         // The store failed, but a cookie session is still readable: its refresh token must be
         // revoked all the same, or a copy of the cookie would outlive the logout.
         Err(_) if config.session_store == SessionMode::Cookie => {
             let session = session_cookie::load(&ctx.cookies, config, ctx.now);
-            (session.map(|session| Loaded { session, id: None }), true)
+            let hung = ctx.deps.clock.now().0.saturating_sub(started) >= store_breaker::HUNG_SECS;
+            (session.map(|session| Loaded { session, id: None }), hung)
         }
         // In KV mode the session, its refresh token included, is in the store: clearing only the
         // cookies would look like a logout and leave the session alive. The client retries.
         Err(unavailable) => return Err(unavailable.into()),
         Ok(_) => (None, false),
     };
-    let mut cookies = if store_failed {
-        // Not the store again for the revocation entry: a store that hangs would cost a second
-        // full wait, and the client would give up on the logout before the provider is asked.
+    let mut cookies = if store_hung {
+        // Not the store again for the revocation entry: a store that hung once would cost a
+        // second full wait, and the client would give up on the logout before the provider is
+        // asked. (One that failed fast is tried again: another key may well be written.)
         if loaded.is_some() {
             ctx.deps.log.line(
                 Level::Warn,
@@ -40,6 +44,8 @@ pub(crate) async fn logout<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Re
             );
         }
         session_store::end(ctx, None).await
+    } else if let Some(kv) = loaded.as_ref().filter(|l| l.id.is_some()) {
+        session_store::end_kv(ctx, kv).await?
     } else {
         session_store::end(ctx, loaded.as_ref()).await
     };

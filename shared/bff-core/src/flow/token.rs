@@ -18,6 +18,7 @@ use crate::rotation::{self, Claim, Rotation};
 use crate::secret::{IdToken, RefreshToken, constant_time_eq};
 use crate::session::{CachedToken, Session, project_claims, scope_covered, scope_key};
 use crate::session_store::{self, Loaded};
+use crate::store_breaker;
 use crate::urls::is_resource_uri;
 
 /// A session caches at most this many access tokens.
@@ -63,7 +64,8 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
         if was_rejected && !forced {
             // Inside the window: the forced refresh's answer (perhaps still in flight) if this
             // instance made it from the same refresh token, rather than the rejected token.
-            if let Some(rotation) = forced_answer(ctx, session, &key, resource.as_deref()).await {
+            let rejected = request.rejected.unwrap_or_default();
+            if let Some(rotation) = forced_answer(ctx, session, entry, &key, resource.as_deref(), rejected).await {
                 let before = (session.id_token.clone(), session.claims.clone());
                 apply(session, &rotation);
                 let body = body_of(ctx, &rotation.entry);
@@ -82,7 +84,7 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
     let before = (session.id_token.clone(), session.claims.clone());
     let refreshed = refresh(ctx, session, &key, resource.as_deref(), &wanted_scope, forced).await;
     if forced && refreshed.is_err() {
-        ctx.rotations.unforce(&session.id);
+        ctx.rotations.unforce(&session.id, ctx.now.0);
     }
     let entry = match refreshed {
         Ok(entry) => entry,
@@ -108,13 +110,23 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
 async fn forced_answer<H: HttpClient, K: KvStore>(
     ctx: &Ctx<'_, H, K>,
     session: &Session,
+    held: &CachedToken,
     key: &str,
     resource: Option<&str>,
+    rejected: &str,
 ) -> Option<std::sync::Arc<Rotation>> {
     let refresh_token = session.refresh_token.as_ref()?;
     let in_flight = rotation::in_flight_limit(ctx.config.http_timeout);
     ctx.rotations
-        .latest(refresh_token.expose(), key, resource, in_flight, ctx.deps)
+        .latest(
+            refresh_token.expose(),
+            key,
+            resource,
+            rejected,
+            held,
+            in_flight,
+            ctx.deps,
+        )
         .await
 }
 
@@ -164,9 +176,13 @@ async fn store_token<H, K: KvStore>(
     // work of trimming a cookie) without bound.
     let excess = session.tokens.len().saturating_sub(MAX_CACHED_TOKENS);
     session.tokens.drain(..excess);
+    let started = ctx.deps.clock.now().0;
     let mut saved = session_store::save(ctx, loaded).await;
-    if matches!(saved, Err(SaveError::Store(Unavailable::Failed))) {
-        // Once more: the provider has consumed the old refresh token.
+    let hung = ctx.deps.clock.now().0.saturating_sub(started) >= store_breaker::HUNG_SECS;
+    if matches!(saved, Err(SaveError::Store(Unavailable::Failed))) && !hung {
+        // Once more: the provider has consumed the old refresh token. Not after a save that hung
+        // until its deadline: another wait would put the answer past the frontend's timeout, and
+        // the rotation memory has the new token for the next request.
         saved = session_store::save(ctx, loaded).await;
     }
     if matches!(saved, Err(SaveError::TooLarge { .. })) {

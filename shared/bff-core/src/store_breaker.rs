@@ -11,7 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::ports::{Clock, KvError, KvStore};
 
 /// A failed call that took at least this long (by the injected clock, in whole seconds) hung.
-pub(crate) const HUNG_SECS: u64 = 2;
+const HUNG_SECS: u64 = 2;
+
+/// Whether a store call (or calls) started at `started` (Unix seconds) and failing now hung until
+/// a deadline rather than failing fast.
+pub(crate) fn hung_since(clock: &dyn Clock, started: u64) -> bool {
+    clock.now().0.saturating_sub(started) >= HUNG_SECS
+}
 
 /// The records that only coordinate refreshes across instances (`records::shared_keys`).
 const SKIPPABLE: [&str; 2] = ["rotation:", "rotating:"];
@@ -44,7 +50,7 @@ impl<'a, K: KvStore> StoreBreaker<'a, K> {
         }
         let started = self.clock.now().0;
         let outcome = call.await;
-        if outcome.is_err() && self.clock.now().0.saturating_sub(started) >= HUNG_SECS {
+        if outcome.is_err() && hung_since(self.clock, started) {
             self.hung.store(true, Ordering::Relaxed);
         }
         outcome

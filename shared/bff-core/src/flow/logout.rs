@@ -25,7 +25,7 @@ pub(crate) async fn logout<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Re
         // revoked all the same, or a copy of the cookie would outlive the logout.
         Err(_) if config.session_store == SessionMode::Cookie => {
             let session = session_cookie::load(&ctx.cookies, config, ctx.now);
-            let hung = ctx.deps.clock.now().0.saturating_sub(started) >= store_breaker::HUNG_SECS;
+            let hung = store_breaker::hung_since(ctx.deps.clock, started);
             (session.map(|session| Loaded { session, id: None }), hung)
         }
         // In KV mode the session, its refresh token included, is in the store: clearing only the

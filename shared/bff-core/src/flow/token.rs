@@ -178,7 +178,7 @@ async fn store_token<H, K: KvStore>(
     session.tokens.drain(..excess);
     let started = ctx.deps.clock.now().0;
     let mut saved = session_store::save(ctx, loaded).await;
-    let hung = ctx.deps.clock.now().0.saturating_sub(started) >= store_breaker::HUNG_SECS;
+    let hung = store_breaker::hung_since(ctx.deps.clock, started);
     if matches!(saved, Err(SaveError::Store(Unavailable::Failed))) && !hung {
         // Once more: the provider has consumed the old refresh token. Not after a save that hung
         // until its deadline: another wait would put the answer past the frontend's timeout, and

@@ -69,51 +69,19 @@ PATH="$(scripts/lambda-tools.sh):$PATH"
 export PATH
 
 out=target/load
+# The loopback stack's helpers (free ports, waiting, teardown of every pid in `pids`).
+logs=$out
+verbose=${LOAD_VERBOSE:-}
+. scripts/lib/stack.sh
 mkdir -p "$out"
 rm -f "$out"/*.log "$out"/*.out "$out"/*.txt "$out"/*.json "$out"/report.md
 rm -rf "$out"/state
 
-read -r IDP IDP_PROVIDER IDP_CONTROL WORKER INSPECT LAMBDA < <(node -e '
-    const net = require("node:net");
-    const servers = [];
-    (async () => {
-      for (let i = 0; i < 6; i++) {
-        const s = net.createServer(); servers.push(s);
-        await new Promise((r) => s.listen(0, "127.0.0.1", r));
-      }
-      console.log(servers.map((s) => s.address().port).join(" "));
-      servers.forEach((s) => s.close());
-    })();')
+read -r IDP IDP_PROVIDER IDP_CONTROL WORKER INSPECT LAMBDA < <(free_ports 6)
 ISSUER="http://127.0.0.1:$IDP"
 CONTROL="http://127.0.0.1:$IDP_CONTROL"
 
-pids=()
-cleanup() {
-    status=$?
-    for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL -- "-$pid" 2>/dev/null || true
-    done
-    if [ "$status" -ne 0 ] || [ -n "${LOAD_VERBOSE:-}" ]; then
-        for f in "$out"/*.log; do [ -f "$f" ] && { echo "--- $f (last 30 lines)"; tail -n 30 "$f"; }; done
-    fi
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Waits until URL answers 200 (or PID dies), LIMIT seconds at most.
-wait_for() {
-    local url=$1 pid=$2 what=$3 limit=$4
-    for _ in $(seq 1 "$limit"); do
-        curl -sf -o /dev/null "$url" && return 0
-        kill -0 "$pid" 2>/dev/null || { echo "$what exited; see $out/" >&2; return 1; }
-        sleep 1
-    done
-    echo "$what did not answer $url within $limit s; see $out/" >&2
-    return 1
-}
+stack_traps
 
 # Drops PID from the ones cleanup stops: once it has been waited for, its number may be reused.
 forget() {

@@ -56,6 +56,8 @@ pub(crate) struct Config {
     pub(crate) allow_insecure_issuer: bool,
     pub(crate) id_token_algs: Option<Vec<String>>,
     pub(crate) http_timeout: Duration,
+    /// `BFF_DPOP=required`: every access token handed out is bound to the browser's key (RFC 9449).
+    pub(crate) dpop: bool,
 }
 
 /// A setting is missing or malformed. The message names the setting, never its value.
@@ -134,6 +136,7 @@ impl Config {
             allow_insecure_issuer,
             id_token_algs: parse_id_token_algs(get("BFF_ID_TOKEN_ALGS"))?,
             http_timeout: parse_http_timeout(get("BFF_HTTP_TIMEOUT"))?,
+            dpop: parse_choice(get("BFF_DPOP"), "BFF_DPOP", &[("off", false), ("required", true)])?,
         })
     }
 

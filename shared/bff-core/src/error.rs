@@ -5,6 +5,7 @@ use http::{HeaderValue, Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::cookie::SetCookie;
+use crate::oidc::dpop::DPOP_NONCE;
 use crate::oidc::token::UpstreamError;
 use crate::ports::RandomError;
 use crate::provider::KeyError;
@@ -54,6 +55,15 @@ pub(crate) enum ApiError {
     Unsupported,
     /// The authorization server failed or answered an error.
     Upstream(UpstreamError),
+    /// RFC 9449 §7.1 style: the browser's `DPoP` proof was refused (http-api.md: Browser-bound tokens).
+    InvalidDpopProof(&'static str),
+    /// RFC 9449 §8: the authorization server wants a proof with this nonce.
+    UseDpopNonce(String),
+    /// The session was stored anew (a rotated refresh token), and yet `error` is the answer.
+    Stored {
+        error: Box<ApiError>,
+        cookies: Vec<SetCookie>,
+    },
     /// The session is over: `error`, with its cookies cleared.
     SessionEnded {
         error: Box<ApiError>,
@@ -65,7 +75,23 @@ impl ApiError {
     /// The one mapping from error to status and body.
     pub(crate) fn into_response(self) -> Response<Vec<u8>> {
         let (status, body) = match self {
-            Self::SessionEnded { error, cookies } => return response::with_cookies(error.into_response(), &cookies),
+            Self::SessionEnded { error, cookies } | Self::Stored { error, cookies } => {
+                return response::with_cookies(error.into_response(), &cookies);
+            }
+            Self::InvalidDpopProof(description) => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": "invalid_dpop_proof", "error_description": description}),
+            ),
+            Self::UseDpopNonce(nonce) => {
+                let mut response = response::json(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"error": "use_dpop_nonce", "error_description": "the authorization server requires a DPoP nonce; retry with the one in DPoP-Nonce"}),
+                );
+                if let Ok(value) = HeaderValue::from_str(&nonce) {
+                    response.headers_mut().insert(DPOP_NONCE, value);
+                }
+                return response;
+            }
             Self::BackendNotReady { login_url, description } => (
                 StatusCode::BAD_REQUEST,
                 json!({"error": "backend_not_ready", "error_description": description, "login_url": login_url}),

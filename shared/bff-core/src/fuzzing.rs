@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::cookie::Cookies;
 use crate::oidc::discovery::{self, Jwks};
 use crate::oidc::token::{self, UpstreamError};
-use crate::oidc::{id_token, logout_token};
+use crate::oidc::{dpop, id_token, logout_token};
 use crate::ports::{SecureRandom, UnixTime};
 use crate::session::Session;
 use crate::{ConfigError, seal, session_cookie};
@@ -108,9 +108,10 @@ pub struct Tokens {
     pub id_token: Option<String>,
 }
 
-/// Parses a token endpoint answer.
+/// Parses a token endpoint answer to a request that carried a DPoP proof (which admits both
+/// token types).
 pub fn token_response(response: &http::Response<Vec<u8>>) -> Result<Tokens, Upstream> {
-    token::parse_token_response(response)
+    token::parse_token_response(response, true)
         .map(|t| Tokens {
             access_token: t.access_token,
             token_type: t.token_type,
@@ -205,4 +206,12 @@ impl Keys {
 /// A claim of a JWT read without verification, as the backend reads an access token's `exp`.
 pub fn unverified_claim(token: &str, name: &str) -> Option<Value> {
     id_token::unverified_claim(token, name)
+}
+
+/// Checks a DPoP proof for forwarding to `htu` with `jkt` pinned: `Err` names the refusal.
+pub fn dpop_proof(raw: &str, jkt: &str, htu: &str, now: UnixTime) -> Result<bool, String> {
+    let expected = dpop::Expected { jkt, htu, now };
+    dpop::verify(raw, &expected)
+        .map(|proof| proof.has_nonce)
+        .map_err(|e| e.description().to_owned())
 }

@@ -9,6 +9,7 @@ use http::header::ACCEPT;
 use crate::config::Config;
 use crate::oidc::algorithms;
 use crate::oidc::discovery::{self, Jwk, Jwks, Metadata};
+use crate::oidc::dpop;
 use crate::oidc::id_token::{self, Header, IdTokenError};
 use crate::oidc::token::UpstreamError;
 use crate::ports::Deps;
@@ -27,6 +28,8 @@ const POLL: std::time::Duration = std::time::Duration::from_millis(20);
 pub(crate) struct ProviderCache {
     metadata: Mutex<Option<(Arc<Metadata>, UnixTime)>>,
     jwks: Mutex<KeySet>,
+    /// The token endpoint's newest DPoP nonce (RFC 9449 §8).
+    pub(crate) nonces: dpop::Nonces,
 }
 
 /// The cached JWKS and the state of fetching it: one fetch in flight per isolate or container.

@@ -47,6 +47,9 @@ pub(crate) struct Session {
     /// session, so cycling keys cannot buy unlimited refreshes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) last_forced: Option<u64>,
+    /// The RFC 7638 thumbprint of the browser's DPoP key, pinned at login (RFC 9449 §10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) dpop_jkt: Option<String>,
 }
 
 /// One cached access token (draft-01 §4.2: cached with its expiry and scope).
@@ -63,6 +66,9 @@ pub(crate) struct CachedToken {
     pub(crate) expires: u64,
     /// False when neither `expires_in` nor a JWT `exp` told the lifetime (cached ≤ 60 s).
     pub(crate) expires_known: bool,
+    /// `token_type: DPoP`: bound to the browser's key (RFC 9449 §5).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) bound: bool,
 }
 
 impl CachedToken {
@@ -87,6 +93,9 @@ pub(crate) struct LoginTxn {
     pub(crate) scope: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) resources: Vec<String>,
+    /// The thumbprint of the browser's DPoP key, to pin in the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) dpop_jkt: Option<String>,
 }
 
 /// Cached lifetimes never pass a day, whatever `expires_in` says (http-api.md: bff-token).
@@ -116,6 +125,7 @@ impl CachedToken {
             obtained: now,
             expires: expires.min(now.saturating_add(MAX_TOKEN_LIFETIME)).min(session_end),
             expires_known,
+            bound: tokens.is_dpop_bound(),
         }
     }
 

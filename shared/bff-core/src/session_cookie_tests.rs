@@ -33,9 +33,11 @@ fn session(claim_bytes: usize, tokens: usize) -> Session {
                 obtained: 1000,
                 expires: 1060,
                 expires_known: true,
+                bound: false,
             })
             .collect(),
         last_forced: None,
+        dpop_jkt: None,
     }
 }
 
@@ -148,6 +150,7 @@ fn tampered_swapped_or_foreign_cookies_are_no_session() {
         created: 1000,
         scope: "openid".into(),
         resources: vec![],
+        dpop_jkt: None,
     };
     let txn_cookie = seal_txn(&txn, &config, &CounterRandom::default()).unwrap();
     let moved = request_cookies(&[txn_cookie]).remove(0).1;
@@ -172,6 +175,7 @@ fn freshness_rule() {
         obtained,
         expires,
         expires_known: true,
+        bound: false,
     };
     // 10 s token: margin max(5, 2) = 5.
     assert!(entry(0, 10).is_fresh(UnixTime(5)));

@@ -58,6 +58,12 @@ async fn finish<H: HttpClient, K: KvStore>(
     code_sent: &mut bool,
 ) -> Result<(String, Vec<SetCookie>), PageError> {
     let config = ctx.config;
+    // A transaction from before DPoP was required pinned no key: its tokens could not be bound.
+    if config.dpop && txn.dpop_jkt.is_none() {
+        return Err(PageError::BadRequest(
+            "This sign-in started without the browser's DPoP key. Please start again.",
+        ));
+    }
     let metadata = ctx.provider.metadata(config, ctx.deps).await?;
     let code = authorization_code(params, config, &metadata)?;
     let assertion = token::client_assertion(config, ctx.now, ctx.deps.random)?;
@@ -78,7 +84,7 @@ async fn finish<H: HttpClient, K: KvStore>(
     // The provider answered: from now on the code may be spent (a 5xx most likely did not spend
     // it, and a failed retry only costs a "sign in again"), so no retry of this callback is offered.
     *code_sent = !response.status().is_server_error();
-    let tokens = token::parse_token_response(&response)?;
+    let tokens = token::parse_token_response(&response, false)?;
     let Some(raw_id_token) = tokens.id_token.as_deref() else {
         return Err(PageError::BadRequest("The sign-in service returned no ID token."));
     };
@@ -109,9 +115,11 @@ async fn finish<H: HttpClient, K: KvStore>(
         refresh_token: tokens.refresh_token.clone().map(RefreshToken::new),
         scope,
         resources: txn.resources,
-        // The code's access token answers requests for that resource with the whole grant's scope.
-        tokens: vec![entry],
+        // The code's access token answers requests for that resource with the whole grant's
+        // scope; in DPoP mode it is a bearer token, never handed out.
+        tokens: if config.dpop { Vec::new() } else { vec![entry] },
         last_forced: None,
+        dpop_jkt: txn.dpop_jkt,
     };
     let cookies = session_store::create(ctx, session)
         .await

@@ -10,8 +10,8 @@ use crate::config::Config;
 use crate::cookie::{SameSite, SetCookie};
 use crate::ctx::Ctx;
 use crate::error::PageError;
-use crate::flow::{query, single};
-use crate::oidc::pkce;
+use crate::flow::{dpop_offered, query, single};
+use crate::oidc::{dpop, pkce};
 use crate::ports::{HttpClient, KvStore, RandomError, SecureRandom};
 use crate::response;
 use crate::session::LoginTxn;
@@ -45,6 +45,9 @@ async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respons
     let params = query(ctx.parts);
     let request = LoginRequest::parse(config, &params)?;
     let metadata = ctx.provider.metadata(config, ctx.deps).await?;
+    if let Err(error) = dpop_offered(ctx, &metadata) {
+        return Ok(error.into_response());
+    }
     let (scope, resources) = grant_wanted(ctx, &request).await;
     let random = ctx.deps.random;
     let txn = LoginTxn {
@@ -55,6 +58,7 @@ async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respons
         created: ctx.now.0,
         scope,
         resources,
+        dpop_jkt: request.dpop_jkt.map(str::to_owned),
     };
     let url = authorization_url(config, &metadata.authorization_endpoint, &txn, request.prompt)?;
     let new_txn = session_cookie::seal_txn(&txn, config, random)?;
@@ -75,6 +79,8 @@ struct LoginRequest<'a> {
     prompt: Option<&'a str>,
     scopes: Vec<&'a str>,
     resources: Vec<&'a str>,
+    /// The browser's DPoP key thumbprint, in DPoP mode.
+    dpop_jkt: Option<&'a str>,
 }
 
 impl<'a> LoginRequest<'a> {
@@ -106,6 +112,17 @@ impl<'a> LoginRequest<'a> {
                 "resource must be at most 10 absolute URIs without a fragment, each at most 512 bytes.",
             ));
         }
+        // Pinned in the session, never sent to the authorization server: its RFC 9449 §10 code
+        // binding would want a proof on the code exchange, which the browser is not part of.
+        let dpop_jkt = match single(params, "dpop_jkt") {
+            _ if !config.dpop => None,
+            Ok(Some(jkt)) if dpop::is_thumbprint(jkt) => Some(jkt),
+            _ => {
+                return Err(PageError::BadRequest(
+                    "This sign-in needs the thumbprint of the browser's DPoP key (dpop_jkt), once.",
+                ));
+            }
+        };
         let scopes = all("scope");
         if scopes.iter().map(|s| s.len() + 1).sum::<usize>() > MAX_EXTRA_SCOPE + 1 {
             return Err(PageError::BadRequest("scope may be at most 1024 bytes."));
@@ -115,6 +132,7 @@ impl<'a> LoginRequest<'a> {
             prompt,
             scopes,
             resources,
+            dpop_jkt,
         })
     }
 }

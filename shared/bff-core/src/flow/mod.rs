@@ -14,7 +14,9 @@ use crate::config::Config;
 use crate::ctx::Ctx;
 use crate::error::{ApiError, PageError};
 use crate::limits::MAX_REQUEST_BODY;
-use crate::ports::{HttpClient, KvStore};
+use crate::oidc::discovery::Metadata;
+use crate::oidc::dpop;
+use crate::ports::{HttpClient, KvStore, Level};
 use crate::route::{Miss, Route};
 
 /// Why a request was refused before any work.
@@ -57,7 +59,7 @@ pub(crate) async fn answer<H: HttpClient, K: KvStore>(route: Route, ctx: &Ctx<'_
     let answer = match route {
         Route::Token => token::token(ctx).await,
         Route::SessionInfo => session_info::session_info(ctx).await,
-        Route::Configuration => Ok(session_info::configuration(ctx)),
+        Route::Configuration => session_info::configuration(ctx).await,
         Route::Logout => logout::logout(ctx).await,
         Route::BackchannelLogout => backchannel::backchannel_logout(ctx).await,
         // The navigations answer with pages.
@@ -81,6 +83,20 @@ fn check_csrf(parts: &Parts, config: &Config) -> Result<(), ApiError> {
         return Err(ApiError::InvalidRequest("cross-site requests are refused"));
     }
     Ok(())
+}
+
+/// In DPoP mode the authorization server must take ES256 proofs; otherwise the deployment is
+/// misconfigured: one line names the setting and the request answers 500 (http-api.md:
+/// Browser-bound tokens).
+pub(crate) fn dpop_offered<H, K>(ctx: &Ctx<'_, H, K>, metadata: &Metadata) -> Result<(), ApiError> {
+    if !ctx.config.dpop || dpop::offered(metadata) {
+        return Ok(());
+    }
+    ctx.deps.log.line(
+        Level::Error,
+        "BFF_DPOP is required, but the issuer's metadata lists no ES256 in dpop_signing_alg_values_supported",
+    );
+    Err(ApiError::ServerError)
 }
 
 /// The query parameters, in order (repeated names kept).

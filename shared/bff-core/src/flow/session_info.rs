@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::ctx::Ctx;
 use crate::error::ApiError;
+use crate::flow::dpop_offered;
 use crate::ports::{HttpClient, KvStore};
 use crate::response;
 use crate::session_store;
@@ -29,19 +30,29 @@ pub(crate) async fn session_info<H: HttpClient, K: KvStore>(
     Ok(response::json(StatusCode::OK, &body))
 }
 
-pub(crate) fn configuration<H, K>(ctx: &Ctx<'_, H, K>) -> Response<Vec<u8>> {
+pub(crate) async fn configuration<H: HttpClient, K: KvStore>(
+    ctx: &Ctx<'_, H, K>,
+) -> Result<Response<Vec<u8>>, ApiError> {
     let base = &ctx.config.base_path;
-    let body = json!({
+    let mut body = json!({
         "bff_token_endpoint": format!("{base}/.well-known/bff-token"),
         "bff_sessioninfo_endpoint": format!("{base}/.well-known/bff-sessioninfo"),
         "login_endpoint": format!("{base}/bff/login"),
         "logout_endpoint": format!("{base}/bff/logout"),
         "csrf_header": "X-CSRF",
+        "dpop": ctx.config.dpop,
     });
+    if ctx.config.dpop {
+        // Where the browser's proofs are forwarded: their `htu` (http-api.md: Browser-bound tokens).
+        let metadata = ctx.provider.metadata(ctx.config, ctx.deps).await?;
+        dpop_offered(ctx, &metadata)?;
+        body["dpop_token_endpoint"] = json!(metadata.token_endpoint);
+        body["dpop_signing_alg_values_supported"] = json!(["ES256"]);
+    }
     let mut response = response::json(StatusCode::OK, &body);
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
     response.headers_mut().remove(PRAGMA);
-    response
+    Ok(response)
 }

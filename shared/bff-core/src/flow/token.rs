@@ -1,13 +1,14 @@
 //! `B/.well-known/bff-token`: hand the frontend an access token (draft-01 §4; http-api.md: bff-token).
 
-use http::{Method, Response, StatusCode};
+use http::{HeaderValue, Method, Response, StatusCode};
 use serde_json::{Map, Value, json};
 use url::form_urlencoded::Serializer;
 
 use crate::cookie::SetCookie;
 use crate::ctx::Ctx;
 use crate::error::{ApiError, SaveError, Unavailable};
-use crate::flow::{query, single};
+use crate::flow::{dpop_offered, query, single};
+use crate::oidc::dpop::{self, DPOP_NONCE, ProofError};
 use crate::oidc::id_token::{self, IdTokenError};
 use crate::oidc::token::{self, Grant, UpstreamError};
 use crate::ports::{HttpClient, KvStore, Level, UnixTime};
@@ -21,6 +22,8 @@ use crate::session_store::{self, Loaded};
 use crate::store_breaker;
 use crate::urls::is_resource_uri;
 
+/// RFC 9449 §4.1: the proof's header.
+const DPOP: &str = "dpop";
 /// A session caches at most this many access tokens.
 const MAX_CACHED_TOKENS: usize = 32;
 /// A `rejected_token` forces a refresh of the same entry at most this often.
@@ -34,6 +37,10 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
     };
     let request = TokenRequest::parse(&params)?;
     let mut loaded = session_store::require(ctx).await?;
+    let proof = match ctx.config.dpop {
+        true => Some(dpop_proof(ctx, &loaded.session).await?),
+        false => None,
+    };
     let session = &mut loaded.session;
 
     // Which token the request means (http-api.md: bff-token).
@@ -49,7 +56,8 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
     }
 
     let mut forced = false;
-    let cached = session.tokens.iter().find(|t| t.answers(&key, resource.as_deref()));
+    let usable = |t: &&CachedToken| t.answers(&key, resource.as_deref()) && t.bound == ctx.config.dpop;
+    let cached = session.tokens.iter().find(usable);
     if let Some(entry) = cached {
         let was_rejected = request
             .rejected
@@ -68,21 +76,34 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
             if let Some(rotation) = forced_answer(ctx, session, entry, &key, resource.as_deref(), rejected).await {
                 let before = (session.id_token.clone(), session.claims.clone());
                 apply(session, &rotation);
-                let body = body_of(ctx, &rotation.entry);
                 let cookies = store_token(ctx, &mut loaded, rotation.entry.clone(), before).await?;
-                return Ok(response::with_cookies(response::json(StatusCode::OK, &body), &cookies));
+                return answer(ctx, &rotation.entry, cookies);
             }
         }
         if fresh && !forced {
             // A plain read: answered from the cookie, nothing is written.
-            let entry = session.tokens.iter().find(|t| t.answers(&key, resource.as_deref()));
-            if let Some(entry) = entry {
-                return Ok(response::json(StatusCode::OK, &body_of(ctx, entry)));
+            if let Some(entry) = session.tokens.iter().find(usable) {
+                return answer(ctx, entry, Vec::new());
             }
         }
     }
+    // RFC 9449 §8: a proof without the nonce the authorization server lately demanded would only
+    // be refused there.
+    if let Some(nonce) = proof
+        .as_ref()
+        .filter(|p| !p.has_nonce)
+        .and_then(|_| ctx.provider.nonces.due(ctx.now))
+    {
+        return Err(ApiError::UseDpopNonce(nonce));
+    }
     let before = (session.id_token.clone(), session.claims.clone());
-    let refreshed = refresh(ctx, session, &key, resource.as_deref(), &wanted_scope, forced).await;
+    let wanted = Wanted {
+        key: &key,
+        resource: resource.as_deref(),
+        scope: &wanted_scope,
+        proof: proof.as_ref().map(|p| p.raw),
+    };
+    let refreshed = refresh(ctx, session, &wanted, forced).await;
     if forced && refreshed.is_err() {
         ctx.rotations.unforce(&session.id, ctx.now.0);
     }
@@ -100,9 +121,80 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
     if forced {
         session.last_forced = Some(ctx.now.0);
     }
-    let body = body_of(ctx, &entry);
-    let cookies = store_token(ctx, &mut loaded, entry, before).await?;
-    Ok(response::with_cookies(response::json(StatusCode::OK, &body), &cookies))
+    let cookies = store_token(ctx, &mut loaded, entry.clone(), before).await?;
+    answer(ctx, &entry, cookies)
+}
+
+/// A 200 with `entry` and `cookies`, passing on the authorization server's DPoP nonce when this
+/// request brought one (RFC 9449 §8.2).
+fn answer<H, K>(
+    ctx: &Ctx<'_, H, K>,
+    entry: &CachedToken,
+    cookies: Vec<SetCookie>,
+) -> Result<Response<Vec<u8>>, ApiError> {
+    if ctx.config.dpop && !entry.bound {
+        // Handing it out would break the promise of DPoP mode; the rotated refresh token is kept.
+        ctx.deps.log.line(
+            Level::Error,
+            "the token endpoint answered a DPoP proof with a bearer token; BFF_DPOP=required needs an authorization server that binds tokens (RFC 9449)",
+        );
+        return Err(ApiError::Stored {
+            error: Box::new(ApiError::ServerError),
+            cookies,
+        });
+    }
+    let mut response = response::with_cookies(response::json(StatusCode::OK, &body_of(ctx, entry)), &cookies);
+    let nonce = ctx.config.dpop.then(|| ctx.provider.nonces.since(ctx.now)).flatten();
+    if let Some(value) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+        response.headers_mut().insert(DPOP_NONCE, value);
+    }
+    Ok(response)
+}
+
+/// A browser's DPoP proof that passed every check: forwarded byte for byte.
+struct Presented<'a> {
+    raw: &'a str,
+    has_nonce: bool,
+}
+
+/// The request's `DPoP` proof, checked against the key pinned in the session and the
+/// authorization server's token endpoint (http-api.md: Browser-bound tokens; RFC 9449 §4.3).
+async fn dpop_proof<'a, H: HttpClient, K: KvStore>(
+    ctx: &Ctx<'a, H, K>,
+    session: &Session,
+) -> Result<Presented<'a>, ApiError> {
+    let metadata = ctx.provider.metadata(ctx.config, ctx.deps).await?;
+    dpop_offered(ctx, &metadata)?;
+    let Some(jkt) = session.dpop_jkt.as_deref() else {
+        return Err(ApiError::BackendNotReady {
+            login_url: ctx.login_path(),
+            description: "the session has no DPoP key pinned; sign in again",
+        });
+    };
+    let refuse = |error: ProofError| ApiError::InvalidDpopProof(error.description());
+    let mut values = ctx.parts.headers.get_all("dpop").iter();
+    let raw = match (values.next(), values.next()) {
+        (Some(value), None) => value.to_str().map_err(|_| refuse(ProofError::Malformed))?,
+        _ => return Err(refuse(ProofError::Missing)),
+    };
+    let expected = dpop::Expected {
+        jkt,
+        htu: &metadata.token_endpoint,
+        now: ctx.now,
+    };
+    let proof = dpop::verify(raw, &expected).map_err(refuse)?;
+    Ok(Presented {
+        raw,
+        has_nonce: proof.has_nonce,
+    })
+}
+
+/// What a refresh is for: the cache key, and the browser's proof to forward in DPoP mode.
+struct Wanted<'a> {
+    key: &'a str,
+    resource: Option<&'a str>,
+    scope: &'a str,
+    proof: Option<&'a str>,
 }
 
 /// What the refresh this instance made with the session's refresh token answered for (`key`,
@@ -221,11 +313,10 @@ async fn store_token<H, K: KvStore>(
 async fn refresh<H: HttpClient, K: KvStore>(
     ctx: &Ctx<'_, H, K>,
     session: &mut Session,
-    key: &str,
-    resource: Option<&str>,
-    wanted_scope: &str,
+    wanted: &Wanted<'_>,
     forced: bool,
 ) -> Result<CachedToken, Refused> {
+    let (key, resource) = (wanted.key, wanted.resource);
     // Each pass either refreshes or follows one rotation someone else made; a chain longer than
     // this means another client keeps rotating the same grant.
     for _ in 0..4 {
@@ -261,7 +352,7 @@ async fn refresh<H: HttpClient, K: KvStore>(
                 None => continue,
             }
         }
-        let outcome = exchange(ctx, session, &refresh_token, key, resource, wanted_scope).await;
+        let outcome = exchange(ctx, session, &refresh_token, wanted).await;
         let rotation = match outcome {
             Ok(rotation) => Rotation {
                 forced_at: forced.then_some(ctx.now.0),
@@ -293,22 +384,40 @@ async fn exchange<H: HttpClient, K: KvStore>(
     ctx: &Ctx<'_, H, K>,
     session: &Session,
     refresh_token: &str,
-    key: &str,
-    resource: Option<&str>,
-    wanted_scope: &str,
+    wanted: &Wanted<'_>,
 ) -> Result<Rotation, Refused> {
+    let (key, resource) = (wanted.key, wanted.resource);
     let config = ctx.config;
     let metadata = ctx.provider.metadata(config, ctx.deps).await?;
     let assertion = token::client_assertion(config, ctx.deps.clock.now(), ctx.deps.random)?;
     // RFC 6749 §6: an omitted scope means the originally granted one.
     let grant = Grant::Refresh {
         refresh_token,
-        scope: (key != scope_key(&session.scope)).then_some(wanted_scope),
+        scope: (key != scope_key(&session.scope)).then_some(wanted.scope),
         resource,
     };
-    let request = token::token_request(config, &metadata.token_endpoint, &grant, assertion.as_deref());
+    let mut request = token::token_request(config, &metadata.token_endpoint, &grant, assertion.as_deref());
+    // RFC 9449 §5: the browser's proof, unchanged, binds the new access token to its key.
+    if let Some(value) = wanted.proof.and_then(|p| HeaderValue::from_str(p).ok()) {
+        request.headers_mut().insert(DPOP, value);
+    }
     let outcome = match provider::send(ctx.deps, config, request).await {
-        Ok(response) => token::parse_token_response(&response),
+        Ok(response) => {
+            let nonce = response
+                .headers()
+                .get(DPOP_NONCE)
+                .and_then(|v| v.to_str().ok())
+                .filter(|n| dpop::valid_nonce(n));
+            let parsed = token::parse_token_response(&response, wanted.proof.is_some());
+            if let Some(nonce) = nonce.filter(|_| wanted.proof.is_some()) {
+                let demanded = matches!(&parsed, Err(UpstreamError::OAuth { error, .. }) if error == "use_dpop_nonce");
+                ctx.provider.nonces.saw(nonce, demanded, ctx.deps.clock.now());
+                if demanded {
+                    return Err(Refused::Answer(ApiError::UseDpopNonce(nonce.to_owned())));
+                }
+            }
+            parsed
+        }
         Err(e) => Err(e),
     };
     let tokens = match outcome {
@@ -438,7 +547,8 @@ impl<E: Into<ApiError>> From<E> for Refused {
 }
 
 fn body_of<H, K>(ctx: &Ctx<'_, H, K>, entry: &CachedToken) -> Value {
-    let mut body = json!({"access_token": entry.token.expose(), "token_type": "Bearer", "scope": entry.scope});
+    let token_type = if entry.bound { "DPoP" } else { "Bearer" };
+    let mut body = json!({"access_token": entry.token.expose(), "token_type": token_type, "scope": entry.scope});
     if entry.expires_known {
         body["expires_in"] = json!(ctx.now.until(UnixTime(entry.expires)));
     }

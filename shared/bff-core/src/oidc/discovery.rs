@@ -22,6 +22,9 @@ pub(crate) struct Metadata {
     pub(crate) id_token_signing_alg_values_supported: Vec<String>,
     #[serde(default)]
     pub(crate) authorization_response_iss_parameter_supported: bool,
+    /// RFC 9449 §5.1: the proof algorithms the token endpoint accepts.
+    #[serde(default)]
+    pub(crate) dpop_signing_alg_values_supported: Vec<String>,
 }
 
 /// Why metadata was refused.

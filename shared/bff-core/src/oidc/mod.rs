@@ -3,6 +3,7 @@
 pub(crate) mod algorithms;
 pub(crate) mod client_auth;
 pub(crate) mod discovery;
+pub(crate) mod dpop;
 pub(crate) mod id_token;
 pub(crate) mod logout_token;
 pub(crate) mod pkce;

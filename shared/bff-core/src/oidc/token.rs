@@ -193,7 +193,10 @@ impl UpstreamError {
 }
 
 /// Parses a token endpoint response.
-pub(crate) fn parse_token_response(response: &http::Response<Vec<u8>>) -> Result<TokenSet, UpstreamError> {
+pub(crate) fn parse_token_response(
+    response: &http::Response<Vec<u8>>,
+    proof_sent: bool,
+) -> Result<TokenSet, UpstreamError> {
     let status = response.status();
     if status.is_server_error() {
         return Err(UpstreamError::Unavailable);
@@ -202,11 +205,20 @@ pub(crate) fn parse_token_response(response: &http::Response<Vec<u8>>) -> Result
         return Err(parse_error(response.body()).unwrap_or(UpstreamError::Malformed));
     }
     let tokens: TokenSet = serde_json::from_slice(response.body()).map_err(|_| UpstreamError::Malformed)?;
-    // RFC 6749 §7.1: only bearer tokens are understood; a sender-constrained type is not usable here.
-    if !tokens.token_type.eq_ignore_ascii_case("bearer") || tokens.access_token.is_empty() {
+    // RFC 6749 §7.1: a type the client does not understand is not usable; a DPoP-bound token
+    // (RFC 9449 §5) only where a proof was sent.
+    let understood = tokens.token_type.eq_ignore_ascii_case("bearer") || (proof_sent && tokens.is_dpop_bound());
+    if !understood || tokens.access_token.is_empty() {
         return Err(UpstreamError::Malformed);
     }
     Ok(tokens)
+}
+
+impl TokenSet {
+    /// RFC 9449 §5: the access token is bound to the proof's key.
+    pub(crate) fn is_dpop_bound(&self) -> bool {
+        self.token_type.eq_ignore_ascii_case("dpop")
+    }
 }
 
 /// Parses an RFC 6749 §5.2 error body, keeping only characters §5.2 allows.
@@ -307,28 +319,44 @@ mod tests {
         assert!(!body.contains("client_secret"));
     }
 
+    fn parse_token_response_(response: &http::Response<Vec<u8>>) -> Result<TokenSet, UpstreamError> {
+        parse_token_response(response, false)
+    }
+
+    #[test]
+    fn dpop_bound_only_after_a_proof() {
+        let bound = response(200, r#"{"access_token":"at","token_type":"DPoP"}"#);
+        assert!(parse_token_response(&bound, true).unwrap().is_dpop_bound());
+        assert_eq!(
+            parse_token_response(&bound, false).unwrap_err(),
+            UpstreamError::Malformed
+        );
+        let bearer = response(200, r#"{"access_token":"at","token_type":"bearer"}"#);
+        assert!(!parse_token_response(&bearer, true).unwrap().is_dpop_bound());
+    }
+
     #[test]
     fn responses() {
-        let ok = parse_token_response(&response(
+        let ok = parse_token_response_(&response(
             200,
             r#"{"access_token":"at","token_type":"Bearer","expires_in":10,"refresh_token":"rt"}"#,
         ))
         .unwrap();
         assert_eq!((ok.access_token.as_str(), ok.expires_in), ("at", Some(10)));
         assert_eq!(
-            parse_token_response(&response(200, r#"{"access_token":"at","token_type":"DPoP"}"#)).unwrap_err(),
+            parse_token_response_(&response(200, r#"{"access_token":"at","token_type":"DPoP"}"#)).unwrap_err(),
             UpstreamError::Malformed
         );
         assert_eq!(
-            parse_token_response(&response(200, "garbage")).unwrap_err(),
+            parse_token_response_(&response(200, "garbage")).unwrap_err(),
             UpstreamError::Malformed
         );
         assert_eq!(
-            parse_token_response(&response(502, "")).unwrap_err(),
+            parse_token_response_(&response(502, "")).unwrap_err(),
             UpstreamError::Unavailable
         );
         assert_eq!(
-            parse_token_response(&response(
+            parse_token_response_(&response(
                 400,
                 r#"{"error":"invalid_grant","error_description":"grant \"x\" revoked"}"#
             ))
@@ -339,7 +367,7 @@ mod tests {
             }
         );
         assert_eq!(
-            parse_token_response(&response(400, r#"{"error":"bad\"code"}"#)).unwrap_err(),
+            parse_token_response_(&response(400, r#"{"error":"bad\"code"}"#)).unwrap_err(),
             UpstreamError::Malformed
         );
         assert!(!format!("{ok:?}").contains("at\""));

@@ -2,11 +2,15 @@
 //! randomness, a log kept in memory), a scripted authorization server and an in-memory store
 //! behind the real ports, and a driver that lets a flow test read like a story.
 
+mod dpop;
 mod provider;
 mod store;
 mod world;
 
-pub use provider::{BodyEdit, CLIENT_ID, ClaimsEdit, Endpoint, Fault, ISSUER, RefreshPolicy, ScriptedProvider};
+pub use dpop::{BrowserKey, TOKEN_ENDPOINT};
+pub use provider::{
+    BodyEdit, CLIENT_ID, ClaimsEdit, DpopPolicy, Endpoint, Fault, ISSUER, RefreshPolicy, ScriptedProvider,
+};
 pub use store::MemoryStore;
 pub use world::{Answer, Browser, COOKIE_KEYS, ORIGIN, START, Site, World, request};
 

@@ -118,6 +118,19 @@ impl World {
         .await
     }
 
+    /// `GET bff-token` with `query` (without `?`) and a `DPoP` header for each of `proofs`.
+    pub async fn token_with_proofs(&self, browser: &mut Browser, query: &str, proofs: &[&str]) -> Answer {
+        let path = if query.is_empty() {
+            "/.well-known/bff-token".to_owned()
+        } else {
+            format!("/.well-known/bff-token?{query}")
+        };
+        let mut headers = vec![("x-csrf", "1"), ("sec-fetch-site", "same-origin")];
+        headers.extend(proofs.iter().map(|proof| ("dpop", *proof)));
+        self.send(browser, request(Method::GET, &path, &headers, Vec::new()), Site::Same)
+            .await
+    }
+
     /// `GET bff-token` with `query` (without `?`).
     pub async fn token(&self, browser: &mut Browser, query: &str) -> Answer {
         let path = if query.is_empty() {

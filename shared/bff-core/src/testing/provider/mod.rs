@@ -70,6 +70,18 @@ impl Fault {
     pub const ALL: [Self; 5] = [Self::Refuse, Self::Hang, Self::Status(500), Self::Garbage, Self::Huge];
 }
 
+/// What the token endpoint does with DPoP proofs (RFC 9449).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DpopPolicy {
+    /// The metadata offers ES256; a request with a proof gets a bound token (`token_type: DPoP`).
+    Offered,
+    /// The metadata names no DPoP algorithm, and proofs are ignored.
+    NotOffered,
+    /// As `Offered`, and a proof without this nonce gets `use_dpop_nonce` with a `DPoP-Nonce`
+    /// header (RFC 9449 §8); successful answers carry the header too.
+    Nonce(&'static str),
+}
+
 /// What a refresh does with the refresh token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RefreshPolicy {
@@ -122,6 +134,9 @@ struct State {
     reuse_detected: usize,
     issued: u64,
     paused_ms: u64,
+    dpop: DpopPolicy,
+    /// Every `DPoP` header the token endpoint received, in order.
+    dpop_proofs: Vec<String>,
 }
 
 /// See the module documentation. Time comes from the shared [`FixedClock`]; waiting through
@@ -160,6 +175,8 @@ impl ScriptedProvider {
                 reuse_detected: 0,
                 issued: 0,
                 paused_ms: 0,
+                dpop: DpopPolicy::Offered,
+                dpop_proofs: Vec::new(),
             }),
         }
     }
@@ -198,6 +215,16 @@ impl ScriptedProvider {
     /// Rewrites the UserInfo answers (`None`: as issued), e.g. another `sub` or more claims.
     pub fn set_userinfo_edit(&self, edit: Option<BodyEdit>) {
         self.state().userinfo_edit = edit;
+    }
+
+    /// What the token endpoint does with DPoP proofs from now on.
+    pub fn set_dpop(&self, policy: DpopPolicy) {
+        self.state().dpop = policy;
+    }
+
+    /// Every `DPoP` header the token endpoint received, in order.
+    pub fn dpop_proofs(&self) -> Vec<String> {
+        self.state().dpop_proofs.clone()
     }
 
     /// The user revokes every grant they gave the backend: their refresh tokens die.
@@ -277,12 +304,12 @@ impl ScriptedProvider {
         }
         let now = self.clock.now().0;
         let body = match endpoint {
-            Endpoint::Discovery => discovery(),
+            Endpoint::Discovery => discovery(state.dpop != DpopPolicy::NotOffered),
             Endpoint::Jwks => {
                 let keys: Vec<Value> = state.keys[..=state.published].iter().map(jwk).collect();
                 json!({ "keys": keys })
             }
-            Endpoint::Token => return Ok(state.token(request.body(), now)),
+            Endpoint::Token => return Ok(state.token(request, now)),
             Endpoint::UserInfo => {
                 let bearer = header(request, "authorization").unwrap_or_default();
                 let known = state.grants.last().filter(|_| bearer.starts_with("Bearer at-"));

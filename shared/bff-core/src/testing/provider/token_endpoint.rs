@@ -7,14 +7,44 @@ use jwt_simple::prelude::*;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::wire::{form, reply};
-use super::{CLIENT_ID, ISSUER, RefreshPolicy, State};
+use super::wire::{form, header, reply};
+use super::{CLIENT_ID, DpopPolicy, ISSUER, RefreshPolicy, State};
+use crate::oidc::id_token::unverified_claim;
 
 impl State {
-    pub(super) fn token(&mut self, body: &[u8], now: u64) -> http::Response<Vec<u8>> {
+    pub(super) fn token(&mut self, request: &http::Request<Vec<u8>>, now: u64) -> http::Response<Vec<u8>> {
+        let proof = header(request, "dpop").map(str::to_owned);
+        let mut response = self.grant(request.body(), proof.as_deref(), now);
+        if let DpopPolicy::Nonce(nonce) = self.dpop {
+            response
+                .headers_mut()
+                .insert("dpop-nonce", http::HeaderValue::from_static(nonce));
+        }
+        response
+    }
+
+    fn grant(&mut self, body: &[u8], proof: Option<&str>, now: u64) -> http::Response<Vec<u8>> {
         let form = form(body);
         let get = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
         let error = |code: &str| reply(400, json!({ "error": code }).to_string().into_bytes());
+        let bound = match (self.dpop, proof) {
+            (DpopPolicy::NotOffered, _) | (_, None) => false,
+            (DpopPolicy::Offered, Some(proof)) => {
+                self.dpop_proofs.push(proof.to_owned());
+                true
+            }
+            (DpopPolicy::Nonce(nonce), Some(proof)) => {
+                self.dpop_proofs.push(proof.to_owned());
+                if unverified_claim(proof, "nonce")
+                    .and_then(|n| n.as_str().map(str::to_owned))
+                    .as_deref()
+                    != Some(nonce)
+                {
+                    return error("use_dpop_nonce");
+                }
+                true
+            }
+        };
         match get("grant_type") {
             "authorization_code" => {
                 let Some(code) = self.codes.remove(get("code")) else {
@@ -25,7 +55,7 @@ impl State {
                     return error("invalid_grant");
                 }
                 let scope = self.grants[code.grant].scope.clone();
-                self.issue(code.grant, Some(&code.nonce), &scope, None, now)
+                self.issue(code.grant, Some(&code.nonce), &scope, None, bound, now)
             }
             "refresh_token" => {
                 let presented = get("refresh_token").to_owned();
@@ -59,7 +89,7 @@ impl State {
                     }
                     RefreshPolicy::Omit | RefreshPolicy::Echo => Some(presented),
                 };
-                let mut response = self.issue(grant, None, &scope, keep.as_deref(), now);
+                let mut response = self.issue(grant, None, &scope, keep.as_deref(), bound, now);
                 if self.policy == RefreshPolicy::Omit {
                     let mut body: Map<String, Value> = serde_json::from_slice(response.body()).unwrap_or_default();
                     body.remove("refresh_token");
@@ -78,6 +108,7 @@ impl State {
         nonce: Option<&str>,
         scope: &str,
         keep: Option<&str>,
+        bound: bool,
         now: u64,
     ) -> http::Response<Vec<u8>> {
         self.issued += 1;
@@ -118,7 +149,7 @@ impl State {
         let id_token = self.keys[self.signing].sign(claims).unwrap_or_default();
         let mut body = json!({
             "access_token": format!("at-{n}"),
-            "token_type": "Bearer",
+            "token_type": if bound { "DPoP" } else { "Bearer" },
             "id_token": id_token,
             "scope": scope,
         });

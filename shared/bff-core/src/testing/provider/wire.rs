@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use super::ISSUER;
 
-pub(super) fn discovery() -> Value {
-    json!({
+pub(super) fn discovery(dpop: bool) -> Value {
+    let mut metadata = json!({
         "issuer": ISSUER,
         "authorization_endpoint": format!("{ISSUER}/authorize"),
         "token_endpoint": format!("{ISSUER}/token"),
@@ -20,7 +20,11 @@ pub(super) fn discovery() -> Value {
         "end_session_endpoint": format!("{ISSUER}/logout"),
         "id_token_signing_alg_values_supported": ["ES256"],
         "authorization_response_iss_parameter_supported": true,
-    })
+    });
+    if dpop {
+        metadata["dpop_signing_alg_values_supported"] = json!(["ES256", "EdDSA"]);
+    }
+    metadata
 }
 
 pub(super) fn jwk(key: &ES256KeyPair) -> Value {

@@ -1,0 +1,244 @@
+//! DPoP (RFC 9449) for tokens handed to the browser (http-api.md: Browser-bound access tokens).
+//!
+//! The browser signs a proof for the authorization server's token endpoint with its
+//! non-extractable key; the backend checks it against the thumbprint pinned in the session and
+//! forwards it unchanged as the refresh request's `DPoP` header, so the access token minted is
+//! bound to the browser's key. The signature is checked with RustCrypto's `p256` (the curve
+//! jwt-simple itself uses): jwt-simple's token parser takes a header `jwk` for a string, while a
+//! proof carries it as an object.
+
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jwt_simple::prelude::ES256PublicKey;
+use p256::ecdsa::signature::Verifier as _;
+use p256::ecdsa::{Signature, VerifyingKey};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::oidc::discovery::Metadata;
+use crate::ports::UnixTime;
+use crate::secret::constant_time_eq;
+
+/// RFC 9449 §8.1: where the authorization server (and the backend, passing it on) puts a nonce.
+pub(crate) const DPOP_NONCE: &str = "dpop-nonce";
+
+/// RFC 9449 §4.3 check 11: `iat` within this many seconds of the backend's clock, either way.
+pub(crate) const IAT_WINDOW_SECS: u64 = 60;
+/// A proof with a P-256 `jwk`, a `jti` and a nonce is well under 1 KB; this bounds what is parsed
+/// and forwarded.
+const MAX_PROOF_LEN: usize = 4096;
+/// RFC 9449 §8 and §9: a nonce is `1*NQCHAR`; a longer one than this is not forwarded.
+const MAX_NONCE_LEN: usize = 512;
+/// A `use_dpop_nonce` from the authorization server is remembered this long: a proof without a
+/// nonce is then answered at once with the remembered one instead of costing a round trip.
+const NONCE_DUE_SECS: u64 = 300;
+
+/// What a proof must say.
+pub(crate) struct Expected<'a> {
+    /// The RFC 7638 thumbprint pinned in the session at login.
+    pub(crate) jkt: &'a str,
+    /// The authorization server's token endpoint, where the proof is forwarded.
+    pub(crate) htu: &'a str,
+    pub(crate) now: UnixTime,
+}
+
+/// A proof that passed every check.
+#[derive(Debug)]
+pub(crate) struct Proof {
+    /// Whether it carries a `nonce` (checked by the authorization server, which issued it).
+    pub(crate) has_nonce: bool,
+}
+
+/// Why a proof was refused; each becomes 400 `invalid_dpop_proof` with its description.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProofError {
+    Missing,
+    Malformed,
+    Type,
+    Algorithm,
+    Key,
+    Thumbprint,
+    Signature,
+    Method,
+    Uri,
+    IssuedAt,
+    Jti,
+    Nonce,
+}
+
+impl ProofError {
+    pub(crate) fn description(self) -> &'static str {
+        match self {
+            Self::Missing => "exactly one DPoP header is required",
+            Self::Malformed => "the DPoP proof is not a compact JWS with JSON header and claims",
+            Self::Type => "the DPoP proof's typ must be dpop+jwt",
+            Self::Algorithm => "the DPoP proof must be signed with ES256",
+            Self::Key => "the DPoP proof's jwk must be a public P-256 key",
+            Self::Thumbprint => "the DPoP proof is not signed by the key pinned at sign-in",
+            Self::Signature => "the DPoP proof's signature does not verify",
+            Self::Method => "the DPoP proof's htm must be POST",
+            Self::Uri => "the DPoP proof's htu must be the authorization server's token endpoint",
+            Self::IssuedAt => "the DPoP proof's iat is not within 60 seconds of now",
+            Self::Jti => "the DPoP proof needs a jti",
+            Self::Nonce => "the DPoP proof's nonce must be a string",
+        }
+    }
+}
+
+/// RFC 9449 §4.3: checks `raw` for forwarding to `expected.htu`. The `jti` is checked for replay
+/// by the authorization server, which sees every proof that reaches it.
+pub(crate) fn verify(raw: &str, expected: &Expected<'_>) -> Result<Proof, ProofError> {
+    if raw.len() > MAX_PROOF_LEN || !raw.is_ascii() {
+        return Err(ProofError::Malformed);
+    }
+    let mut parts = raw.split('.');
+    let (Some(header_part), Some(claims_part), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ProofError::Malformed);
+    };
+    let header = json_object(header_part)?;
+    // §4.3 checks 4–6: the type, an asymmetric algorithm we support, a public key.
+    let typ = header.get("typ").and_then(Value::as_str).unwrap_or_default();
+    if !typ.eq_ignore_ascii_case("dpop+jwt") {
+        return Err(ProofError::Type);
+    }
+    if header.get("alg").and_then(Value::as_str) != Some("ES256") {
+        return Err(ProofError::Algorithm);
+    }
+    // RFC 7515 §4.1.11: an extension we do not understand must not be ignored.
+    if header.contains_key("crit") {
+        return Err(ProofError::Malformed);
+    }
+    let jwk = match header.get("jwk") {
+        Some(jwk @ Value::Object(_)) => jwk.to_string(),
+        _ => return Err(ProofError::Key),
+    };
+    // jwt-simple's strict JWK import refuses private members, other curves and bad points.
+    let key = ES256PublicKey::from_jwk(&jwk).map_err(|_| ProofError::Key)?;
+    if !constant_time_eq(&key.jwk_thumbprint(), expected.jkt) {
+        return Err(ProofError::Thumbprint);
+    }
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .ok()
+        .and_then(|bytes| Signature::from_slice(&bytes).ok())
+        .ok_or(ProofError::Signature)?;
+    let verifying = VerifyingKey::from_sec1_bytes(&key.to_bytes()).map_err(|_| ProofError::Key)?;
+    let signed = &raw[..header_part.len() + 1 + claims_part.len()];
+    verifying
+        .verify(signed.as_bytes(), &signature)
+        .map_err(|_| ProofError::Signature)?;
+
+    let claims = json_object(claims_part)?;
+    // §4.3 checks 8–11.
+    if claims.get("htm").and_then(Value::as_str) != Some("POST") {
+        return Err(ProofError::Method);
+    }
+    let htu = claims.get("htu").and_then(Value::as_str).ok_or(ProofError::Uri)?;
+    if !same_target(htu, expected.htu) {
+        return Err(ProofError::Uri);
+    }
+    let iat = claims.get("iat").and_then(Value::as_u64).ok_or(ProofError::IssuedAt)?;
+    if iat.abs_diff(expected.now.0) > IAT_WINDOW_SECS {
+        return Err(ProofError::IssuedAt);
+    }
+    match claims.get("jti") {
+        Some(Value::String(jti)) if !jti.is_empty() => {}
+        _ => return Err(ProofError::Jti),
+    }
+    let has_nonce = match claims.get("nonce") {
+        None => false,
+        Some(Value::String(nonce)) if !nonce.is_empty() => true,
+        Some(_) => return Err(ProofError::Nonce),
+    };
+    Ok(Proof { has_nonce })
+}
+
+/// §4.3 check 9: `htu` names the endpoint, ignoring query and fragment, compared after the URL
+/// parser's normalisation (scheme and host case, default port, dot segments; RFC 3986 §6.2.2–3).
+fn same_target(htu: &str, endpoint: &str) -> bool {
+    let strip = |text: &str| {
+        Url::parse(text).ok().map(|mut url| {
+            url.set_query(None);
+            url.set_fragment(None);
+            url
+        })
+    };
+    matches!((strip(htu), strip(endpoint)), (Some(a), Some(b)) if a == b)
+}
+
+fn json_object(part: &str) -> Result<Map<String, Value>, ProofError> {
+    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| ProofError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| ProofError::Malformed)
+}
+
+/// Whether the authorization server takes the proofs browsers make here (RFC 9449 §5.1).
+pub(crate) fn offered(metadata: &Metadata) -> bool {
+    metadata
+        .dpop_signing_alg_values_supported
+        .iter()
+        .any(|alg| alg == "ES256")
+}
+
+/// Whether `jkt` is what a login may pin: a base64url SHA-256 thumbprint (RFC 7638 §3; RFC 9449 §10).
+pub(crate) fn is_thumbprint(jkt: &str) -> bool {
+    jkt.len() == 43 && URL_SAFE_NO_PAD.decode(jkt).is_ok_and(|bytes| bytes.len() == 32)
+}
+
+/// A `DPoP-Nonce` value worth passing on: `1*NQCHAR` (RFC 9449 §8.1), bounded.
+pub(crate) fn valid_nonce(nonce: &str) -> bool {
+    !nonce.is_empty()
+        && nonce.len() <= MAX_NONCE_LEN
+        && nonce
+            .bytes()
+            .all(|b| b == b'!' || (b'#'..=b'[').contains(&b) || (b']'..=b'~').contains(&b))
+}
+
+/// The authorization server's newest nonce as this isolate or container saw it, and when it last
+/// demanded one (owned data only).
+#[derive(Default)]
+pub(crate) struct Nonces(Mutex<NonceState>);
+
+#[derive(Default)]
+struct NonceState {
+    latest: Option<(String, UnixTime)>,
+    demanded: Option<UnixTime>,
+}
+
+impl Nonces {
+    /// Remembers a nonce the authorization server sent; `demanded` when it came with
+    /// `use_dpop_nonce`.
+    pub(crate) fn saw(&self, nonce: &str, demanded: bool, now: UnixTime) {
+        if let Ok(mut state) = self.0.lock() {
+            state.latest = Some((nonce.to_owned(), now));
+            if demanded {
+                state.demanded = Some(now);
+            }
+        }
+    }
+
+    /// The newest nonce, if it arrived at or after `since`: what a response passes on.
+    pub(crate) fn since(&self, since: UnixTime) -> Option<String> {
+        let state = self.0.lock().ok()?;
+        state
+            .latest
+            .as_ref()
+            .filter(|(_, at)| *at >= since)
+            .map(|(nonce, _)| nonce.clone())
+    }
+
+    /// The nonce to answer a proof without one with, when the authorization server recently
+    /// demanded nonces: it would refuse that proof anyway, after a round trip.
+    pub(crate) fn due(&self, now: UnixTime) -> Option<String> {
+        let state = self.0.lock().ok()?;
+        let recent = state.demanded.is_some_and(|at| at.until(now) < NONCE_DUE_SECS);
+        state.latest.as_ref().filter(|_| recent).map(|(nonce, _)| nonce.clone())
+    }
+}
+
+#[cfg(test)]
+#[path = "dpop_tests.rs"]
+mod tests;

@@ -37,6 +37,9 @@ function showToken(token) {
   const claims = token && claimsOf(token);
   $('token-scope').textContent = claims?.scope ?? '–';
   $('token-aud').textContent = [].concat(claims?.aud ?? '–').join(' ');
+  // A DPoP-bound token (RFC 9449) names the key it is bound to: this page's, held by the client.
+  const jkt = claims?.cnf?.jkt;
+  $('token-type').textContent = !token ? '–' : jkt ? `DPoP (bound to key ${jkt.slice(0, 12)}…)` : 'Bearer';
   $('token-value').textContent = token ? `${token.slice(0, 16)}…${token.slice(-8)} (${token.length} characters)` : '–';
   $('token').dataset.exp = claims?.exp ?? '';
   tick();

@@ -4,6 +4,8 @@
 # workerd (`wrangler dev`) serving the demo page from public/ with the JS client (sdk/, built
 # here and served as /sdk/tmi-bff.js). First run: minutes (npm packages, the Worker's wasm build);
 # later runs: seconds. Ctrl-C stops everything.
+# DEMO_DPOP=1: DPoP mode (RFC 9449, BFF_DPOP=required): every access token is bound to a key the
+# page holds, and the API takes it only with a proof signed by that key.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +15,12 @@ API_PORT=${API_PORT:-8790}
 ORIGIN="http://127.0.0.1:$APP_PORT"
 ISSUER="http://127.0.0.1:$IDP_PORT"
 API_URL="http://127.0.0.1:$API_PORT/"
+DEMO_DPOP=${DEMO_DPOP:-0}
+case "$DEMO_DPOP" in
+    1) dpop_vars=(--var BFF_DPOP:required); dpop_note="DPoP on: tokens bound to this page's key, sent with a proof" ;;
+    0) dpop_vars=(); dpop_note="DPoP off (DEMO_DPOP=1 turns it on)" ;;
+    *) echo "DEMO_DPOP must be 0 or 1"; exit 2 ;;
+esac
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
     npm ci --no-audit --no-fund
@@ -53,7 +61,7 @@ CLOUDFLARE_CF_FETCH_ENABLED=false WRANGLER_SEND_METRICS=false setsid npx wrangle
     --var "BFF_PUBLIC_ORIGIN:$ORIGIN" --var "BFF_COOKIE_KEYS:$key" \
     --var BFF_AUTHORIZATION_PARAMS:prompt=consent --var BFF_ALLOW_INSECURE_ISSUER:true \
     --var "BFF_SCOPES:openid profile email offline_access api:read" --var "BFF_DEFAULT_RESOURCE:$API_URL" \
-    </dev/null >target/demo-wrangler.log 2>&1 &
+    "${dpop_vars[@]}" </dev/null >target/demo-wrangler.log 2>&1 &
 pids+=($!)
 
 for _ in $(seq 1 900); do
@@ -72,6 +80,7 @@ cat <<TEXT
   Demo running.  Open  $ORIGIN/
   Sign in at the provider with any user name and any password (try "alice" / "secret").
   OpenID provider: $ISSUER  (access tokens live 60 s)    API: $API_URL
+  $dpop_note
   Logs: target/demo-wrangler.log, target/demo-idp.log, target/demo-api.log     Ctrl-C stops everything.
 
 TEXT

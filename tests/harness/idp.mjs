@@ -52,6 +52,11 @@ function readConfig() {
   if (values.port !== undefined) raw.port = Number(values.port);
   if (!Number.isInteger(raw.port) || raw.port <= 0) fail('a "port" (config key or --port) is required');
 
+  for (const key of ['dpop', 'dpop_nonce']) {
+    if (raw[key] !== undefined && typeof raw[key] !== 'boolean') fail(`"${key}" must be true or false`);
+  }
+  if (raw.dpop === false && raw.dpop_nonce === true) fail('"dpop_nonce": true needs DPoP on (drop "dpop": false)');
+
   const port = raw.port;
   const cfg = {
     ...raw,

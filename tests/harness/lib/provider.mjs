@@ -10,6 +10,21 @@ import Provider, { errors } from 'oidc-provider';
 
 const COOKIE_KEYS = ['tmi-bff-harness-cookie-key-1', 'tmi-bff-harness-cookie-key-0'];
 
+// One secret for the process: a nonce handed out before /rotate-keys or POST /clients rebuilds
+// the provider must still be accepted after it.
+const DPOP_NONCE_SECRET = crypto.randomBytes(32);
+
+// `dpop: false` turns RFC 9449 off (discovery then has no dpop_signing_alg_values_supported);
+// `dpop_nonce: true` makes every token request carrying a DPoP proof answer use_dpop_nonce until
+// the proof has the current server nonce. Default: oidc-provider's own, DPoP on, no nonces.
+function dpopFeature(cfg) {
+  if (cfg.dpop === false) return { enabled: false };
+  if (cfg.dpop_nonce === true) {
+    return { enabled: true, nonceSecret: DPOP_NONCE_SECRET, requireNonce: () => true };
+  }
+  return { enabled: true };
+}
+
 export function generateSigningKey(kind = 'RSA') {
   const kid = `${kind.toLowerCase()}-${crypto.randomBytes(6).toString('base64url')}`;
   if (kind === 'EC') {
@@ -172,6 +187,7 @@ export function buildProvider({ cfg, store, keys, clients, counts, log }) {
       rpInitiatedLogout: { enabled: true },
       backchannelLogout: { enabled: true },
       claimsParameter: { enabled: false },
+      dPoP: dpopFeature(cfg),
       resourceIndicators: resourcesOn
         ? {
           enabled: true,

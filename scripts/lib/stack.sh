@@ -96,17 +96,31 @@ install_tools() {
     rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
 }
 
-# start_provider: the test provider from $logs/idp.json.
+# start_provider [NAME]: the test provider from $logs/NAME.json (default: idp), logging to
+# $logs/NAME.log.
 start_provider() {
-    setsid node tests/harness/idp.mjs --config "$logs/idp.json" >"$logs/idp.out" 2>"$logs/idp.log" </dev/null &
+    local name=${1:-idp}
+    setsid node tests/harness/idp.mjs --config "$logs/$name.json" >"$logs/$name.out" 2>"$logs/$name.log" </dev/null &
     pids+=($!)
 }
 
 # start_api ORIGIN...: the demo API on $API, trusting $ISSUER, allowing CORS for the ORIGINs.
 start_api() {
-    local origins=() origin
-    for origin in "$@"; do origins+=(--origin "$origin"); done
-    setsid node tests/harness/demo-api.mjs --port "$API" --issuer "$ISSUER" "${origins[@]}" \
-        >"$logs/api.out" 2>"$logs/api.log" </dev/null &
+    start_api_as api "$@"
+}
+
+# start_api_as NAME ORIGIN... [--FLAG...]: the same, logging to $logs/NAME.log; the --FLAGs (e.g.
+# --dpop-nonce) go to the API.
+start_api_as() {
+    local name=$1 args=() arg
+    shift
+    for arg in "$@"; do
+        case $arg in
+            --*) args+=("$arg") ;;
+            *) args+=(--origin "$arg") ;;
+        esac
+    done
+    setsid node tests/harness/demo-api.mjs --port "$API" --issuer "$ISSUER" "${args[@]}" \
+        >"$logs/$name.out" 2>"$logs/$name.log" </dev/null &
     pids+=($!)
 }

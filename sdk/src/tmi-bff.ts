@@ -9,6 +9,12 @@
 // Web Lock per (base path, resource, scope) makes sure only one tab at a time asks the backend
 // for a token, so when the cached token has to be refreshed one tab refreshes and the others get
 // the new token from the backend's cache.
+//
+// When the backend's bff-configuration says `"dpop": true`, every access token is bound to a key
+// of this browser (RFC 9449): one non-extractable ECDSA P-256 key pair per origin and base path,
+// kept in IndexedDB (database `tmi-bff`, object store `dpop`, key `<origin><base path>`) so that
+// reloads and every tab use the same key. The login pins it (`dpop_jkt`), the token request and
+// every `client.fetch` carry a proof signed with it, and logout deletes it.
 
 /** Which token: RFC 8707 `resource` and a space-delimited `scope` (both optional). */
 export interface TokenOptions {
@@ -54,6 +60,12 @@ export interface ClientOptions {
    * URL. Default: every origin except this page's own (the backend's). Others: `origin_not_allowed`.
    */
   tokenOrigins?: string[] | ((url: URL) => boolean);
+  /**
+   * Where the DPoP key pair is kept (default: the global `indexedDB`). `null`, or no IndexedDB
+   * at all: in this object's memory only, so a reload makes a new key and the session's tokens
+   * (bound to the old one) are refused: the backend answers `invalid_dpop_proof`.
+   */
+  indexedDB?: IDBFactory | null;
 }
 
 /** The subset of the Web Locks API the client uses. */
@@ -86,6 +98,8 @@ export interface TmiBffClientEventMap {
 /**
  * A failure from the backend (`code` is its `error`) or of the client itself (`network_error`,
  * `timeout`, `unexpected_response`, `configuration_error`, `invalid_login_url`, `origin_not_allowed`).
+ * `invalid_dpop_proof` from the token endpoint (the stored key is not the session's) ends the
+ * session like `invalid_session`.
  */
 export class TmiBffError extends Error {
   /** The backend's `error`, e.g. `invalid_session`, `backend_not_ready`, `temporarily_unavailable`. */
@@ -112,6 +126,15 @@ interface Endpoints {
   session: string;
   login: string;
   logout: string;
+  /** DPoP on: the authorization server's token endpoint, the `htu` of the token request's proofs; else ''. */
+  dpop: string;
+}
+
+/** The DPoP key pair, its public JWK (RFC 7638 members only, in that order) and thumbprint. */
+interface DpopKey {
+  pair: CryptoKeyPair;
+  jwk: { crv?: string; kty?: string; x?: string; y?: string };
+  jkt: string;
 }
 
 interface Cached {
@@ -125,6 +148,18 @@ type Flight = Promise<string>;
 
 const CSRF_HEADER = 'X-CSRF';
 const now = (): number => Date.now();
+const utf8 = (text: string) => new TextEncoder().encode(text);
+const sha256 = (text: string) => crypto.subtle.digest('SHA-256', utf8(text));
+
+function base64url(bytes: ArrayBuffer | Uint8Array): string {
+  return btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/** Keeps a `DPoP-Nonce` the server at `url` sent: the next proof for that origin carries it. */
+function keepNonce(nonces: Map<string, string>, url: string, response: Response): void {
+  const nonce = response.headers.get('DPoP-Nonce');
+  if (nonce) nonces.set(new URL(url).origin, nonce);
+}
 
 /** The base path from the meta tag, without a trailing slash; `''` for the origin root. */
 function discoverBase(explicit: string | undefined): string {
@@ -220,6 +255,11 @@ export class TmiBffClient extends EventTarget {
   private hadSession = false;
   /** Bumped when the session ends: answers to older requests are not cached. */
   private generation = 0;
+  /** The DPoP key, once loaded or made; `keyOps` orders a deletion before the next load. */
+  private dpopKey?: Promise<DpopKey>;
+  private keyOps: Promise<unknown> = Promise.resolve();
+  /** The newest `DPoP-Nonce` per origin (the authorization server's and each API's). */
+  private readonly nonces = new Map<string, string>();
 
   constructor(options: ClientOptions = {}) {
     super();
@@ -271,6 +311,9 @@ export class TmiBffClient extends EventTarget {
    * replacement (`rejected_token`) and, if it gets a different token, retries once; the second
    * answer is returned as it is. Only to the origins `tokenOrigins` allows (default: every origin
    * except this page's): any other URL rejects with `origin_not_allowed` and is not requested.
+   *
+   * DPoP on: `Authorization: DPoP <token>` and a `DPoP` proof of this request; an API asking for
+   * a nonce (`use_dpop_nonce` in `WWW-Authenticate`, with `DPoP-Nonce`) gets one more try with it.
    */
   async fetch(input: RequestInfo | URL, init?: RequestInit, options: TokenOptions = {}): Promise<Response> {
     const request = new Request(input, init);
@@ -279,10 +322,21 @@ export class TmiBffClient extends EventTarget {
     if (!(typeof allowed === 'function' ? allowed(url) : allowed.some((o) => new URL(o).origin === url.origin))) {
       throw new TmiBffError('origin_not_allowed', `no token for ${url.origin} (see the option tokenOrigins)`);
     }
-    const send = (token: string) => {
+    const { dpop } = await this.config();
+    const once = async (token: string) => {
       const attempt = request.clone();
-      attempt.headers.set('Authorization', `Bearer ${token}`);
-      return (this.options.fetch ?? globalThis.fetch)(attempt);
+      attempt.headers.set('Authorization', `${dpop ? 'DPoP' : 'Bearer'} ${token}`);
+      // htu: the URL without query and fragment (RFC 9449 4.2).
+      if (dpop) attempt.headers.set('DPoP', await this.proof(request.method, url.origin + url.pathname, token));
+      const response = await (this.options.fetch ?? globalThis.fetch)(attempt);
+      if (dpop) keepNonce(this.nonces, url.href, response);
+      return response;
+    };
+    const send = async (token: string) => {
+      const response = await once(token);
+      const nonceAsked =
+        dpop && /use_dpop_nonce/.test(response.headers.get('WWW-Authenticate') ?? '') && response.headers.has('DPoP-Nonce');
+      return nonceAsked ? once(token) : response;
     };
     const token = await this.token(options);
     const response = await send(token);
@@ -299,7 +353,8 @@ export class TmiBffClient extends EventTarget {
    */
   async login(options: LoginOptions = {}): Promise<string> {
     const page = pageUrl();
-    const endpoint = new URL((await this.config()).login, page);
+    const { login, dpop } = await this.config();
+    const endpoint = new URL(login, page);
     const url = new URL(options.loginUrl ?? endpoint, page);
     if (url.origin !== page.origin || url.pathname !== endpoint.pathname) {
       throw new TmiBffError('invalid_login_url', `not this backend's login endpoint: ${url.href}`);
@@ -314,20 +369,24 @@ export class TmiBffClient extends EventTarget {
       if (!query.getAll('resource').includes(resource)) query.append('resource', resource);
     }
     if (options.prompt) query.set('prompt', options.prompt);
+    if (dpop) query.set('dpop_jkt', (await this.key()).jkt);
     const target = url.pathname + url.search;
     this.go(target);
     return target;
   }
 
   /**
-   * Ends the session at the backend, tells the other tabs, fires `sessionend` (if a session was
-   * seen), then navigates to the provider's logout page. Resolves to that `logout_url`.
+   * Ends the session at the backend, tells the other tabs, deletes the DPoP key, fires
+   * `sessionend` (if a session was seen), then navigates to the provider's logout page. Resolves
+   * to that `logout_url`.
    */
   async logout(): Promise<string> {
     const { logout } = await this.config();
     const [response, body] = await this.call(logout, { method: 'POST' });
     if (!response.ok || typeof body?.logout_url !== 'string') throw errorOf(response, body);
     this.channel?.postMessage({ type: 'logout' });
+    // Before navigating away, which could abort the deletion.
+    await this.forgetKey();
     this.ended('logout');
     this.go(body.logout_url);
     return body.logout_url;
@@ -342,12 +401,16 @@ export class TmiBffClient extends EventTarget {
     else location.assign(url);
   }
 
-  /** The session ended: forget every token; fire `sessionend` if this page had seen a session. */
+  /**
+   * The session ended: forget every token; if this page had seen a session, delete the DPoP key
+   * (logout() did already) and fire `sessionend`.
+   */
   private ended(reason: SessionEndReason): void {
     this.cache.clear();
     this.generation += 1;
     if (!this.hadSession) return;
     this.hadSession = false;
+    if (reason !== 'logout') void this.forgetKey();
     this.dispatchEvent(new CustomEvent('sessionend', { detail: { reason } }));
   }
 
@@ -360,9 +423,13 @@ export class TmiBffClient extends EventTarget {
    *
    * The whole call, answer body included, gets `timeoutMs`, then it is aborted and rejects with
    * `timeout` (so a stalled request never holds the Web Lock for long). Resolves to the answer and
-   * its JSON body, if it has one.
+   * its JSON body, if it has one. `proof` makes a `DPoP` header for each try: a proof is used once.
    */
-  private async call(path: string, init: RequestInit): Promise<[Response, Record<string, unknown> | undefined]> {
+  private async call(
+    path: string,
+    init: RequestInit,
+    proof?: () => Promise<string>,
+  ): Promise<[Response, Record<string, unknown> | undefined]> {
     const doFetch = this.options.fetch ?? globalThis.fetch;
     const headers = new Headers(init.headers);
     headers.set(CSRF_HEADER, '1');
@@ -370,7 +437,10 @@ export class TmiBffClient extends EventTarget {
     // setTimeout rather than AbortSignal.timeout: one timer for both tries, and fake timers drive it.
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), ms);
-    const send = () => doFetch(path, { ...init, headers, credentials: 'same-origin', cache: 'no-store', signal: abort.signal });
+    const send = async () => {
+      if (proof) headers.set('DPoP', await proof());
+      return doFetch(path, { ...init, headers, credentials: 'same-origin', cache: 'no-store', signal: abort.signal });
+    };
     try {
       let response = await send();
       const wait = retryNow(response);
@@ -383,6 +453,7 @@ export class TmiBffClient extends EventTarget {
       abort.signal.throwIfAborted();
       return [response, body];
     } catch (cause) {
+      if (cause instanceof TmiBffError) throw cause;
       throw abort.signal.aborted
         ? new TmiBffError('timeout', `no answer from the backend within ${ms} ms`, 0, { cause })
         : new TmiBffError('network_error', 'the backend could not be reached', 0, { cause });
@@ -400,11 +471,16 @@ export class TmiBffClient extends EventTarget {
         throw new TmiBffError('configuration_error', `${base}/.well-known/bff-configuration answered HTTP ${response.status}`, response.status);
       }
       const path = (name: string, fallback: string) => (typeof body[name] === 'string' ? (body[name] as string) : base + fallback);
+      const dpop = body.dpop === true ? body.dpop_token_endpoint : '';
+      if (typeof dpop !== 'string') {
+        throw new TmiBffError('configuration_error', `${base}/.well-known/bff-configuration: dpop without dpop_token_endpoint`);
+      }
       return {
         token: path('bff_token_endpoint', '/.well-known/bff-token'),
         session: path('bff_sessioninfo_endpoint', '/.well-known/bff-sessioninfo'),
         login: path('login_endpoint', '/bff/login'),
         logout: path('logout_endpoint', '/bff/logout'),
+        dpop,
       };
     })();
     this.endpoints.catch(() => {
@@ -430,9 +506,7 @@ export class TmiBffClient extends EventTarget {
     const cached = this.cache.get(key);
     if (cached && cached.token !== rejected && now() < cached.staleAt) return cached.token;
 
-    const ask = () => this.ask(key, resource, scope, rejected);
-    const locks = this.options.locks === undefined ? globalThis.navigator?.locks : this.options.locks;
-    const next: Flight = locks ? locks.request(`tmi-bff:${this.basePath}|${key}`, ask) : ask();
+    const next: Flight = this.locked(`tmi-bff:${this.basePath}|${key}`, () => this.ask(key, resource, scope, rejected));
     this.flights.set(key, next);
     try {
       return await next;
@@ -441,8 +515,14 @@ export class TmiBffClient extends EventTarget {
     }
   }
 
+  /** `fn` under the cross-tab Web Lock `name` (without Web Locks: at once). */
+  private locked<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const locks = this.options.locks === undefined ? globalThis.navigator?.locks : this.options.locks;
+    return locks ? locks.request(name, fn) : fn();
+  }
+
   private async ask(key: string, resource: string, scope: string, rejected?: string): Promise<string> {
-    const { token: endpoint } = await this.config();
+    const { token: endpoint, dpop } = await this.config();
     const form = new URLSearchParams();
     if (resource) form.set('resource', resource);
     if (scope) form.set('scope', scope);
@@ -450,11 +530,18 @@ export class TmiBffClient extends EventTarget {
     const generation = this.generation;
     const sent = now();
     // POST: a rejected token never ends up in a URL (and so in a log).
-    const [response, body] = await this.call(endpoint, { method: 'POST', body: form });
+    const post = async () => {
+      const answer = await this.call(endpoint, { method: 'POST', body: form }, dpop ? () => this.proof('POST', dpop) : undefined);
+      if (dpop) keepNonce(this.nonces, dpop, answer[0]);
+      return answer;
+    };
+    let [response, body] = await post();
+    // The authorization server asks for a nonce (RFC 9449 8): once more with the one it sent.
+    if (body?.error === 'use_dpop_nonce' && response.headers.has('DPoP-Nonce')) [response, body] = await post();
     if (!response.ok || typeof body?.access_token !== 'string') {
       const error = errorOf(response, body);
-      if (error.code === 'invalid_session' || error.code === 'invalid_grant') {
-        this.ended(error.code);
+      if (error.code === 'invalid_session' || error.code === 'invalid_grant' || error.code === 'invalid_dpop_proof') {
+        this.ended(error.code === 'invalid_grant' ? 'invalid_grant' : 'invalid_session');
       }
       throw error;
     }
@@ -467,6 +554,100 @@ export class TmiBffClient extends EventTarget {
       this.cache.set(key, { token, staleAt: sent + keep * 1000 });
     }
     return token;
+  }
+
+  // ---- DPoP (RFC 9449) -----------------------------------------------------------------------
+
+  /** Where the key pair is kept: `<origin><base path>`; also names the Web Lock of its creation. */
+  private keyName(): string {
+    return pageUrl().origin + this.basePath;
+  }
+
+  /**
+   * The key pair from IndexedDB; made (non-extractable) and stored when there is none, under a
+   * Web Lock and after a second look, so that two tabs never make two.
+   */
+  private key(): Promise<DpopKey> {
+    const task = (this.dpopKey ??= this.keyOps.then(async () => {
+      const subtle = globalThis.crypto?.subtle;
+      if (!subtle) throw new TmiBffError('configuration_error', 'DPoP needs WebCrypto (a secure context)');
+      const name = this.keyName();
+      const load = () => this.keyStore<CryptoKeyPair>('readonly', (s) => s.get(name));
+      const make = async () => {
+        let pair = await load();
+        if (!pair) {
+          pair = await subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
+          await this.keyStore('readwrite', (s) => s.put(pair, name));
+        }
+        return pair;
+      };
+      const pair = (await load()) ?? (await this.locked(`tmi-bff-dpop:${name}`, make));
+      const { crv, kty, x, y } = await subtle.exportKey('jwk', pair.publicKey);
+      const jwk = { crv, kty, x, y };
+      return { pair, jwk, jkt: base64url(await sha256(JSON.stringify(jwk))) };
+    }));
+    // A deletion waits for a key being made (and stored) now.
+    this.keyOps = task.catch(() => {
+      if (this.dpopKey === task) this.dpopKey = undefined;
+    });
+    return task;
+  }
+
+  /** Deletes the key pair (memory and IndexedDB) when DPoP is on; the next login pins a new one. */
+  private forgetKey(): Promise<unknown> {
+    this.dpopKey = undefined;
+    this.keyOps = this.keyOps.then(async () => {
+      if ((await this.endpoints)?.dpop) await this.keyStore('readwrite', (s) => s.delete(this.keyName()));
+    }).catch(() => {});
+    return this.keyOps;
+  }
+
+  /**
+   * One request on the object store `dpop` of the database `tmi-bff`, resolved once its
+   * transaction is committed. Without IndexedDB, or when it fails (some private modes): undefined.
+   */
+  private async keyStore<T>(mode: IDBTransactionMode, op: (store: IDBObjectStore) => IDBRequest): Promise<T | undefined> {
+    const factory = this.options.indexedDB === undefined ? globalThis.indexedDB : this.options.indexedDB;
+    if (!factory) return undefined;
+    try {
+      const open = factory.open('tmi-bff', 1);
+      open.onupgradeneeded = () => open.result.createObjectStore('dpop');
+      const db = await new Promise<IDBDatabase>((resolve, reject) => {
+        open.onsuccess = () => resolve(open.result);
+        open.onerror = () => reject(open.error);
+      });
+      try {
+        const transaction = db.transaction('dpop', mode);
+        const request = op(transaction.objectStore('dpop'));
+        await new Promise((resolve, reject) => {
+          transaction.oncomplete = resolve;
+          transaction.onerror = transaction.onabort = () => reject(transaction.error);
+        });
+        return request.result as T;
+      } finally {
+        db.close();
+      }
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** A DPoP proof (RFC 9449 4.2) for `htm` `htu`; with `token`, its hash `ath`. */
+  private async proof(htm: string, htu: string, token?: string): Promise<string> {
+    const { pair, jwk } = await this.key();
+    const part = (value: object) => base64url(utf8(JSON.stringify(value)));
+    const claims = {
+      jti: base64url(crypto.getRandomValues(new Uint8Array(16))),
+      htm,
+      htu,
+      iat: Math.floor(now() / 1000),
+      nonce: this.nonces.get(new URL(htu).origin),
+      ath: token && base64url(await sha256(token)),
+    };
+    const input = `${part({ typ: 'dpop+jwt', alg: 'ES256', jwk })}.${part(claims)}`;
+    // WebCrypto's ECDSA signature is r || s, the form JWS uses (RFC 7518 3.4).
+    const signature = await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, pair.privateKey, utf8(input));
+    return `${input}.${base64url(signature)}`;
   }
 }
 

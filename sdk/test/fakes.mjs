@@ -1,5 +1,5 @@
 // Small fakes for the client's unit tests: a backend behind `fetch`, Web Locks, BroadcastChannel,
-// a clock and `location`.
+// IndexedDB, a clock and `location`.
 
 /** A JSON response like the backend's. */
 export function json(status, body, headers = {}) {
@@ -73,8 +73,9 @@ export function track(promise) {
 /**
  * The backend: routes by path (every endpoint under `base`), records every request.
  * `token` answers token requests; the default hands out tok-1, tok-2, ... with `expires_in`.
+ * `dpop`: the authorization server's token endpoint, announced with `"dpop": true`.
  */
-export function fakeBackend({ base = '', expiresIn = 10, loggedIn = true, ...routes } = {}) {
+export function fakeBackend({ base = '', expiresIn = 10, loggedIn = true, dpop, ...routes } = {}) {
   const calls = [];
   let issued = 0;
   let inFlight = 0;
@@ -86,6 +87,8 @@ export function fakeBackend({ base = '', expiresIn = 10, loggedIn = true, ...rou
       login_endpoint: `${base}/bff/login`,
       logout_endpoint: `${base}/bff/logout`,
       csrf_header: 'X-CSRF',
+      dpop: Boolean(dpop),
+      ...(dpop ? { dpop_token_endpoint: dpop, dpop_signing_alg_values_supported: ['ES256'] } : {}),
     }),
     session: () => (state.session
       ? json(200, { iss: 'https://op', sub: 'alice', exp: 2_000_000_000, name: 'Alice' })
@@ -151,6 +154,79 @@ export function fakeLocks() {
       const tail = run.catch(() => {});
       tails.set(name, tail);
       return run;
+    },
+  };
+}
+
+/**
+ * IndexedDB, as far as the client uses it: open (with upgradeneeded), one object store per
+ * transaction, get/put/delete, values stored as structured clones, `oncomplete` once the
+ * operation ran. Shared by the "tabs" given the same instance. `ops` records [mode, op, key];
+ * `value(key)` reads the store `dpop` of the database `tmi-bff`; with `fail`, open fails.
+ */
+export function fakeIndexedDB({ fail = false } = {}) {
+  const databases = new Map();
+  const ops = [];
+  const later = (fn) => queueMicrotask(fn);
+  const request = (run) => {
+    const req = { result: undefined, error: null, onsuccess: null, onerror: null };
+    later(() => {
+      req.result = run();
+      req.onsuccess?.();
+    });
+    return req;
+  };
+  return {
+    ops,
+    value: (key) => databases.get('tmi-bff')?.get('dpop')?.get(key),
+    keys: () => [...(databases.get('tmi-bff')?.get('dpop')?.keys() ?? [])],
+    open(name) {
+      const req = { result: undefined, error: null, onsuccess: null, onerror: null, onupgradeneeded: null };
+      later(() => {
+        if (fail) {
+          req.error = new DOMException('no IndexedDB here', 'InvalidStateError');
+          req.onerror?.();
+          return;
+        }
+        let stores = databases.get(name);
+        req.result = {
+          createObjectStore: (store) => stores.set(store, new Map()),
+          close() {},
+          transaction(store, mode) {
+            const data = stores.get(store);
+            const tx = { oncomplete: null, onerror: null, onabort: null, error: null };
+            const done = (req) => {
+              later(() => later(() => tx.oncomplete?.()));
+              return req;
+            };
+            tx.objectStore = () => ({
+              get: (key) => done(request(() => {
+                ops.push([mode, 'get', key]);
+                return data.has(key) ? structuredClone(data.get(key)) : undefined;
+              })),
+              put: (value, key) => done(request(() => {
+                ops.push([mode, 'put', key]);
+                if (mode !== 'readwrite') throw new Error('put in a readonly transaction');
+                data.set(key, structuredClone(value));
+                return key;
+              })),
+              delete: (key) => done(request(() => {
+                ops.push([mode, 'delete', key]);
+                if (mode !== 'readwrite') throw new Error('delete in a readonly transaction');
+                data.delete(key);
+              })),
+            });
+            return tx;
+          },
+        };
+        if (!stores) {
+          stores = new Map();
+          databases.set(name, stores);
+          req.onupgradeneeded?.();
+        }
+        req.onsuccess?.();
+      });
+      return req;
     },
   };
 }

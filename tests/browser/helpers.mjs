@@ -22,6 +22,12 @@ export const env = {
   get api() { return `${need('BROWSER_TEST_API')}/`; },
   get issuer() { return need('BROWSER_TEST_ISSUER'); },
   get idpControl() { return need('BROWSER_TEST_IDP_CONTROL'); },
+  // The DPoP stack: a Worker with BFF_DPOP=required, its provider (DPoP nonces required) and an
+  // API started with --dpop-nonce.
+  get dpopApp() { return need('BROWSER_TEST_DPOP_APP'); },
+  get dpopApi() { return `${need('BROWSER_TEST_DPOP_API')}/`; },
+  get dpopIssuer() { return need('BROWSER_TEST_DPOP_ISSUER'); },
+  get dpopIdpControl() { return need('BROWSER_TEST_DPOP_IDP_CONTROL'); },
   get screenshot() { return process.env.BROWSER_TEST_SCREENSHOT || 'target/demo-logged-in.png'; },
 };
 
@@ -102,13 +108,13 @@ export async function open(page, url, state) {
 }
 
 /**
- * The demo page at `url` (not logged in) → Log in → the provider's login form → its consent
- * form → back on the page, logged in.
+ * The demo page at `url` (not logged in) → Log in → the provider's login form (at `issuer`) →
+ * its consent form → back on the page, logged in.
  */
-export async function logIn(page, url, user = 'alice') {
+export async function logIn(page, url, user = 'alice', issuer = env.issuer) {
   await open(page, url, 'out');
   await page.click('#login');
-  await page.waitForURL((u) => u.href.startsWith(env.issuer));
+  await page.waitForURL((u) => u.href.startsWith(issuer));
   await page.fill('input[name=login]', user);
   await page.fill('input[name=password]', 'secret');
   await page.click('button[type=submit]');
@@ -146,17 +152,21 @@ async function call(url, method = 'GET', body) {
   return response.json();
 }
 
-export const idp = {
-  counts: () => call(`${env.idpControl}/counts`),
-  resetCounts: () => call(`${env.idpControl}/counts/reset`, 'POST'),
-  refreshTokens: () => call(`${env.idpControl}/refresh-tokens`),
-};
+const idpAt = (control) => ({
+  counts: () => call(`${control()}/counts`),
+  resetCounts: () => call(`${control()}/counts/reset`, 'POST'),
+  refreshTokens: () => call(`${control()}/refresh-tokens`),
+});
+export const idp = idpAt(() => env.idpControl);
+export const dpopIdp = idpAt(() => env.dpopIdpControl);
 
-export const api = {
-  reject: (body) => call(`${env.api}__reject`, 'POST', body),
-  reset: () => call(`${env.api}__reset`, 'POST'),
-  stats: () => call(`${env.api}__stats`),
-};
+const apiAt = (url) => ({
+  reject: (body) => call(`${url()}__reject`, 'POST', body),
+  reset: () => call(`${url()}__reset`, 'POST'),
+  stats: () => call(`${url()}__stats`),
+});
+export const api = apiAt(() => env.api);
+export const dpopApi = apiAt(() => env.dpopApi);
 
 /** The payload of a JWT. */
 export function claimsOf(jwt) {

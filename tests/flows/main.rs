@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step is a failed test
 
 mod cases;
+mod dpop;
 mod faults;
 mod mediation;
 mod parity;
@@ -196,4 +197,19 @@ async fn faults_lambda() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_worker() {
     faults::run(Kind::Worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_in_process() {
+    dpop::run(Kind::InProcess).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_lambda() {
+    dpop::run(Kind::Lambda).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_worker() {
+    dpop::run(Kind::Worker).await;
 }

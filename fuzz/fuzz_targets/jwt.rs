@@ -1,5 +1,6 @@
-//! ID-token and logout-token validation: arbitrary compact JWTs, and tokens signed with the
-//! scripted provider's key whose header, claims or bytes the fuzzer changed.
+//! ID-token and logout-token validation, and DPoP proofs from the browser: arbitrary compact JWTs,
+//! and tokens signed with the scripted provider's key (as a browser key, for proofs) whose header,
+//! claims or bytes the fuzzer changed.
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
@@ -7,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bff_core::UnixTime;
 use bff_core::fuzzing::Keys;
-use bff_core::testing::{CLIENT_ID, ISSUER};
+use bff_core::testing::{BrowserKey, CLIENT_ID, ISSUER, TOKEN_ENDPOINT};
 use bff_core_fuzz::json::{Edit, apply};
 use bff_core_fuzz::jwt::sign_raw;
 use bff_core_fuzz::raw;
@@ -21,6 +22,8 @@ use std::sync::OnceLock;
 #[derive(Arbitrary, Debug)]
 struct Input {
     logout: bool,
+    /// A DPoP proof (signed by key 7, which the session pinned) rather than a provider's token.
+    dpop: bool,
     token: Token,
     /// The nonce the backend expects (ID tokens at login); `None` as on refresh.
     nonce: Option<bool>,
@@ -100,9 +103,10 @@ fn number(value: Option<&Value>) -> Option<f64> {
 
 fuzz_target!(|data: &[u8]| {
     let input = match raw(data) {
-        // Mode 0: an ID token (as on refresh, no nonce expected), 1: a logout token.
+        // Mode 0: an ID token (as on refresh, no nonce expected), 1: a logout token, 2: a DPoP proof.
         Some((mode, token)) => Input {
             logout: mode == 1,
+            dpop: mode == 2,
             token: Token::Any(String::from_utf8_lossy(token).into_owned()),
             nonce: None,
             skew: 0,
@@ -118,12 +122,19 @@ fuzz_target!(|data: &[u8]| {
         Token::Any(s) => s.clone(),
         Token::Parts { header, payload } => sign_raw(header, payload),
         Token::Signed { header, claims, after } => {
-            let mut h = json!({"alg": "ES256", "typ": "JWT", "kid": "k1"})
-                .as_object()
-                .cloned()
-                .unwrap_or_default();
+            let base = if input.dpop {
+                json!({"alg": "ES256", "typ": "dpop+jwt", "jwk": BrowserKey::new(7).jwk()})
+            } else {
+                json!({"alg": "ES256", "typ": "JWT", "kid": "k1"})
+            };
+            let mut h = base.as_object().cloned().unwrap_or_default();
             apply(&mut h, header);
-            let mut c = base_claims(input.logout, signed_at);
+            let mut c = if input.dpop {
+                let proof = json!({"jti": "j-1", "htm": "POST", "htu": TOKEN_ENDPOINT, "iat": signed_at});
+                proof.as_object().cloned().unwrap_or_default()
+            } else {
+                base_claims(input.logout, signed_at)
+            };
             apply(&mut c, claims);
             let mut token = sign_raw(
                 Value::Object(h).to_string().as_bytes(),
@@ -179,6 +190,9 @@ fuzz_target!(|data: &[u8]| {
         }
     };
 
+    if input.dpop {
+        return check_proof(&token, now);
+    }
     let allowed = ["ES256"];
     let verdict = if input.logout {
         keys().verify_logout_token(&token, &allowed, (ISSUER, CLIENT_ID), now)
@@ -244,3 +258,47 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// A proof accepted for forwarding is a compact JWS signed by the pinned key, with the type,
+/// algorithm, public key, method, target and time the backend requires (RFC 9449 §4.3).
+fn check_proof(token: &str, now: UnixTime) {
+    let jkt = BrowserKey::new(7).thumbprint();
+    let Ok(has_nonce) = bff_core::fuzzing::dpop_proof(token, &jkt, TOKEN_ENDPOINT, now) else {
+        return;
+    };
+    assert_eq!(token.split('.').count(), 3, "accepted {token:?}");
+    assert!(signature_valid(token), "accepted a bad signature: {token:?}");
+    let header = segment(token, 0).expect("accepted an unreadable header");
+    assert_eq!(header.get("alg").and_then(Value::as_str), Some("ES256"), "{header:?}");
+    let typ = header.get("typ").and_then(Value::as_str).unwrap_or_default();
+    assert!(typ.eq_ignore_ascii_case("dpop+jwt"), "{header:?}");
+    let jwk = header
+        .get("jwk")
+        .and_then(Value::as_object)
+        .expect("accepted without a jwk");
+    assert!(!jwk.contains_key("d"), "accepted a private key: {header:?}");
+    assert_eq!(jwk.get("x"), BrowserKey::new(7).jwk().get("x"), "{header:?}");
+    assert_eq!(jwk.get("y"), BrowserKey::new(7).jwk().get("y"), "{header:?}");
+    let claims = segment(token, 1).expect("accepted unreadable claims");
+    let context = format!("{claims:?} at {}", now.0);
+    assert_eq!(claims.get("htm").and_then(Value::as_str), Some("POST"), "{context}");
+    let htu = claims.get("htu").and_then(Value::as_str).expect("accepted without htu");
+    let target = url::Url::parse(htu).expect("accepted an htu that is no URL");
+    assert_eq!(
+        (
+            target.scheme(),
+            target.host_str(),
+            target.port_or_known_default(),
+            target.path()
+        ),
+        ("https", Some("idp.example"), Some(443), "/token"),
+        "{context}"
+    );
+    let iat = claims.get("iat").and_then(Value::as_u64).expect("accepted without iat");
+    assert!(iat.abs_diff(now.0) <= 60, "iat out of the window: {context}");
+    assert!(
+        claims.get("jti").and_then(Value::as_str).is_some_and(|j| !j.is_empty()),
+        "jti: {context}"
+    );
+    assert_eq!(has_nonce, claims.get("nonce").is_some(), "{context}");
+}

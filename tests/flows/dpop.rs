@@ -17,7 +17,12 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::ACCESS_TOKEN_TTL;
-use crate::cases::{browser_with, copy_jar, start_login};
+use crate::cases::{browser_with, copy_jar};
+
+/// A navigation from the app's own page, as a browser describes it (Fetch Metadata).
+const SAME_ORIGIN: [(&str, &str); 2] = [("sec-fetch-site", "same-origin"), ("sec-fetch-dest", "document")];
+/// A link on another site.
+const CROSS_SITE: [(&str, &str); 2] = [("sec-fetch-site", "cross-site"), ("sec-fetch-dest", "document")];
 
 pub async fn run(kind: Kind) {
     if !crate::enabled(kind) {
@@ -117,7 +122,15 @@ impl DpopWorld {
         let refused = browser.get(&self.target.url("/bff/login")).await;
         assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
         let query = format!("?dpop_jkt={}", key.thumbprint());
-        let callback = start_login(&mut browser, &self.target, &query, "alice").await;
+        // Started from another site (or typed in), the login may not pin a key.
+        let url = self.target.url(&format!("/bff/login{query}"));
+        let cross = browser.send(Method::GET, &url, &CROSS_SITE, None, Site::Cross).await;
+        assert_eq!(cross.status, StatusCode::BAD_REQUEST, "{}", cross.body);
+        let answer = browser.send(Method::GET, &url, &SAME_ORIGIN, None, Site::Same).await;
+        assert_eq!(answer.status, StatusCode::FOUND, "login: {}", answer.body);
+        let callback = browser
+            .sign_in_at_provider(answer.location().unwrap(), "alice", &self.target.origin)
+            .await;
         assert!(!callback.as_str().contains("dpop_jkt"));
         let answer = browser.visit_callback(&callback).await;
         assert_eq!(answer.status, StatusCode::FOUND, "callback: {}", answer.body);
@@ -265,9 +278,8 @@ async fn provider_without_dpop() {
     let target = Target::start(Kind::InProcess, port, "", settings).await;
     let key = BrowserKey::new(23);
     let mut browser = Browser::new();
-    let login = browser
-        .get(&target.url(&format!("/bff/login?dpop_jkt={}", key.thumbprint())))
-        .await;
+    let url = target.url(&format!("/bff/login?dpop_jkt={}", key.thumbprint()));
+    let login = browser.send(Method::GET, &url, &SAME_ORIGIN, None, Site::Same).await;
     assert_eq!(login.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", login.body);
     assert_eq!(login.json()["error"], json!("server_error"));
     assert!(target.logs().contains("BFF_DPOP"), "{}", target.logs());

@@ -3,9 +3,9 @@
 //! byte for byte, nonces, and a provider that does not take DPoP.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step is a failed test
 
-use bff_core::testing::{Answer, Browser, BrowserKey, DpopPolicy, Endpoint, START, World};
+use bff_core::testing::{Answer, Browser, BrowserKey, DpopPolicy, Endpoint, START, Site, World, request};
 use futures::executor::block_on;
-use http::StatusCode;
+use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const DPOP: &[(&str, &str)] = &[("BFF_DPOP", "required")];
@@ -59,18 +59,25 @@ fn a_login_must_pin_a_thumbprint_and_keeps_it_from_the_provider() {
     let world = World::new(DPOP);
     let key = BrowserKey::new(3);
     let mut browser = Browser::default();
+    let headers = [("sec-fetch-site", "same-origin")];
     for query in [
         String::new(),
         "?dpop_jkt=short".to_owned(),
         format!("?dpop_jkt={}=", key.thumbprint()),
         format!("?dpop_jkt={0}&dpop_jkt={0}", key.thumbprint()),
     ] {
-        let answer = block_on(world.navigate(&mut browser, &format!("/bff/login{query}")));
+        let request = request(Method::GET, &format!("/bff/login{query}"), &headers, Vec::new());
+        let answer = block_on(world.send(&mut browser, request, Site::Same));
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{query}");
         assert!(answer.text().contains("dpop_jkt"), "{query}");
         assert!(answer.set_cookies().is_empty(), "{query}");
     }
-    let answer = block_on(world.navigate(&mut browser, &format!("/bff/login?dpop_jkt={}", key.thumbprint())));
+    let login = |query: &str, headers: &[(&str, &str)]| {
+        let request = request(Method::GET, &format!("/bff/login{query}"), headers, Vec::new());
+        block_on(world.send(&mut Browser::default(), request, Site::Same))
+    };
+    let same = [("sec-fetch-site", "same-origin"), ("sec-fetch-dest", "document")];
+    let answer = login(&format!("?dpop_jkt={}", key.thumbprint()), &same);
     assert_eq!(answer.status, StatusCode::FOUND);
     // RFC 9449 §10 would make the provider want a proof on the code exchange.
     assert!(!answer.header("location").unwrap().contains("dpop_jkt"));
@@ -234,8 +241,9 @@ fn nonces_are_passed_to_the_browser_and_back() {
         "a nonce sent on success is passed on"
     );
 
-    // Once the provider demanded nonces, a proof without one is answered here, without a round trip.
-    world.clock.advance(120);
+    // Once the provider demanded nonces, a proof without one is answered here, without a round
+    // trip, while the nonce is fresh (the token is due for a refresh 45 s into its 60 s).
+    world.clock.advance(50);
     let requests = world.provider.count(Endpoint::Token);
     let answer = token(&world, &mut browser, &[&key.proof(now(&world), "j3", None)]);
     assert_eq!(
@@ -253,7 +261,13 @@ fn a_provider_without_dpop_is_a_configuration_error() {
     world.provider.set_dpop(DpopPolicy::NotOffered);
     let key = BrowserKey::new(3);
     let mut browser = Browser::default();
-    let login = block_on(world.navigate(&mut browser, &format!("/bff/login?dpop_jkt={}", key.thumbprint())));
+    let headers = [("sec-fetch-site", "same-origin")];
+    let path = format!("/bff/login?dpop_jkt={}", key.thumbprint());
+    let login = block_on(world.send(
+        &mut browser,
+        request(Method::GET, &path, &headers, Vec::new()),
+        Site::Same,
+    ));
     assert_eq!(login.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(login.error(), "server_error");
     let config = block_on(world.navigate(&mut browser, "/.well-known/bff-configuration"));
@@ -318,4 +332,107 @@ fn a_rejected_bound_token_forces_a_refresh_with_the_proof() {
     assert_ne!(answer.access_token(), first);
     assert_eq!(answer.json()["token_type"], json!("DPoP"));
     assert_eq!(world.provider.dpop_proofs().last(), Some(&proof));
+}
+
+#[test]
+fn only_the_apps_own_pages_can_start_a_login_that_pins_a_key() {
+    // Another site (or a hidden frame) navigating to the login could pin a key of its choosing
+    // to the user's next session: with silent SSO, the user's browser would finish it.
+    let world = World::new(DPOP);
+    let thief = BrowserKey::new(9);
+    let path = format!("/bff/login?dpop_jkt={}&prompt=none", thief.thumbprint());
+    let refusals: [&[(&str, &str)]; 5] = [
+        &[("sec-fetch-site", "cross-site"), ("sec-fetch-dest", "document")],
+        &[("sec-fetch-site", "same-site"), ("sec-fetch-dest", "document")],
+        &[("sec-fetch-site", "none"), ("sec-fetch-dest", "document")],
+        &[("sec-fetch-site", "same-origin"), ("sec-fetch-dest", "iframe")],
+        &[],
+    ];
+    for headers in refusals {
+        let mut victim = Browser::default();
+        let answer = block_on(world.send(
+            &mut victim,
+            request(Method::GET, &path, headers, Vec::new()),
+            Site::Cross,
+        ));
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{headers:?}: {}", answer.text());
+        assert!(answer.set_cookies().is_empty(), "{headers:?}");
+    }
+    // Without DPoP a login stays a plain navigation anyone may start (the pinned key is the risk).
+    let off = World::new(&[]);
+    let answer = block_on(off.navigate(&mut Browser::default(), "/bff/login"));
+    assert_eq!(answer.status, StatusCode::FOUND);
+}
+
+#[test]
+fn a_nonce_answered_here_leaves_the_forced_refresh_free() {
+    let world = World::new(DPOP);
+    world.provider.set_dpop(DpopPolicy::Nonce("n-1"));
+    let key = BrowserKey::new(3);
+    let mut browser = signed_in(&world, &key);
+    assert_eq!(
+        token(&world, &mut browser, &[&key.proof(now(&world), "j1", None)]).error(),
+        "use_dpop_nonce"
+    );
+    let first = token(&world, &mut browser, &[&key.proof(now(&world), "j2", Some("n-1"))]);
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    let first = first.access_token();
+    world.clock.advance(5);
+    // A new page (no nonce yet) had the token rejected by an API: its replacement request is
+    // answered use_dpop_nonce here, and the retry with the nonce must still force the refresh.
+    let query = format!("rejected_token={first}");
+    let answer = block_on(world.token_with_proofs(&mut browser, &query, &[&key.proof(now(&world), "j3", None)]));
+    assert_eq!(answer.error(), "use_dpop_nonce", "{}", answer.text());
+    let proof = key.proof(now(&world), "j4", Some("n-1"));
+    let answer = block_on(world.token_with_proofs(&mut browser, &query, &[&proof]));
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_ne!(answer.access_token(), first, "the rejected token came back");
+}
+
+#[test]
+fn a_stale_nonce_is_not_answered_in_the_providers_place() {
+    let world = World::new(DPOP);
+    world.provider.set_dpop(DpopPolicy::Nonce("n-1"));
+    let key = BrowserKey::new(3);
+    let mut browser = signed_in(&world, &key);
+    assert_eq!(
+        token(&world, &mut browser, &[&key.proof(now(&world), "j1", None)]).error(),
+        "use_dpop_nonce"
+    );
+    let ok = token(&world, &mut browser, &[&key.proof(now(&world), "j2", Some("n-1"))]);
+    assert_eq!(ok.status, StatusCode::OK);
+    // Four minutes on, the provider has moved to another nonce: the one remembered here is too
+    // old to hand out, so the provider answers with its current one and the one retry works.
+    world.clock.advance(240);
+    world.provider.set_dpop(DpopPolicy::Nonce("n-2"));
+    let answer = token(&world, &mut browser, &[&key.proof(now(&world), "j3", None)]);
+    assert_eq!(
+        (answer.error(), answer.header("dpop-nonce")),
+        ("use_dpop_nonce".to_owned(), Some("n-2"))
+    );
+    let answer = token(&world, &mut browser, &[&key.proof(now(&world), "j4", Some("n-2"))]);
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+}
+
+#[test]
+fn a_login_without_a_refresh_token_is_refused_in_dpop_mode() {
+    let world = World::new(DPOP);
+    world
+        .provider
+        .set_token_edit(Some(|body| drop(body.remove("refresh_token"))));
+    let key = BrowserKey::new(3);
+    let mut browser = Browser::default();
+    let answer = block_on(async {
+        let callback = world
+            .start_login(&mut browser, &format!("?dpop_jkt={}", key.thumbprint()), "alice")
+            .await;
+        world.callback(&mut browser, &callback).await
+    });
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text());
+    assert!(answer.text().contains("refresh token"));
+    assert!(
+        browser.cookie("__Host-bff-session").is_none(),
+        "no session that could only loop"
+    );
+    assert!(world.log.lines().iter().any(|l| l.contains("offline_access")));
 }

@@ -88,6 +88,17 @@ async fn finish<H: HttpClient, K: KvStore>(
     let Some(raw_id_token) = tokens.id_token.as_deref() else {
         return Err(PageError::BadRequest("The sign-in service returned no ID token."));
     };
+    // In DPoP mode every token handed out comes from a refresh that carries the browser's proof;
+    // a session without a refresh token could only send the user round the login again.
+    if config.dpop && tokens.refresh_token.is_none() {
+        ctx.deps.log.line(
+            Level::Error,
+            "BFF_DPOP=required needs a refresh token, and the code exchange returned none: grant the client offline_access (BFF_SCOPES)",
+        );
+        return Err(PageError::BadRequest(
+            "The sign-in service granted no refresh token, which browser-bound tokens need. The operator must allow offline_access.",
+        ));
+    }
     let claims = ctx
         .provider
         .validate_id_token(raw_id_token, Some(&txn.nonce), config, ctx.deps)

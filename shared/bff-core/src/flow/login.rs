@@ -42,6 +42,11 @@ pub(crate) async fn login<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
 
 async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Response<Vec<u8>>, PageError> {
     let config = ctx.config;
+    if config.dpop && !same_origin_navigation(ctx) {
+        return Err(PageError::BadRequest(
+            "This sign-in must start from this site's own pages (browser-bound tokens).",
+        ));
+    }
     let params = query(ctx.parts);
     let request = LoginRequest::parse(config, &params)?;
     let metadata = ctx.provider.metadata(config, ctx.deps).await?;
@@ -195,6 +200,15 @@ fn authorization_url(config: &Config, endpoint: &str, txn: &LoginTxn, prompt: Op
         }
     }
     Ok(url)
+}
+
+/// Whether the login is a top-level navigation from this origin's own pages (Fetch Metadata).
+/// In DPoP mode the login pins the key named in `dpop_jkt`: a login another site starts (or a
+/// hidden frame, even of this site) could otherwise pin a key of the attacker's choosing to the
+/// user's next session. Browsers that sign proofs with non-extractable keys all send these headers.
+fn same_origin_navigation<H, K>(ctx: &Ctx<'_, H, K>) -> bool {
+    let header = |name: &str| ctx.parts.headers.get(name).map(|v| v.as_bytes());
+    header("sec-fetch-site") == Some(b"same-origin") && header("sec-fetch-dest").is_none_or(|d| d == b"document")
 }
 
 /// Whether `prompt` is a space-separated list of OpenID Connect values, or the configured one.

@@ -94,6 +94,10 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
         .filter(|p| !p.has_nonce)
         .and_then(|_| ctx.provider.nonces.due(ctx.now))
     {
+        // No refresh happens: the forced-refresh window this request took stays free.
+        if forced {
+            ctx.rotations.unforce(&session.id, ctx.now.0);
+        }
         return Err(ApiError::UseDpopNonce(nonce));
     }
     let before = (session.id_token.clone(), session.claims.clone());

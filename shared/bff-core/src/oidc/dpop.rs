@@ -32,8 +32,11 @@ const MAX_PROOF_LEN: usize = 4096;
 /// RFC 9449 §8 and §9: a nonce is `1*NQCHAR`; a longer one than this is not forwarded.
 const MAX_NONCE_LEN: usize = 512;
 /// A `use_dpop_nonce` from the authorization server is remembered this long: a proof without a
-/// nonce is then answered at once with the remembered one instead of costing a round trip.
+/// nonce is then answered at once with the newest one instead of costing a round trip...
 const NONCE_DUE_SECS: u64 = 300;
+/// ...provided that nonce is this recent: providers rotate nonces (oidc-provider every 60 s, still
+/// taking the previous ones for a while), and a stale one would spend the browser's only retry.
+const NONCE_FRESH_SECS: u64 = 60;
 
 /// What a proof must say.
 pub(crate) struct Expected<'a> {
@@ -235,7 +238,12 @@ impl Nonces {
     pub(crate) fn due(&self, now: UnixTime) -> Option<String> {
         let state = self.0.lock().ok()?;
         let recent = state.demanded.is_some_and(|at| at.until(now) < NONCE_DUE_SECS);
-        state.latest.as_ref().filter(|_| recent).map(|(nonce, _)| nonce.clone())
+        let fresh = |seen: UnixTime| seen.until(now) < NONCE_FRESH_SECS;
+        state
+            .latest
+            .as_ref()
+            .filter(|(_, seen)| recent && fresh(*seen))
+            .map(|(nonce, _)| nonce.clone())
     }
 }
 

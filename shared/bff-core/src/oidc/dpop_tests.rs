@@ -224,7 +224,20 @@ fn nonces_are_remembered_and_bounded() {
     assert_eq!(nonces.since(UnixTime(NOW + 1)), None);
     nonces.saw("n-2", true, UnixTime(NOW + 1));
     assert_eq!(nonces.due(UnixTime(NOW + 2)).as_deref(), Some("n-2"));
-    assert_eq!(nonces.due(UnixTime(NOW + 1 + NONCE_DUE_SECS)), None);
+    // A nonce older than a provider's rotation is not handed out: the browser would spend its
+    // one retry on it.
+    assert_eq!(nonces.due(UnixTime(NOW + 1 + NONCE_FRESH_SECS)), None);
+    nonces.saw("n-3", false, UnixTime(NOW + 200));
+    assert_eq!(
+        nonces.due(UnixTime(NOW + 201)).as_deref(),
+        Some("n-3"),
+        "still demanded, fresh again"
+    );
+    assert_eq!(
+        nonces.due(UnixTime(NOW + 1 + NONCE_DUE_SECS)),
+        None,
+        "no longer demanded"
+    );
     assert!(valid_nonce("eyJ7S_zG.Hn-~!#[]"));
     for bad in ["", "a b", "a\"b", "a\\b", "é", &"n".repeat(513)] {
         assert!(!valid_nonce(bad), "{bad}");

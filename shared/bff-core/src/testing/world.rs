@@ -149,7 +149,10 @@ impl World {
     /// `B/bff/login?<query>` and the provider's sign-in as `user`: the callback path and query,
     /// not yet visited.
     pub async fn start_login(&self, browser: &mut Browser, query: &str, user: &str) -> String {
-        let answer = self.navigate(browser, &format!("/bff/login{query}")).await;
+        // A link or script on the app's own page: a same-origin top-level navigation.
+        let headers = [("sec-fetch-site", "same-origin"), ("sec-fetch-dest", "document")];
+        let request = request(Method::GET, &format!("/bff/login{query}"), &headers, Vec::new());
+        let answer = self.send(browser, request, Site::Same).await;
         assert_eq!(answer.status, StatusCode::FOUND, "login: {}", answer.text());
         let location = answer.header(LOCATION.as_str()).unwrap_or_default().to_owned();
         self.provider.authorize(&location, user)

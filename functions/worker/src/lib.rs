@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use bff_core::{Backend, Clock, Deps, Level, Log, MAX_REQUEST_BODY, RandomError, SecureRandom, UnixTime};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use worker::js_sys::Reflect;
+use worker::js_sys::{Number, Reflect};
 use worker::wasm_bindgen::JsValue;
 use worker::{
     Context, Date, Env, Headers, Request, Response, ResponseBuilder, Url, console_error, console_log, console_warn,
@@ -73,8 +73,14 @@ fn backend(env: &Env, store_bound: bool) -> Rc<Backend> {
 /// or boolean, which `Env::var` would refuse and the core would then silently take as unset.
 fn setting(env: &Env, name: &str) -> Option<String> {
     let value = Reflect::get(env, &JsValue::from_str(name)).ok()?;
+    // JS's own Number#toString: Rust's float formatting would add ~14 KB of wasm for this one line.
     (value.as_string())
-        .or_else(|| value.as_f64().map(|number| number.to_string()))
+        .or_else(|| {
+            value
+                .as_f64()
+                .and_then(|_| Number::from(value.clone()).to_string_with_radix(10).ok())
+                .map(String::from)
+        })
         .or_else(|| value.as_bool().map(|flag| flag.to_string()))
 }
 

@@ -49,6 +49,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hosts_are_ascii() {
+        // The url crate's IDNA backend is the ASCII-only one (see Cargo.toml): a resource or
+        // endpoint on an internationalised domain is written in its A-label (punycode) form.
+        assert!(is_resource_uri("https://xn--bcher-kva.example/api"));
+        assert!(is_resource_uri("https://API.Example/"));
+        assert!(!is_resource_uri("https://bücher.example/api"));
+    }
+
+    #[test]
     fn loopback_rule() {
         for (url, ok) in [
             ("https://idp.example", true),

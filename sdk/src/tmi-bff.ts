@@ -14,7 +14,7 @@
 // of this browser (RFC 9449): one non-extractable ECDSA P-256 key pair per origin and base path,
 // kept in IndexedDB (database `tmi-bff`, object store `dpop`, key `<origin><base path>`) so that
 // reloads and every tab use the same key. The login pins it (`dpop_jkt`), the token request and
-// every `client.fetch` carry a proof signed with it, and logout deletes it.
+// every `client.fetch` carry a proof signed with it, and logout and the end of the session delete it.
 
 /** Which token: RFC 8707 `resource` and a space-delimited `scope` (both optional). */
 export interface TokenOptions {
@@ -98,8 +98,8 @@ export interface TmiBffClientEventMap {
 /**
  * A failure from the backend (`code` is its `error`) or of the client itself (`network_error`,
  * `timeout`, `unexpected_response`, `configuration_error`, `invalid_login_url`, `origin_not_allowed`).
- * `invalid_dpop_proof` from the token endpoint (the stored key is not the session's) ends the
- * session like `invalid_session`.
+ * `invalid_dpop_proof` from the token endpoint ends the session like `invalid_session` when the
+ * stored key is the one refused (else the token is asked for once more with the stored key).
  */
 export class TmiBffError extends Error {
   /** The backend's `error`, e.g. `invalid_session`, `backend_not_ready`, `temporarily_unavailable`. */
@@ -137,6 +137,9 @@ interface DpopKey {
   jkt: string;
 }
 
+/** What IndexedDB holds: the pair and its thumbprint, which a deletion compares within its transaction. */
+type StoredKey = CryptoKeyPair & { jkt?: string };
+
 interface Cached {
   token: string;
   /** `performance.now()`-style milliseconds after which the token is not handed out again. */
@@ -153,6 +156,26 @@ const sha256 = (text: string) => crypto.subtle.digest('SHA-256', utf8(text));
 
 function base64url(bytes: ArrayBuffer | Uint8Array): string {
   return btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/**
+ * Whether a stored value is a pair this client could have made: any script of the page can write
+ * IndexedDB, and a pair whose private key it kept (extractable) must never be pinned at a login.
+ * (A key imported as non-extractable from material such a script kept cannot be told apart.)
+ */
+function usable(value: any): value is StoredKey {
+  const keys = [value?.privateKey, value?.publicKey];
+  return (
+    keys.every(
+      (k, i) =>
+        (typeof CryptoKey != 'function' || k instanceof CryptoKey) &&
+        k?.type == (i ? 'public' : 'private') &&
+        // The public key is exported for the proofs' jwk.
+        k.extractable == !!i &&
+        k.algorithm?.name == 'ECDSA' &&
+        k.algorithm.namedCurve == 'P-256',
+    ) && keys[0].usages.includes('sign')
+  );
 }
 
 /** Keeps a `DPoP-Nonce` the server at `url` sent: the next proof for that origin carries it. */
@@ -385,8 +408,9 @@ export class TmiBffClient extends EventTarget {
     const [response, body] = await this.call(logout, { method: 'POST' });
     if (!response.ok || typeof body?.logout_url !== 'string') throw errorOf(response, body);
     this.channel?.postMessage({ type: 'logout' });
-    // Before navigating away, which could abort the deletion.
-    await this.forgetKey();
+    // Before navigating away, which could abort the deletion. Whatever key is stored belongs to
+    // the session this ends (another tab's newer login included).
+    await this.forgetKey(true);
     this.ended('logout');
     this.go(body.logout_url);
     return body.logout_url;
@@ -410,7 +434,7 @@ export class TmiBffClient extends EventTarget {
     this.generation += 1;
     if (!this.hadSession) return;
     this.hadSession = false;
-    if (reason !== 'logout') void this.forgetKey();
+    if (reason !== 'logout') void this.forgetKey(false);
     this.dispatchEvent(new CustomEvent('sessionend', { detail: { reason } }));
   }
 
@@ -521,7 +545,7 @@ export class TmiBffClient extends EventTarget {
     return locks ? locks.request(name, fn) : fn();
   }
 
-  private async ask(key: string, resource: string, scope: string, rejected?: string): Promise<string> {
+  private async ask(key: string, resource: string, scope: string, rejected?: string, again?: boolean): Promise<string> {
     const { token: endpoint, dpop } = await this.config();
     const form = new URLSearchParams();
     if (resource) form.set('resource', resource);
@@ -529,9 +553,14 @@ export class TmiBffClient extends EventTarget {
     if (rejected) form.set('rejected_token', rejected);
     const generation = this.generation;
     const sent = now();
+    let used: Promise<DpopKey> | undefined;
     // POST: a rejected token never ends up in a URL (and so in a log).
     const post = async () => {
-      const answer = await this.call(endpoint, { method: 'POST', body: form }, dpop ? () => this.proof('POST', dpop) : undefined);
+      const answer = await this.call(
+        endpoint,
+        { method: 'POST', body: form },
+        dpop ? () => this.proof('POST', dpop, undefined, (used = this.key())) : undefined,
+      );
       if (dpop) keepNonce(this.nonces, dpop, answer[0]);
       return answer;
     };
@@ -540,6 +569,13 @@ export class TmiBffClient extends EventTarget {
     if (body?.error === 'use_dpop_nonce' && response.headers.has('DPoP-Nonce')) [response, body] = await post();
     if (!response.ok || typeof body?.access_token !== 'string') {
       const error = errorOf(response, body);
+      if (error.code === 'invalid_dpop_proof' && used && !again) {
+        // This tab may have kept a key from before another tab's new login: ending the session
+        // would delete that tab's key. The stored key decides.
+        const refused = (await used).jkt;
+        if (this.dpopKey === used) this.dpopKey = undefined;
+        if ((await this.key()).jkt !== refused) return this.ask(key, resource, scope, rejected, true);
+      }
       if (error.code === 'invalid_session' || error.code === 'invalid_grant' || error.code === 'invalid_dpop_proof') {
         this.ended(error.code === 'invalid_grant' ? 'invalid_grant' : 'invalid_session');
       }
@@ -564,27 +600,35 @@ export class TmiBffClient extends EventTarget {
   }
 
   /**
-   * The key pair from IndexedDB; made (non-extractable) and stored when there is none, under a
-   * Web Lock and after a second look, so that two tabs never make two.
+   * The key pair from IndexedDB; made (non-extractable) when there is none, or none `usable`,
+   * under a Web Lock, and stored in one readwrite transaction that first looks again: IndexedDB
+   * runs such transactions one at a time, so that even without Web Locks two tabs never make two.
    */
   private key(): Promise<DpopKey> {
     const task = (this.dpopKey ??= this.keyOps.then(async () => {
       const subtle = globalThis.crypto?.subtle;
       if (!subtle) throw new TmiBffError('configuration_error', 'DPoP needs WebCrypto (a secure context)');
       const name = this.keyName();
-      const load = () => this.keyStore<CryptoKeyPair>('readonly', (s) => s.get(name));
-      const make = async () => {
-        let pair = await load();
-        if (!pair) {
-          pair = await subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
-          await this.keyStore('readwrite', (s) => s.put(pair, name));
-        }
-        return pair;
+      const thumbprint = async (publicKey: CryptoKey) => {
+        const { crv, kty, x, y } = await subtle.exportKey('jwk', publicKey);
+        const jwk = { crv, kty, x, y };
+        return { jwk, jkt: base64url(await sha256(JSON.stringify(jwk))) };
       };
-      const pair = (await load()) ?? (await this.locked(`tmi-bff-dpop:${name}`, make));
-      const { crv, kty, x, y } = await subtle.exportKey('jwk', pair.publicKey);
-      const jwk = { crv, kty, x, y };
-      return { pair, jwk, jkt: base64url(await sha256(JSON.stringify(jwk))) };
+      const stored = await this.keyStore<StoredKey>('readonly', (s) => s.get(name));
+      const pair = usable(stored)
+        ? stored
+        : await this.locked(`tmi-bff-dpop:${name}`, async () => {
+            const { privateKey, publicKey } = await subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
+            const made: StoredKey = { privateKey, publicKey, jkt: (await thumbprint(publicKey)).jkt };
+            const kept = await this.keyStore<StoredKey>('readwrite', (s) => {
+              const found = s.get(name);
+              const out = { result: made };
+              found.onsuccess = () => (usable(found.result) ? (out.result = found.result) : s.put(made, name));
+              return out;
+            });
+            return kept ?? made;
+          });
+      return { pair, ...(await thumbprint(pair.publicKey)) };
     }));
     // A deletion waits for a key being made (and stored) now.
     this.keyOps = task.catch(() => {
@@ -593,20 +637,37 @@ export class TmiBffClient extends EventTarget {
     return task;
   }
 
-  /** Deletes the key pair (memory and IndexedDB) when DPoP is on; the next login pins a new one. */
-  private forgetKey(): Promise<unknown> {
+  /**
+   * Forgets the key pair (memory) and deletes it from IndexedDB when DPoP is on, so that the next
+   * login pins a new one; unless `all`, only if the stored pair is still the one this client
+   * knew: a tab that saw the session end late must not delete the key of another tab's new login.
+   */
+  private forgetKey(all: boolean): Promise<unknown> {
+    const known = this.dpopKey;
     this.dpopKey = undefined;
-    this.keyOps = this.keyOps.then(async () => {
-      if ((await this.endpoints)?.dpop) await this.keyStore('readwrite', (s) => s.delete(this.keyName()));
-    }).catch(() => {});
+    this.keyOps = this.keyOps
+      .then(async () => {
+        const jkt = all || (await known)?.jkt;
+        if (jkt && (await this.endpoints)?.dpop) {
+          const name = this.keyName();
+          // Compared within the transaction: an await between get and delete would end it.
+          await this.keyStore('readwrite', (s) => {
+            const found = s.get(name);
+            found.onsuccess = () => (all || (found.result?.jkt ?? jkt) === jkt) && s.delete(name);
+            return found;
+          });
+        }
+      })
+      .catch(() => {});
     return this.keyOps;
   }
 
   /**
-   * One request on the object store `dpop` of the database `tmi-bff`, resolved once its
-   * transaction is committed. Without IndexedDB, or when it fails (some private modes): undefined.
+   * One transaction on the object store `dpop` of the database `tmi-bff`: `op` makes its requests
+   * and returns what holds the result, read once the transaction is committed. Without IndexedDB,
+   * or when it fails (some private modes): undefined.
    */
-  private async keyStore<T>(mode: IDBTransactionMode, op: (store: IDBObjectStore) => IDBRequest): Promise<T | undefined> {
+  private async keyStore<T>(mode: IDBTransactionMode, op: (store: IDBObjectStore) => { result: unknown }): Promise<T | undefined> {
     const factory = this.options.indexedDB === undefined ? globalThis.indexedDB : this.options.indexedDB;
     if (!factory) return undefined;
     try {
@@ -633,8 +694,8 @@ export class TmiBffClient extends EventTarget {
   }
 
   /** A DPoP proof (RFC 9449 4.2) for `htm` `htu`; with `token`, its hash `ath`. */
-  private async proof(htm: string, htu: string, token?: string): Promise<string> {
-    const { pair, jwk } = await this.key();
+  private async proof(htm: string, htu: string, token?: string, key = this.key()): Promise<string> {
+    const { pair, jwk } = await key;
     const part = (value: object) => base64url(utf8(JSON.stringify(value)));
     const claims = {
       jti: base64url(crypto.getRandomValues(new Uint8Array(16))),

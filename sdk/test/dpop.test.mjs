@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import { calculateJwkThumbprint, EmbeddedJWK, jwtVerify } from 'jose';
 
 import { createClient } from '../dist/tmi-bff.js';
-import { fakeBackend, fakeChannels, fakeClock, fakeIndexedDB, fakeLocks, json, withLocation } from './fakes.mjs';
+import { fakeBackend, fakeChannels, fakeClock, fakeIndexedDB, fakeLocks, json, settle, withLocation } from './fakes.mjs';
 
 const AS_TOKEN = 'https://op.test/token';
 const KEY_NAME = 'http://localhost'; // <origin><base path> outside a browser
@@ -49,6 +49,53 @@ function nonceApi(nonce) {
       'DPoP-Nonce': nonce,
     });
   };
+}
+
+const EC = { name: 'ECDSA', namedCurve: 'P-256' };
+const jktOf = async (publicKey) => calculateJwkThumbprint(await crypto.subtle.exportKey('jwk', publicKey), 'sha256');
+const loginJkt = async (c) => new URL(await c.login(), 'http://localhost').searchParams.get('dpop_jkt');
+
+/**
+ * A DPoP backend that pins the session to `dpop_jkt` like the real one: `signIn(url)` completes
+ * the login of a URL from `login()`; the token endpoint answers invalid_dpop_proof to a proof of
+ * another key and invalid_session without a session. `hold`: a promise sessioninfo answers wait
+ * for (the answer is what the session was when the request arrived).
+ */
+function pinningBackend() {
+  const state = { pinned: null, hold: null };
+  let issued = 0;
+  const backend = fakeBackend({
+    dpop: AS_TOKEN,
+    session: () => {
+      const answer = state.pinned
+        ? json(200, { iss: 'https://op', sub: 'alice', exp: 2_000_000_000 })
+        : json(400, { error: 'invalid_session' });
+      return state.hold ? state.hold.then(() => answer) : answer;
+    },
+    token: async (call) => {
+      if (!state.pinned) return json(400, { error: 'invalid_session' });
+      const { jkt } = await verifyProof(call.headers.get('dpop'));
+      if (jkt !== state.pinned) return json(400, { error: 'invalid_dpop_proof', error_description: 'not the pinned key' });
+      issued += 1;
+      return json(200, { access_token: `tok-${issued}`, token_type: 'DPoP', expires_in: 10 });
+    },
+  });
+  const signIn = (url) => {
+    state.pinned = new URL(url, 'http://localhost').searchParams.get('dpop_jkt');
+    return state.pinned;
+  };
+  return { backend, state, signIn };
+}
+
+/** Two tabs (clients sharing IndexedDB, locks and channels) and the sessionend reasons of each. */
+function twoTabs(backend, options = {}) {
+  const shared = { indexedDB: fakeIndexedDB(), locks: fakeLocks(), channel: fakeChannels(), ...options };
+  const ends = { a: [], b: [] };
+  const a = client(backend, shared);
+  const b = client(backend, shared);
+  a.addEventListener('sessionend', (e) => ends.a.push(e.detail.reason));
+  b.addEventListener('sessionend', (e) => ends.b.push(e.detail.reason));
+  return { a, b, ends, indexedDB: shared.indexedDB };
 }
 
 describe('DPoP: the key', () => {
@@ -123,6 +170,98 @@ describe('DPoP: the key', () => {
     const second = new URL(await c.login(), 'http://localhost').searchParams.get('dpop_jkt');
     assert.notEqual(second, first);
     assert.deepEqual(indexedDB.keys(), [KEY_NAME]);
+  });
+
+  test('a stored pair that is not a non-extractable P-256 signing pair is replaced, never pinned', async () => {
+    // What a one-off script injected into the page could leave behind to have later logins pin a
+    // key it holds: an extractable pair (its private JWK kept), or anything else under the name.
+    const extractable = await crypto.subtle.generateKey(EC, true, ['sign', 'verify']);
+    const p384 = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-384' }, false, ['sign', 'verify']);
+    const ecdh = await crypto.subtle.generateKey({ name: 'ECDH', namedCurve: 'P-256' }, false, ['deriveBits']);
+    const good = await crypto.subtle.generateKey(EC, false, ['sign', 'verify']);
+    const lockedPublic = {
+      privateKey: good.privateKey,
+      publicKey: await crypto.subtle.importKey('jwk', await crypto.subtle.exportKey('jwk', good.publicKey), EC, false, ['verify']),
+    };
+    const planted = [
+      ['an extractable P-256 pair', extractable],
+      ['a P-384 pair', p384],
+      ['an ECDH pair', ecdh],
+      ['a pair whose public key cannot be exported', lockedPublic],
+      ['private and public swapped', { privateKey: good.publicKey, publicKey: good.privateKey }],
+      ['JWKs instead of CryptoKeys', {
+        privateKey: await crypto.subtle.exportKey('jwk', extractable.privateKey),
+        publicKey: await crypto.subtle.exportKey('jwk', extractable.publicKey),
+      }],
+      ['a string', 'key'],
+      ['null', null],
+    ];
+    for (const [what, value] of planted) {
+      const indexedDB = fakeIndexedDB();
+      const locks = fakeLocks();
+      indexedDB.plant(KEY_NAME, value);
+      const backend = fakeBackend({ dpop: AS_TOKEN });
+      const c = client(backend, { indexedDB, locks });
+      const jkt = await loginJkt(c);
+      if (value?.publicKey instanceof CryptoKey && value.publicKey.extractable) {
+        assert.notEqual(jkt, await jktOf(value.publicKey), what);
+      }
+      const stored = indexedDB.value(KEY_NAME);
+      assert.equal(stored.privateKey.extractable, false, what);
+      assert.deepEqual(stored.privateKey.algorithm, EC, what);
+      assert.equal(await jktOf(stored.publicKey), jkt, `${what}: the new pair is stored`);
+      assert.deepEqual(locks.names, [`tmi-bff-dpop:${KEY_NAME}`], `${what}: made under the lock`);
+      await c.getToken();
+      assert.equal((await verifyProof(backend.of('token')[0].headers.get('dpop'))).jkt, jkt, what);
+    }
+  });
+
+  test('without Web Locks two tabs starting at once still make one key: IndexedDB decides', async () => {
+    const backend = fakeBackend({ dpop: AS_TOKEN });
+    const indexedDB = fakeIndexedDB();
+    const tabs = [1, 2, 3].map(() => client(backend, { indexedDB, locks: null }));
+    const jkts = await Promise.all(tabs.map(loginJkt));
+    assert.equal(new Set(jkts).size, 1, jkts.join(' '));
+    assert.equal(await jktOf(indexedDB.value(KEY_NAME).publicKey), jkts[0]);
+    for (const tab of tabs) await tab.getToken();
+    const signers = await Promise.all(backend.of('token').map(async (x) => (await verifyProof(x.headers.get('dpop'))).jkt));
+    assert.deepEqual(signers, [jkts[0], jkts[0], jkts[0]]);
+  });
+
+  test('a stale tab\'s sessionend does not delete the key another tab has just pinned', async () => {
+    const { backend, state, signIn } = pinningBackend();
+    const { a, b, ends, indexedDB } = twoTabs(backend);
+    const k1 = signIn(await a.login());
+    await a.getToken();
+    await b.getToken();
+    state.pinned = null; // the session ends at the backend
+    let release;
+    state.hold = new Promise((resolve) => { release = resolve; });
+    const late = b.getSession(); // asked now, answered (no session) only after A's new login
+    await settle();
+    state.hold = null;
+    assert.equal(await a.getSession(), null);
+    const k2 = signIn(await a.login());
+    assert.notEqual(k2, k1);
+    assert.equal(await jktOf(indexedDB.value(KEY_NAME).publicKey), k2);
+    release();
+    assert.equal(await late, null);
+    assert.deepEqual(ends, { a: ['invalid_session'], b: ['invalid_session'] });
+    assert.equal(await loginJkt(b), k2, 'B waited for its deletion, which left K2 alone');
+    assert.equal(await jktOf(indexedDB.value(KEY_NAME).publicKey), k2);
+    clock.advance(20_000);
+    assert.match(await a.getToken(), /^tok-/);
+    assert.deepEqual(ends.a, ['invalid_session']);
+  });
+
+  test('logout deletes the stored key even when it is not the one this tab knew', async () => {
+    const { backend, signIn } = pinningBackend();
+    const { a, b, indexedDB } = twoTabs(backend);
+    signIn(await a.login());
+    await b.getToken();
+    indexedDB.plant(KEY_NAME, await crypto.subtle.generateKey(EC, false, ['sign', 'verify']));
+    await b.logout();
+    assert.deepEqual(indexedDB.keys(), []);
   });
 
   test('sessionend (invalid_session) deletes the key too', async () => {
@@ -239,8 +378,51 @@ describe('DPoP: getToken', () => {
     clock.advance(20_000);
     await assert.rejects(c.getToken(), { code: 'invalid_dpop_proof', status: 400 });
     assert.deepEqual(ends, ['invalid_session']);
+    assert.equal(backend.of('token').length, 2, 'the stored key is the one refused: no retry');
     const after = new URL(await c.login(), 'http://localhost').searchParams.get('dpop_jkt');
     assert.notEqual(after, before, 'the key was deleted: the next login pins a new one');
+  });
+
+  test('invalid_dpop_proof from a stale tab: the key another tab just pinned is found, the session survives', async () => {
+    // Tabs A and B hold K1; the session ends; A logs in again with a new key K2; B wakes up and
+    // signs with K1: the backend refuses it, B finds K2 in IndexedDB and gets its token with it.
+    const { backend, state, signIn } = pinningBackend();
+    const { a, b, ends, indexedDB } = twoTabs(backend);
+    const k1 = signIn(await a.login());
+    await a.getToken();
+    await b.getToken();
+    state.pinned = null;
+    assert.equal(await a.getSession(), null);
+    const k2 = signIn(await a.login());
+    assert.notEqual(k2, k1);
+    await a.getToken();
+    clock.advance(20_000);
+    assert.match(await b.getToken(), /^tok-/);
+    assert.deepEqual(ends, { a: ['invalid_session'], b: [] });
+    const last = await Promise.all(backend.of('token').slice(-2).map(async (x) => (await verifyProof(x.headers.get('dpop'))).jkt));
+    assert.deepEqual(last, [k1, k2], 'one refused proof with K1, then one with K2');
+    assert.equal(await jktOf(indexedDB.value(KEY_NAME).publicKey), k2, 'K2 is still stored');
+    assert.match(await a.getToken(), /^tok-/);
+    const fetched = await b.fetch('https://api.test/x');
+    assert.equal(fetched.status, 200);
+    assert.equal((await verifyProof(backend.api()[0].headers.get('dpop'))).jkt, k2, 'B signs with K2 from now on');
+  });
+
+  test('invalid_dpop_proof again with the other stored key: sessionend after one retry, never a loop', async () => {
+    const backend = fakeBackend({ dpop: AS_TOKEN, token: () => json(400, { error: 'invalid_dpop_proof' }) });
+    const indexedDB = fakeIndexedDB();
+    const c = client(backend, { indexedDB });
+    const ends = [];
+    c.addEventListener('sessionend', (e) => ends.push(e.detail.reason));
+    await c.getSession();
+    const first = await loginJkt(c);
+    const other = await crypto.subtle.generateKey(EC, false, ['sign', 'verify']);
+    indexedDB.plant(KEY_NAME, other);
+    await assert.rejects(c.getToken(), { code: 'invalid_dpop_proof' });
+    const signers = await Promise.all(backend.of('token').map(async (x) => (await verifyProof(x.headers.get('dpop'))).jkt));
+    assert.deepEqual(signers, [first, await jktOf(other.publicKey)]);
+    assert.deepEqual(ends, ['invalid_session']);
+    assert.notEqual(await loginJkt(c), await jktOf(other.publicKey), 'the key it knew last was deleted');
   });
 
   test('an intermediary\'s 503 retried at once gets a new proof (a proof is used once)', async () => {

@@ -160,26 +160,27 @@ export function fakeLocks() {
 
 /**
  * IndexedDB, as far as the client uses it: open (with upgradeneeded), one object store per
- * transaction, get/put/delete, values stored as structured clones, `oncomplete` once the
- * operation ran. Shared by the "tabs" given the same instance. `ops` records [mode, op, key];
- * `value(key)` reads the store `dpop` of the database `tmi-bff`; with `fail`, open fails.
+ * transaction, get/put/add/delete, values stored as structured clones. Transactions run one after
+ * the other (a real readwrite transaction waits for every earlier one on its store), so a get and
+ * a put issued in its onsuccess are atomic; a transaction completes once no request is pending.
+ * Shared by the "tabs" given the same instance. `ops` records [mode, op, key]; `value(key)` reads
+ * the store `dpop` of the database `tmi-bff`, `plant(key, value)` writes it (what a script of the
+ * page could do); with `fail`, open fails.
  */
 export function fakeIndexedDB({ fail = false } = {}) {
   const databases = new Map();
   const ops = [];
   const later = (fn) => queueMicrotask(fn);
-  const request = (run) => {
-    const req = { result: undefined, error: null, onsuccess: null, onerror: null };
-    later(() => {
-      req.result = run();
-      req.onsuccess?.();
-    });
-    return req;
-  };
+  let tail = Promise.resolve();
+  const dpop = () => databases.get('tmi-bff')?.get('dpop');
   return {
     ops,
-    value: (key) => databases.get('tmi-bff')?.get('dpop')?.get(key),
-    keys: () => [...(databases.get('tmi-bff')?.get('dpop')?.keys() ?? [])],
+    value: (key) => dpop()?.get(key),
+    plant: (key, value) => {
+      if (!databases.has('tmi-bff')) databases.set('tmi-bff', new Map([['dpop', new Map()]]));
+      dpop().set(key, structuredClone(value));
+    },
+    keys: () => [...(dpop()?.keys() ?? [])],
     open(name) {
       const req = { result: undefined, error: null, onsuccess: null, onerror: null, onupgradeneeded: null };
       later(() => {
@@ -195,26 +196,50 @@ export function fakeIndexedDB({ fail = false } = {}) {
           transaction(store, mode) {
             const data = stores.get(store);
             const tx = { oncomplete: null, onerror: null, onabort: null, error: null };
-            const done = (req) => {
-              later(() => later(() => tx.oncomplete?.()));
-              return req;
+            let pending = 0;
+            let finished = false;
+            let finish;
+            const begin = tail;
+            tail = new Promise((resolve) => { finish = resolve; });
+            const end = (ok) => {
+              if (finished) return;
+              finished = true;
+              finish();
+              if (ok) tx.oncomplete?.();
+              else { tx.onerror?.(); tx.onabort?.(); }
+            };
+            const check = () => later(() => later(() => { if (pending === 0) end(true); }));
+            begin.then(check);
+            const request = (op, key, run) => {
+              const r = { result: undefined, error: null, onsuccess: null, onerror: null };
+              pending += 1;
+              begin.then(() => {
+                if (finished) return;
+                ops.push([mode, op, key]);
+                try {
+                  if (op !== 'get' && mode !== 'readwrite') throw new Error(`${op} in a readonly transaction`);
+                  r.result = run();
+                } catch (error) {
+                  r.error = tx.error = error;
+                  r.onerror?.();
+                  end(false);
+                  return;
+                }
+                r.onsuccess?.();
+                pending -= 1;
+                check();
+              });
+              return r;
             };
             tx.objectStore = () => ({
-              get: (key) => done(request(() => {
-                ops.push([mode, 'get', key]);
-                return data.has(key) ? structuredClone(data.get(key)) : undefined;
-              })),
-              put: (value, key) => done(request(() => {
-                ops.push([mode, 'put', key]);
-                if (mode !== 'readwrite') throw new Error('put in a readonly transaction');
+              get: (key) => request('get', key, () => (data.has(key) ? structuredClone(data.get(key)) : undefined)),
+              put: (value, key) => request('put', key, () => { data.set(key, structuredClone(value)); return key; }),
+              add: (value, key) => request('add', key, () => {
+                if (data.has(key)) throw new DOMException('key exists', 'ConstraintError');
                 data.set(key, structuredClone(value));
                 return key;
-              })),
-              delete: (key) => done(request(() => {
-                ops.push([mode, 'delete', key]);
-                if (mode !== 'readwrite') throw new Error('delete in a readonly transaction');
-                data.delete(key);
-              })),
+              }),
+              delete: (key) => request('delete', key, () => { data.delete(key); }),
             });
             return tx;
           },

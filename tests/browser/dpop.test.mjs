@@ -224,4 +224,45 @@ describe('DPoP (BFF_DPOP=required)', { timeout: 180_000 }, () => {
     assert.equal(stats.dpop_accepted, 1, JSON.stringify(stats));
     assert.deepEqual(errors, []);
   });
+
+  // Last: it replaces the stored key of the session above.
+  test('a pair planted by a script (extractable) is replaced, not pinned; without Web Locks three clients make one key', async () => {
+    const inPage = (step) => page.evaluate(async (what) => {
+      const { createClient } = await import('/sdk/tmi-bff.js');
+      const name = location.origin + window.bff.basePath;
+      const write = (op) => new Promise((resolve, reject) => {
+        const open = indexedDB.open('tmi-bff');
+        open.onsuccess = () => {
+          const tx = open.result.transaction('dpop', 'readwrite');
+          op(tx.objectStore('dpop'));
+          tx.oncomplete = () => { open.result.close(); resolve(); };
+          tx.onerror = () => reject(tx.error);
+        };
+        open.onerror = () => reject(open.error);
+      });
+      const jktOf = (url) => new URL(url, location.href).searchParams.get('dpop_jkt');
+      if (what === 'plant') {
+        const planted = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
+        await write((store) => store.put(planted, name));
+        const { crv, kty, x, y } = await crypto.subtle.exportKey('jwk', planted.publicKey);
+        const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(JSON.stringify({ crv, kty, x, y })));
+        const plantedJkt = btoa(String.fromCharCode(...new Uint8Array(digest))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+        return { planted: plantedJkt, pinned: jktOf(await createClient({ navigate: false }).login()) };
+      }
+      await write((store) => store.delete(name));
+      const urls = await Promise.all([1, 2, 3].map(() => createClient({ navigate: false, locks: null }).login()));
+      return urls.map(jktOf);
+    }, step);
+
+    const { planted, pinned } = await inPage('plant');
+    assert.notEqual(pinned, planted, 'the login does not pin the planted key');
+    const replaced = await storedKey(page);
+    assert.equal(replaced.jkt, pinned);
+    assert.equal(replaced.extractable, false);
+
+    const raced = await inPage('race');
+    assert.equal(new Set(raced).size, 1, raced.join(' '));
+    assert.equal((await storedKey(page)).jkt, raced[0]);
+    assert.deepEqual(errors, []);
+  });
 });

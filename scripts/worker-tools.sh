@@ -88,7 +88,8 @@ case "${1:-}" in
         # The Worker is judged by its size (the bundle is loaded on every cold start and counted
         # against the plan's limit); the workspace's release profile is for speed (the Lambda).
         (cd "$ROOT/functions/worker" &&
-            CARGO_PROFILE_RELEASE_OPT_LEVEL=${WORKER_OPT_LEVEL:-z} "$WORKER_BUILD" --release)
+            CARGO_PROFILE_RELEASE_OPT_LEVEL=${WORKER_OPT_LEVEL:-z} CARGO_PROFILE_RELEASE_STRIP=debuginfo \
+                "$WORKER_BUILD" --release)
         # Function names (~250 KB raw, 70 KB gzip) and the producers section are not needed to
         # run; the target_features section stays (wasm-bindgen and workerd read it).
         "$WASM_OPT_BIN" "$out/index_bg.wasm" --strip-debug --strip-producers ${WORKER_WASM_OPT_FLAGS:-} \

@@ -358,7 +358,7 @@ impl std::error::Error for SetupError {}
 /// An `https://` URL with a host and no path, query or credentials; `http://` only for a
 /// loopback host (a local stand-in).
 fn parse_endpoint(text: &str) -> Option<url::Url> {
-    let url = url::Url::parse(text.trim()).ok()?;
+    let url = bff_core::parse_url(text.trim())?;
     let scheme_ok = bff_core::is_https_or_loopback(&url);
     let bare = url.path() == "/" && url.query().is_none() && url.username().is_empty() && url.password().is_none();
     (scheme_ok && bare).then_some(url)

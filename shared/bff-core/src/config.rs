@@ -11,7 +11,7 @@ use crate::cookie::SameSite;
 use crate::oidc::algorithms::is_supported_alg;
 use crate::oidc::client_auth::{SigningKey, parse_private_key};
 use crate::secret::{ClientSecret, SealKey};
-use crate::urls::{is_https_or_loopback, is_local_path, is_resource_uri};
+use crate::urls::{is_https_or_loopback, is_local_path, is_resource_uri, parse_url};
 
 /// How the backend authenticates at the token endpoint (RFC 6749 §2.3, RFC 7523).
 #[derive(Debug)]
@@ -278,7 +278,7 @@ fn parse_number(value: Option<String>, name: &'static str, default: u64, min: u6
 }
 
 fn check_https_url(value: &str, allow_loopback_http: bool, name: &'static str) -> Result<Url, ConfigError> {
-    let url = Url::parse(value).map_err(|_| ConfigError::new(name, "must be an absolute URL"))?;
+    let url = parse_url(value).ok_or_else(|| ConfigError::new(name, "must be an absolute URL"))?;
     let ok = if allow_loopback_http {
         is_https_or_loopback(&url)
     } else {
@@ -299,7 +299,7 @@ fn check_https_url(value: &str, allow_loopback_http: bool, name: &'static str) -
 fn parse_origin(value: &str) -> Result<String, ConfigError> {
     const NAME: &str = "BFF_PUBLIC_ORIGIN";
     let url =
-        Url::parse(value).map_err(|_| ConfigError::new(NAME, "must be an origin such as https://app.example.com"))?;
+        parse_url(value).ok_or_else(|| ConfigError::new(NAME, "must be an origin such as https://app.example.com"))?;
     let secure = is_https_or_loopback(&url);
     if !secure || url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
         return Err(ConfigError::new(

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::cookie::Cookies;
 use crate::ports::{Deps, UnixTime};
 use crate::provider::ProviderCache;
+use crate::revocation_cache::RevocationCache;
 use crate::rotation::Rotations;
 
 /// Everything one request's flow works with.
@@ -14,6 +15,8 @@ pub(crate) struct Ctx<'a, H, K> {
     pub(crate) config: &'a Config,
     pub(crate) provider: &'a ProviderCache,
     pub(crate) rotations: &'a Rotations,
+    /// Revocation entries this instance lately found absent.
+    pub(crate) absent_revocations: &'a RevocationCache,
     pub(crate) deps: &'a Deps<'a, H, K>,
     pub(crate) parts: &'a Parts,
     pub(crate) body: &'a [u8],

@@ -36,6 +36,7 @@ mod ports;
 mod provider;
 mod records;
 mod response;
+mod revocation_cache;
 mod rotation;
 mod route;
 mod seal;
@@ -53,12 +54,13 @@ pub use limits::{MAX_PROVIDER_RESPONSE, MAX_REQUEST_BODY};
 pub use ports::{
     Clock, Deps, HttpClient, HttpError, KvError, KvStore, Level, Log, NoStore, RandomError, SecureRandom, UnixTime,
 };
-pub use urls::is_https_or_loopback;
+pub use urls::{is_https_or_loopback, parse_url};
 
 use crate::config::Config;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::provider::ProviderCache;
+use crate::revocation_cache::RevocationCache;
 use crate::rotation::Rotations;
 
 /// The backend of one isolate or container: configuration parsed once, plus caches of the
@@ -71,6 +73,7 @@ struct Inner {
     config: Config,
     provider: ProviderCache,
     rotations: Rotations,
+    absent_revocations: RevocationCache,
 }
 
 impl Backend {
@@ -82,6 +85,7 @@ impl Backend {
             config,
             provider: ProviderCache::default(),
             rotations: Rotations::default(),
+            absent_revocations: RevocationCache::default(),
         });
         Self { state }
     }
@@ -138,6 +142,7 @@ impl Backend {
             config: &inner.config,
             provider: &inner.provider,
             rotations: &inner.rotations,
+            absent_revocations: &inner.absent_revocations,
             deps,
             parts: &parts,
             body: &body,

@@ -110,7 +110,7 @@ pub(crate) enum Subject<'a> {
 }
 
 impl Subject<'_> {
-    fn key(self) -> String {
+    pub(crate) fn key(self) -> String {
         let (kind, value) = match self {
             Self::Sub(v) => ("sub", v),
             Self::Sid(v) => ("sid", v),
@@ -142,10 +142,13 @@ pub(crate) async fn revoke<H, K: KvStore>(
     if revoked_at(ctx, store, subject).await?.is_some_and(|newer| newer >= iat) {
         return Ok(());
     }
+    ctx.absent_revocations.forget(&subject.key());
     let payload = serde_json::to_vec(&Revocation { iat }).unwrap_or_default();
     // A session created at or before `iat` ends at the latest `session_max_age` after it.
     let expires = UnixTime(iat).plus(ctx.config.session_max_age).max(ctx.now.plus(1));
     put_sealed(ctx, store, &subject.key(), &payload, expires, Write::Always).await?;
+    // Again: a read of this instance that raced the write may have remembered the key as absent.
+    ctx.absent_revocations.forget(&subject.key());
     Ok(())
 }
 

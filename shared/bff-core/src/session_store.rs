@@ -4,6 +4,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::future::join_all;
 
 use crate::config::SessionMode;
 use crate::cookie::SetCookie;
@@ -131,19 +132,24 @@ fn logout_subject(loaded: &Loaded) -> Option<Subject<'_>> {
         .or(loaded.session.sid.as_deref().map(Subject::Sid))
 }
 
-/// Whether a logout or back-channel logout ended this session.
+/// Whether a logout or back-channel logout ended this session: the entries that could say so,
+/// read at once (one round trip), except those this instance saw absent moments ago.
 async fn revoked<H, K: KvStore>(ctx: &Ctx<'_, H, K>, loaded: &Loaded) -> Result<bool, Unavailable> {
     let Some(store) = ctx.deps.store else {
         return Ok(false);
     };
-    for subject in subjects(loaded) {
-        if let Some(iat) = records::revoked_at(ctx, store, subject).await?
-            && loaded.session.created <= iat
-        {
-            return Ok(true);
+    let unknown: Vec<Subject<'_>> = subjects(loaded)
+        .filter(|subject| !ctx.absent_revocations.known_absent(&subject.key(), ctx.now))
+        .collect();
+    let reads = unknown.iter().map(|subject| records::revoked_at(ctx, store, *subject));
+    let mut revoked = false;
+    for (subject, entry) in unknown.iter().zip(join_all(reads).await) {
+        match entry? {
+            Some(iat) => revoked |= loaded.session.created <= iat,
+            None => ctx.absent_revocations.absent(&subject.key(), ctx.now),
         }
     }
-    Ok(false)
+    Ok(revoked)
 }
 
 fn record_key(id: &str) -> String {

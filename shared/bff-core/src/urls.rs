@@ -3,6 +3,31 @@
 
 use url::Url;
 
+/// The schemes whose hosts the url crate maps through IDNA (WHATWG URL "special" schemes).
+const SPECIAL_SCHEMES: &[&str] = &["http", "https", "ws", "wss", "ftp", "file"];
+
+/// Parses an absolute URL from anywhere (configuration, the provider, a request): printable ASCII
+/// only, and no percent-encoding in the authority of a special scheme. The url crate's IDNA
+/// backend here is the ASCII-only one (Cargo.toml); such input is a URL only in its ASCII
+/// (`xn--`) form anyway, and keeping it away from IDNA keeps that backend's debug assertion about
+/// mixed-case input from ever firing. Every URL the core reads goes through here (clippy.toml).
+pub fn parse_url(text: &str) -> Option<Url> {
+    if !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return None;
+    }
+    if let Some((scheme, rest)) = text.split_once(':')
+        && SPECIAL_SCHEMES.iter().any(|s| scheme.eq_ignore_ascii_case(s))
+    {
+        let rest = rest.trim_start_matches(['/', '\\']);
+        let authority = rest.split(['/', '\\', '?', '#']).next().unwrap_or_default();
+        if authority.contains('%') {
+            return None;
+        }
+    }
+    #[allow(clippy::disallowed_methods)] // the one place: the checks above come first
+    Url::parse(text).ok()
+}
+
 /// Whether `url` is `https`, or `http` to a loopback host (local development and tests only; the
 /// caller decides whether that is allowed at all).
 pub fn is_https_or_loopback(url: &Url) -> bool {
@@ -20,7 +45,7 @@ fn is_loopback(url: &Url) -> bool {
 
 /// RFC 8707 §2: an absolute URI without a fragment.
 pub(crate) fn is_resource_uri(value: &str) -> bool {
-    Url::parse(value).is_ok_and(|u| u.fragment().is_none() && !value.contains('#'))
+    parse_url(value).is_some_and(|u| u.fragment().is_none() && !value.contains('#'))
 }
 
 /// A path on this origin (http-api.md: login): one leading `/`, not `//` or `/\`, no scheme or host,
@@ -39,9 +64,9 @@ pub(crate) fn is_local_path(path: &str) -> bool {
         return false;
     }
     // Parsed against a dummy origin, the path must stay on that origin.
-    Url::parse("https://origin.invalid")
-        .and_then(|base| base.join(path))
-        .is_ok_and(|u| u.host_str() == Some("origin.invalid"))
+    parse_url("https://origin.invalid")
+        .and_then(|base| base.join(path).ok())
+        .is_some_and(|u| u.host_str() == Some("origin.invalid"))
 }
 
 #[cfg(test)]
@@ -55,9 +80,25 @@ mod tests {
         assert!(is_resource_uri("https://xn--bcher-kva.example/api"));
         assert!(is_resource_uri("https://API.Example/"));
         assert!(!is_resource_uri("https://bücher.example/api"));
+        // Mixed case with percent-encoded or raw non-ASCII in the host never reaches IDNA.
+        for text in [
+            "https://A%C3%BC.example/",
+            "https:A%C3%BC.example/",
+            "HTTPS:\\\\%41%C3%BC.example/",
+            "https://xZ%a0./p",
+            "ht\ttps://A%C3%BC.example/",
+            " https://A%C3%BC.example/",
+            "https://api.WWW\u{fffd}2/",
+        ] {
+            assert!(parse_url(text).is_none(), "{text:?}");
+        }
+        // Percent-encoding stays fine outside the authority, and in non-special schemes.
+        assert!(parse_url("https://api.example/a%20b?q=%41").is_some());
+        assert!(parse_url("urn:example:%41").is_some());
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // the plain parser, to test the rule on its own
     fn loopback_rule() {
         for (url, ok) in [
             ("https://idp.example", true),

@@ -2,6 +2,7 @@
 //! to end, cookie key rotation across a redeploy, and back-channel logout. No network, no sleep:
 //! a scripted provider, an in-memory store, a fixed clock, a browser that keeps cookies.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step is a failed test
+#![allow(clippy::disallowed_methods)] // tests read the URLs the backend built with the plain parser
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -296,8 +297,8 @@ fn logout_while_the_store_fails_asks_it_once() {
     assert_eq!(world.provider.count(Endpoint::Revocation), 1);
     assert_eq!(
         store.operations() - before,
-        1,
-        "one hung read, then no more store calls"
+        3,
+        "one round of hung reads (the session's three revocation entries, read at once), then no more store calls"
     );
     assert!(
         world
@@ -695,4 +696,70 @@ fn backchannel_logout_answers_503_while_the_provider_fails() {
         assert_eq!(backchannel(&world, &token).status, StatusCode::OK, "{fault:?}");
         assert!(!alive(&world, &mut alice), "{fault:?}");
     }
+}
+
+// ── The revocation entries on the hot path ───────────────────────────────────────────────────
+
+/// Cookie mode with a store: a token call reads the session's revocation entries (sub, sid, own
+/// id) at once, and an instance believes their absence for 10 s, so the calls in between read
+/// nothing from the store.
+#[test]
+fn revocation_entries_are_read_at_most_once_per_ten_seconds() {
+    let world = World::with_store(&[], MemoryStore::consistent);
+    let mut alice = logged_in(&world, "alice");
+    let store = world.store.as_ref().unwrap();
+    let reads = |f: &mut dyn FnMut()| {
+        let before = store.operations();
+        f();
+        store.operations() - before
+    };
+    let mut call = || assert_eq!(block_on(world.token(&mut alice, "")).status, StatusCode::OK);
+    assert_eq!(reads(&mut call), 3, "sub, sid and the session's id, in one round");
+    assert_eq!(reads(&mut call), 0, "absent a moment ago");
+    world.clock.advance(9);
+    assert_eq!(reads(&mut call), 0);
+    world.clock.advance(1);
+    assert_eq!(reads(&mut call), 3);
+}
+
+/// A back-channel logout that another instance records ends the session here within 10 s, and
+/// at once on the instance that recorded it.
+#[test]
+fn a_logout_recorded_elsewhere_ends_the_session_within_ten_seconds() {
+    let world = World::with_store(&[], MemoryStore::consistent);
+    let mut alice = logged_in(&world, "alice");
+    assert!(alive(&world, &mut alice));
+    let other = world.instance();
+    let sid = world.provider.sid_of("alice").unwrap();
+    world.clock.advance(1);
+    let token = world.provider.logout_token(None, Some(&sid), "j1", START + 1);
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("logout_token", &token)
+        .finish();
+    let headers = [("content-type", "application/x-www-form-urlencoded")];
+    let request = bff_core::testing::request(Method::POST, "/bff/backchannel-logout", &headers, body.into_bytes());
+    let answer = block_on(world.send_via(&other, &mut Browser::default(), request, Site::Cross));
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let mut copy = alice.clone();
+    let there = block_on(world.send_via(
+        &other,
+        &mut copy,
+        bff_core::testing::request(
+            Method::GET,
+            "/.well-known/bff-sessioninfo",
+            &[("x-csrf", "1"), ("sec-fetch-site", "same-origin")],
+            Vec::new(),
+        ),
+        Site::Same,
+    ));
+    assert_eq!(
+        there.status,
+        StatusCode::BAD_REQUEST,
+        "ended at once where it was recorded"
+    );
+    // Here the absence seen a second ago is still believed...
+    assert!(alive(&world, &mut alice.clone()));
+    // ...for at most 10 s from when it was seen.
+    world.clock.advance(9);
+    assert!(!alive(&world, &mut alice), "ended within 10 s");
 }

@@ -2,6 +2,7 @@
 //! the provider's errors, and the request rules (CSRF, methods, parameters). No network, no
 //! sleep: a scripted provider, a fixed clock, a browser that keeps cookies.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step is a failed test
+#![allow(clippy::disallowed_methods)] // tests read the URLs the backend built with the plain parser
 
 use bff_core::testing::{Answer, Browser, Endpoint, Fault, MemoryStore, Site, World, request};
 use futures::executor::block_on;

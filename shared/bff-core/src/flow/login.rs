@@ -17,7 +17,7 @@ use crate::response;
 use crate::session::LoginTxn;
 use crate::session_cookie::{self, TXN_COOKIE_PREFIX};
 use crate::session_store;
-use crate::urls::{is_local_path, is_resource_uri};
+use crate::urls::{is_local_path, is_resource_uri, parse_url};
 
 /// At most this many login transactions exist at a time (several tabs may log in at once).
 const MAX_TXNS: usize = 5;
@@ -175,7 +175,7 @@ async fn grant_wanted<H: HttpClient, K: KvStore>(
 /// The authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3, OpenID Connect Core §3.1.2.1,
 /// RFC 8707 §2); a `prompt` of the request replaces a configured one.
 fn authorization_url(config: &Config, endpoint: &str, txn: &LoginTxn, prompt: Option<&str>) -> Result<Url, PageError> {
-    let mut url = Url::parse(endpoint).map_err(|_| PageError::Unavailable)?;
+    let mut url = parse_url(endpoint).ok_or(PageError::Unavailable)?;
     {
         let mut query = url.query_pairs_mut();
         query

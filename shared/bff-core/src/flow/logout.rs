@@ -1,8 +1,8 @@
 //! `POST B/bff/logout` (http-api.md: logout; RFC 7009; OpenID Connect RP-Initiated Logout 1.0 §2).
 
+use crate::urls::parse_url;
 use http::{Response, StatusCode};
 use serde_json::json;
-use url::Url;
 
 use crate::config::SessionMode;
 use crate::ctx::Ctx;
@@ -69,11 +69,7 @@ pub(crate) async fn logout<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Re
                         Err(_) => ctx.deps.log.line(Level::Warn, "refresh token revocation failed"),
                     }
                 }
-                if let Some(mut url) = metadata
-                    .end_session_endpoint
-                    .as_deref()
-                    .and_then(|e| Url::parse(e).ok())
-                {
+                if let Some(mut url) = metadata.end_session_endpoint.as_deref().and_then(parse_url) {
                     url.query_pairs_mut()
                         .append_pair("id_token_hint", session.id_token.expose())
                         .append_pair("client_id", &config.client_id)

@@ -1,7 +1,7 @@
 //! Issuer metadata (OpenID Connect Discovery 1.0 §3–4) and the issuer's JWKS.
 
+use crate::urls::parse_url;
 use serde::Deserialize;
-use url::Url;
 
 use crate::config::Config;
 
@@ -59,7 +59,7 @@ pub(crate) fn parse_metadata(body: &[u8], config: &Config) -> Result<Metadata, M
         metadata.end_session_endpoint.as_ref(),
     ];
     for endpoint in endpoints.into_iter().flatten() {
-        let url = Url::parse(endpoint).map_err(|_| MetadataError::Malformed)?;
+        let url = parse_url(endpoint).ok_or(MetadataError::Malformed)?;
         if !config.endpoint_allowed(&url) {
             return Err(MetadataError::InsecureEndpoint);
         }

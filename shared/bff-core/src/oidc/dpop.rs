@@ -9,13 +9,13 @@
 
 use std::sync::Mutex;
 
+use crate::urls::parse_url;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jwt_simple::prelude::ES256PublicKey;
 use p256::ecdsa::signature::Verifier as _;
 use p256::ecdsa::{Signature, VerifyingKey};
 use serde_json::{Map, Value};
-use url::Url;
 
 use crate::oidc::discovery::Metadata;
 use crate::ports::UnixTime;
@@ -164,7 +164,7 @@ pub(crate) fn verify(raw: &str, expected: &Expected<'_>) -> Result<Proof, ProofE
 /// parser's normalisation (scheme and host case, default port, dot segments; RFC 3986 §6.2.2–3).
 fn same_target(htu: &str, endpoint: &str) -> bool {
     let strip = |text: &str| {
-        Url::parse(text).ok().map(|mut url| {
+        parse_url(text).map(|mut url| {
             url.set_query(None);
             url.set_fragment(None);
             url

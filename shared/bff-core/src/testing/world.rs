@@ -31,6 +31,7 @@ pub struct World {
     pub log: MemoryLog,
     random: SeededRandom,
     backend: Backend,
+    settings: Vec<(String, String)>,
 }
 
 impl World {
@@ -56,6 +57,7 @@ impl World {
             log: MemoryLog::default(),
             random: SeededRandom::new(1),
             backend: configured(settings),
+            settings: owned(settings),
         }
     }
 
@@ -64,6 +66,7 @@ impl World {
     /// operator changed `BFF_COOKIE_KEYS`.
     pub fn redeploy(&mut self, settings: &[(&str, &str)]) {
         self.backend = configured(settings);
+        self.settings = owned(settings);
     }
 
     /// The backend, for what the driver does not cover.
@@ -73,7 +76,25 @@ impl World {
 
     /// Sends `request` from `browser`, with the cookies a browser would attach (`Site::Cross`:
     /// without `SameSite=Strict` ones), and keeps the cookies the answer sets.
-    pub async fn send(&self, browser: &mut Browser, mut request: http::Request<Vec<u8>>, site: Site) -> Answer {
+    pub async fn send(&self, browser: &mut Browser, request: http::Request<Vec<u8>>, site: Site) -> Answer {
+        self.send_via(&self.backend, browser, request, site).await
+    }
+
+    /// Another isolate or container of the same deployment: the same settings, provider, store,
+    /// clock and log, its own caches. Requests reach it through [`World::send_via`].
+    pub fn instance(&self) -> Backend {
+        let settings: Vec<(&str, &str)> = self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        configured(&settings)
+    }
+
+    /// [`World::send`] to `backend`.
+    pub async fn send_via(
+        &self,
+        backend: &Backend,
+        browser: &mut Browser,
+        mut request: http::Request<Vec<u8>>,
+        site: Site,
+    ) -> Answer {
         let cookies = browser.cookie_header(site);
         if !cookies.is_empty()
             && let Ok(value) = cookies.parse()
@@ -87,7 +108,7 @@ impl World {
             log: &self.log,
             store: self.store.as_ref(),
         };
-        let response = self.backend.handle(request, &deps).await;
+        let response = backend.handle(request, &deps).await;
         let answer = Answer {
             status: response.status(),
             headers: response.headers().clone(),
@@ -193,6 +214,13 @@ impl World {
         let request = request(Method::POST, "/bff/backchannel-logout", &headers, body.into_bytes());
         self.send(&mut Browser::default(), request, Site::Cross).await
     }
+}
+
+fn owned(settings: &[(&str, &str)]) -> Vec<(String, String)> {
+    settings
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 /// A backend configured with `settings` over the defaults.

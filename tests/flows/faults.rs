@@ -759,7 +759,12 @@ async fn store_faults(world: Arc<World>) {
         ),
         ("mode=garbage", Duration::from_secs(2)),
     ];
-    for (fault, limit) in failing {
+    // Each fault meets a session this instance has not checked yet: one it checked less than
+    // 10 s ago is answered from its memory that the revocation entries are absent, store or not.
+    let fresh_session = |n: usize| async move { login(target, &format!("stella-{n}")).await };
+    for (n, (fault, limit)) in failing.into_iter().enumerate() {
+        let mut browser = fresh_session(n).await;
+        seen.cookies(&mut browser, target);
         stand_in.fault(fault).await;
         for (what, answer) in [
             (
@@ -780,13 +785,18 @@ async fn store_faults(world: Arc<World>) {
     }
 
     // Slow but within the deadline, or throttled once and retried: the requests work.
-    for fault in [
+    for (n, fault) in [
         "mode=delay&ms=800",
         "mode=dynamodb_error&type=ProvisionedThroughputExceededException&times=1",
         "mode=500&times=1",
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut fresh = fresh_session(100 + n).await;
+        seen.cookies(&mut fresh, target);
         stand_in.fault(fault).await;
-        let info = sessioninfo(&mut browser, target).await;
+        let info = sessioninfo(&mut fresh, target).await;
         let state = stand_in.fault_state().await;
         stand_in.fault("mode=pass").await;
         assert_eq!(info.status, StatusCode::OK, "{fault}: {}", info.body);

@@ -1,6 +1,9 @@
 //! The session and login transactions as cookies: sealing, chunking within the budget, loading,
 //! clearing (http-api.md: Cookies).
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
 use crate::config::Config;
 use crate::cookie::{Cookies, SameSite, SetCookie};
 use crate::error::SaveError;
@@ -31,24 +34,34 @@ pub(crate) fn txn_cookie_name(state: &str) -> String {
 /// name beside chunks, a gap, an extra chunk or a name sent twice can only be planted (a sibling
 /// subdomain's nameless cookie can look like any of them), so it is no session.
 pub(crate) fn sealed_value(cookies: &Cookies, config: &Config) -> Option<String> {
+    sealed(cookies, config).map(Cow::into_owned)
+}
+
+/// [`sealed_value`], borrowed from the request when it is one cookie: the common case, whose
+/// value is kilobytes that need not be copied again.
+fn sealed<'a>(cookies: &'a Cookies, config: &Config) -> Option<Cow<'a, str>> {
     let names: Vec<&str> = cookies.with_prefix(SESSION_COOKIE).map(|(name, _)| name).collect();
     if names == [SESSION_COOKIE] {
-        return cookies.get(SESSION_COOKIE).map(str::to_owned);
+        return cookies.get(SESSION_COOKIE).map(Cow::Borrowed);
     }
     if names.is_empty() || names.len() > max_chunks(config) {
         return None;
     }
     let mut joined = String::new();
+    let mut name = String::with_capacity(SESSION_COOKIE.len() + 3);
     for i in 0..names.len() {
-        joined.push_str(cookies.get(&format!("{SESSION_COOKIE}.{i}"))?);
+        name.clear();
+        // Writing to a String cannot fail.
+        let _ = write!(name, "{SESSION_COOKIE}.{i}");
+        joined.push_str(cookies.get(&name)?);
     }
-    Some(joined)
+    Some(Cow::Owned(joined))
 }
 
 /// Reads the session from the request's cookies (see [`sealed_value`]). Anything that does not
 /// unseal is no session.
 pub(crate) fn load(cookies: &Cookies, config: &Config, now: UnixTime) -> Option<Session> {
-    let sealed = sealed_value(cookies, config).filter(|s| !s.is_empty())?;
+    let sealed = sealed(cookies, config).filter(|s| !s.is_empty())?;
     let bytes = seal::unseal(&config.keys, SESSION_COOKIE, &sealed, now).ok()?;
     let session: Session = serde_json::from_slice(&bytes).ok()?;
     (session.iss == config.issuer && now.0 < session.expires).then_some(session)

@@ -56,18 +56,12 @@ done
 AT_TTL=3600
 
 say "setup"
-if ! command -v wrk >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
-    npm ci --no-audit --no-fund
-fi
-rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
+. scripts/lib/stack.sh
+install_tools_with wrk
 
 out=target/bench-worker
 logs=$out
 verbose=${BENCH_VERBOSE:-}
-. scripts/lib/stack.sh
 rm -rf "$out"
 mkdir -p "$out"
 

@@ -49,13 +49,8 @@ for n in "$DURATION" "$CONNECTIONS" "$SESSIONS" "$AT_TTL"; do
 done
 
 say "setup"
-if ! command -v wrk >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
-    npm ci --no-audit --no-fund
-fi
-rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
+. scripts/lib/stack.sh
+install_tools_with wrk
 # The Lambda is built for musl by default: lambda_runtime sets _X_AMZN_TRACE_ID with setenv on
 # every invocation, and glibc's setenv never frees the string it replaces (each trace id is new),
 # ~170 B per request for good; musl's frees it. LAMBDA_TARGET=x86_64-unknown-linux-gnu shows that.
@@ -72,7 +67,6 @@ out=target/load
 # The loopback stack's helpers (free ports, waiting, teardown of every pid in `pids`).
 logs=$out
 verbose=${LOAD_VERBOSE:-}
-. scripts/lib/stack.sh
 mkdir -p "$out"
 rm -f "$out"/*.log "$out"/*.out "$out"/*.txt "$out"/*.json "$out"/report.md
 rm -rf "$out"/state

@@ -1,4 +1,4 @@
-# Sourced by scripts/browser-test.sh and scripts/soak.sh: the stack both run on loopback (the test
+# Sourced by scripts/browser-test.sh, soak.sh, load.sh and bench-worker.sh: the stack they run on loopback (the test
 # OpenID provider, the demo API, the Worker under `wrangler dev`) and its teardown. The caller sets
 # `logs` (a directory for logs, configuration and state) and `verbose` (non-empty: print the logs
 # at the end even on success), then calls stack_traps; every process started goes into `pids`.
@@ -85,15 +85,26 @@ start_worker() {
     pids+=($!)
 }
 
+# The npm packages and the wasm target, plus the Debian packages named (installed with apt when
+# their command, the same name, is missing).
+install_tools_with() {
+    for tool in "$@"; do
+        if ! command -v "$tool" >/dev/null; then
+            apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null
+        fi
+    done
+    if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+        npm ci --no-audit --no-fund
+    fi
+    rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
+}
+
 # Chromium (Debian's, via apt when /usr/bin/chromium is missing), the npm packages, the wasm target.
 install_tools() {
     if [ ! -x /usr/bin/chromium ]; then
         apt-get update -qq && apt-get install -y -qq chromium >/dev/null
     fi
-    if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
-        npm ci --no-audit --no-fund
-    fi
-    rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
+    install_tools_with
 }
 
 # start_provider [NAME]: the test provider from $logs/NAME.json (default: idp), logging to

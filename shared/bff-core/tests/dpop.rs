@@ -364,18 +364,22 @@ fn only_the_apps_own_pages_can_start_a_login_that_pins_a_key() {
     assert_eq!(answer.status, StatusCode::FOUND);
 }
 
+/// Signed in while the provider demands the nonce `n-1`: the first refresh is answered
+/// use_dpop_nonce, the retry with it is granted; that answer.
+fn granted_after_a_nonce(world: &World, key: &BrowserKey) -> (Browser, Answer) {
+    world.provider.set_dpop(DpopPolicy::Nonce("n-1"));
+    let mut browser = signed_in(world, key);
+    let challenge = token(world, &mut browser, &[&key.proof(now(world), "j1", None)]);
+    assert_eq!(challenge.error(), "use_dpop_nonce", "{}", challenge.text());
+    let granted = token(world, &mut browser, &[&key.proof(now(world), "j2", Some("n-1"))]);
+    assert_eq!(granted.status, StatusCode::OK, "{}", granted.text());
+    (browser, granted)
+}
+
 #[test]
 fn a_nonce_answered_here_leaves_the_forced_refresh_free() {
-    let world = World::new(DPOP);
-    world.provider.set_dpop(DpopPolicy::Nonce("n-1"));
-    let key = BrowserKey::new(3);
-    let mut browser = signed_in(&world, &key);
-    assert_eq!(
-        token(&world, &mut browser, &[&key.proof(now(&world), "j1", None)]).error(),
-        "use_dpop_nonce"
-    );
-    let first = token(&world, &mut browser, &[&key.proof(now(&world), "j2", Some("n-1"))]);
-    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    let (world, key) = (World::new(DPOP), BrowserKey::new(3));
+    let (mut browser, first) = granted_after_a_nonce(&world, &key);
     let first = first.access_token();
     world.clock.advance(5);
     // A new page (no nonce yet) had the token rejected by an API: its replacement request is
@@ -391,16 +395,8 @@ fn a_nonce_answered_here_leaves_the_forced_refresh_free() {
 
 #[test]
 fn a_stale_nonce_is_not_answered_in_the_providers_place() {
-    let world = World::new(DPOP);
-    world.provider.set_dpop(DpopPolicy::Nonce("n-1"));
-    let key = BrowserKey::new(3);
-    let mut browser = signed_in(&world, &key);
-    assert_eq!(
-        token(&world, &mut browser, &[&key.proof(now(&world), "j1", None)]).error(),
-        "use_dpop_nonce"
-    );
-    let ok = token(&world, &mut browser, &[&key.proof(now(&world), "j2", Some("n-1"))]);
-    assert_eq!(ok.status, StatusCode::OK);
+    let (world, key) = (World::new(DPOP), BrowserKey::new(3));
+    let (mut browser, _) = granted_after_a_nonce(&world, &key);
     // Four minutes on, the provider has moved to another nonce: the one remembered here is too
     // old to hand out, so the provider answers with its current one and the one retry works.
     world.clock.advance(240);

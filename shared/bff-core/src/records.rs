@@ -120,12 +120,13 @@ impl Subject<'_> {
     }
 }
 
+/// The `iat` of the revocation entry under `key` (a [`Subject::key`]), if there is one.
 pub(crate) async fn revoked_at<H, K: KvStore>(
     ctx: &Ctx<'_, H, K>,
     store: &K,
-    subject: Subject<'_>,
+    key: &str,
 ) -> Result<Option<u64>, Unavailable> {
-    let entry = get_sealed(ctx, store, &subject.key()).await?;
+    let entry = get_sealed(ctx, store, key).await?;
     Ok(entry
         .and_then(|bytes| serde_json::from_slice::<Revocation>(&bytes).ok())
         .map(|r| r.iat))
@@ -139,16 +140,17 @@ pub(crate) async fn revoke<H, K: KvStore>(
     subject: Subject<'_>,
     iat: u64,
 ) -> Result<(), Unavailable> {
-    if revoked_at(ctx, store, subject).await?.is_some_and(|newer| newer >= iat) {
+    let key = subject.key();
+    if revoked_at(ctx, store, &key).await?.is_some_and(|newer| newer >= iat) {
         return Ok(());
     }
-    ctx.absent_revocations.forget(&subject.key());
+    ctx.absent_revocations.forget(&key);
     let payload = serde_json::to_vec(&Revocation { iat }).unwrap_or_default();
     // A session created at or before `iat` ends at the latest `session_max_age` after it.
     let expires = UnixTime(iat).plus(ctx.config.session_max_age).max(ctx.now.plus(1));
-    put_sealed(ctx, store, &subject.key(), &payload, expires, Write::Always).await?;
+    put_sealed(ctx, store, &key, &payload, expires, Write::Always).await?;
     // Again: a read of this instance that raced the write may have remembered the key as absent.
-    ctx.absent_revocations.forget(&subject.key());
+    ctx.absent_revocations.forget(&key);
     Ok(())
 }
 

@@ -138,15 +138,16 @@ async fn revoked<H, K: KvStore>(ctx: &Ctx<'_, H, K>, loaded: &Loaded) -> Result<
     let Some(store) = ctx.deps.store else {
         return Ok(false);
     };
-    let unknown: Vec<Subject<'_>> = subjects(loaded)
-        .filter(|subject| !ctx.absent_revocations.known_absent(&subject.key(), ctx.now))
+    let unknown: Vec<String> = subjects(loaded)
+        .map(Subject::key)
+        .filter(|key| !ctx.absent_revocations.known_absent(key, ctx.now))
         .collect();
-    let reads = unknown.iter().map(|subject| records::revoked_at(ctx, store, *subject));
+    let reads = unknown.iter().map(|key| records::revoked_at(ctx, store, key));
     let mut revoked = false;
-    for (subject, entry) in unknown.iter().zip(join_all(reads).await) {
+    for (key, entry) in unknown.iter().zip(join_all(reads).await) {
         match entry? {
             Some(iat) => revoked |= loaded.session.created <= iat,
-            None => ctx.absent_revocations.absent(&subject.key(), ctx.now),
+            None => ctx.absent_revocations.absent(key, ctx.now),
         }
     }
     Ok(revoked)

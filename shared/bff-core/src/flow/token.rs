@@ -8,7 +8,7 @@ use crate::cookie::SetCookie;
 use crate::ctx::Ctx;
 use crate::error::{ApiError, SaveError, Unavailable};
 use crate::flow::{dpop_offered, query, single};
-use crate::oidc::dpop::{self, DPOP_NONCE, ProofError};
+use crate::oidc::dpop::{self, DPOP, DPOP_NONCE, ProofError};
 use crate::oidc::id_token::{self, IdTokenError};
 use crate::oidc::token::{self, Grant, UpstreamError};
 use crate::ports::{HttpClient, KvStore, Level, UnixTime};
@@ -22,8 +22,6 @@ use crate::session_store::{self, Loaded};
 use crate::store_breaker;
 use crate::urls::is_resource_uri;
 
-/// RFC 9449 §4.1: the proof's header.
-const DPOP: &str = "dpop";
 /// A session caches at most this many access tokens.
 const MAX_CACHED_TOKENS: usize = 32;
 /// A `rejected_token` forces a refresh of the same entry at most this often.
@@ -87,19 +85,6 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
             }
         }
     }
-    // RFC 9449 §8: a proof without the nonce the authorization server lately demanded would only
-    // be refused there.
-    if let Some(nonce) = proof
-        .as_ref()
-        .filter(|p| !p.has_nonce)
-        .and_then(|_| ctx.provider.nonces.due(ctx.now))
-    {
-        // No refresh happens: the forced-refresh window this request took stays free.
-        if forced {
-            ctx.rotations.unforce(&session.id, ctx.now.0);
-        }
-        return Err(ApiError::UseDpopNonce(nonce));
-    }
     let before = (session.id_token.clone(), session.claims.clone());
     let wanted = Wanted {
         key: &key,
@@ -107,7 +92,16 @@ pub(crate) async fn token<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Res
         scope: &wanted_scope,
         proof: proof.as_ref().map(|p| p.raw),
     };
-    let refreshed = refresh(ctx, session, &wanted, forced).await;
+    // RFC 9449 §8: a proof without the nonce the authorization server lately demanded would only
+    // be refused there; like any refresh that did not happen, it leaves the forced window free.
+    let nonce_due = proof
+        .as_ref()
+        .filter(|p| !p.has_nonce)
+        .and_then(|_| ctx.provider.nonces.due(ctx.now));
+    let refreshed = match nonce_due {
+        Some(nonce) => Err(Refused::Answer(ApiError::UseDpopNonce(nonce))),
+        None => refresh(ctx, session, &wanted, forced).await,
+    };
     if forced && refreshed.is_err() {
         ctx.rotations.unforce(&session.id, ctx.now.0);
     }
@@ -176,7 +170,7 @@ async fn dpop_proof<'a, H: HttpClient, K: KvStore>(
         });
     };
     let refuse = |error: ProofError| ApiError::InvalidDpopProof(error.description());
-    let mut values = ctx.parts.headers.get_all("dpop").iter();
+    let mut values = ctx.parts.headers.get_all(DPOP).iter();
     let raw = match (values.next(), values.next()) {
         (Some(value), None) => value.to_str().map_err(|_| refuse(ProofError::Malformed))?,
         _ => return Err(refuse(ProofError::Missing)),

@@ -21,6 +21,8 @@ use crate::oidc::discovery::Metadata;
 use crate::ports::UnixTime;
 use crate::secret::constant_time_eq;
 
+/// RFC 9449 §4.1: the header that carries a proof, from the browser and on to the token endpoint.
+pub(crate) const DPOP: &str = "dpop";
 /// RFC 9449 §8.1: where the authorization server (and the backend, passing it on) puts a nonce.
 pub(crate) const DPOP_NONCE: &str = "dpop-nonce";
 

@@ -13,6 +13,7 @@ mod cases;
 mod dpop;
 mod faults;
 mod mediation;
+mod par;
 mod parity;
 mod store_modes;
 
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use bff_tests::free_port;
 use bff_tests::provider::Provider;
 use bff_tests::target::{self, Kind, Target};
+use serde_json::json;
 use store_modes::Sessions;
 
 /// Access tokens live this long at the test provider.
@@ -74,6 +76,11 @@ pub async fn run_cases(label: &str, world: World, cases: &[(&'static str, Case)]
             failures.push(*name);
         }
     }
+    // Whatever the cases made it log, every line the BFF wrote is one JSON object.
+    let logs = world.target.logs();
+    if std::panic::catch_unwind(|| bff_tests::logs::records(&logs, label)).is_err() {
+        failures.push("structured logs");
+    }
     if let Ok(world) = Arc::try_unwrap(world) {
         world.stop().await;
     }
@@ -105,7 +112,10 @@ async fn run(kind: Kind) {
     }
     let port = free_port();
     let origin = format!("http://127.0.0.1:{port}");
-    let provider = Provider::start(&origin, "", ACCESS_TOKEN_TTL).await;
+    // The client takes nothing but pushed authorization requests (RFC 9126 §6): every login of
+    // every case below proves the push works on this target.
+    let client = json!({"require_pushed_authorization_requests": true});
+    let provider = Provider::start_with(&origin, "", ACCESS_TOKEN_TTL, json!({}), client).await;
     let mut settings = target::settings(&provider.issuer, &origin, "");
     settings.extend(userinfo_settings());
     let target = Target::start(kind, port, "", settings).await;
@@ -116,9 +126,10 @@ async fn run(kind: Kind) {
         settings: Vec::new(),
         stand_in: None,
     };
-    let mut failures = run_cases(kind.name(), world, cases::ALL).await;
+    let all: Vec<(&str, Case)> = cases::ALL.iter().chain(par::ALL).copied().collect();
+    let mut failures = run_cases(kind.name(), world, &all).await;
     if kind == Kind::InProcess {
-        for (name, case) in cases::IN_PROCESS_ONLY {
+        for (name, case) in cases::IN_PROCESS_ONLY.iter().chain(par::IN_PROCESS_ONLY) {
             let outcome = tokio::spawn(case()).await;
             eprintln!(
                 "[{}] {name} ... {}",

@@ -73,11 +73,15 @@ pub async fn run(kind: Kind, sessions: Sessions) {
         }),
         ("logout_during_refresh", |world| Box::pin(logout_during_refresh(world))),
     ];
-    if kind != Kind::Worker {
-        // Two wrangler dev processes would not share one KV namespace, and Workers KV has no
-        // conditional write anyway: cross-instance single refresh is a DynamoDB guarantee.
+    // Across instances, refreshes are single flight through DynamoDB's conditional writes, and
+    // on the Worker through the session's Durable Object (two wrangler dev processes; each has a
+    // local KV of its own, so sessions kept in KV would not be found by the other).
+    if kind != Kind::Worker || sessions == Sessions::CookieAndStore {
         all.push(("two_instances_one_refresh", |world| {
             Box::pin(two_instances_one_refresh(world))
+        }));
+        all.push(("two_instances_one_refresh_per_key", |world| {
+            Box::pin(two_instances_one_refresh_per_key(world))
         }));
     }
     if sessions == Sessions::Kv {
@@ -233,14 +237,7 @@ async fn two_instances_one_refresh(world: Arc<World>) {
     let mut wes = login(target, "wes").await;
     let first = token(&mut wes, target, "").await.json();
     let current = first["access_token"].as_str().unwrap().to_owned();
-    let twin_port = free_port();
-    let mut settings = world.settings.clone();
-    for (key, value) in settings.iter_mut() {
-        if key == "BFF_PUBLIC_ORIGIN" {
-            *value = format!("http://127.0.0.1:{twin_port}");
-        }
-    }
-    let twin = Target::start(target.kind, twin_port, "", settings).await;
+    let twin = twin(&world).await;
     let jar = copy_jar(&mut wes, target);
     let refreshes = provider.count("refresh_token").await;
     let errors = provider.count("grant_error").await;
@@ -256,13 +253,17 @@ async fn two_instances_one_refresh(world: Arc<World>) {
             (answer.status, answer.json())
         }));
     }
-    let mut tokens = Vec::new();
+    let mut answers = Vec::new();
     for task in tasks {
-        let (status, body) = task.await.unwrap();
+        answers.push(task.await.unwrap());
+    }
+    // Before any assertion: a failed one must not leave the twin's workerd running.
+    twin.stop().await;
+    let mut tokens = Vec::new();
+    for (status, body) in answers {
         assert_eq!(status, StatusCode::OK, "{body}");
         tokens.push(body["access_token"].as_str().unwrap().to_owned());
     }
-    twin.stop().await;
     assert_eq!(tokens[0], tokens[1], "both instances answer with the one rotation");
     assert_ne!(tokens[0], current);
     assert_eq!(
@@ -272,6 +273,76 @@ async fn two_instances_one_refresh(world: Arc<World>) {
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(provider.count("grant_error").await, errors);
+}
+
+/// Another instance of the world's deployment, on a port of its own.
+async fn twin(world: &World) -> Target {
+    let twin_port = free_port();
+    let mut settings = world.settings.clone();
+    for (key, value) in settings.iter_mut() {
+        if key == "BFF_PUBLIC_ORIGIN" {
+            *value = format!("http://127.0.0.1:{twin_port}");
+        }
+    }
+    world.target.start_twin(twin_port, settings).await
+}
+
+/// Two tabs asking for different (resource, scope) keys land on two instances (two Lambda
+/// containers; on the Worker two isolates, whose only shared memory is the session's Durable
+/// Object): 20 requests at once with one cookie, for four keys none of which is cached. Each
+/// refresh must present the refresh token the previous one returned, so the provider sees
+/// exactly one refresh per key and no refresh token twice.
+async fn two_instances_one_refresh_per_key(world: Arc<World>) {
+    let (target, provider) = (&world.target, &world.provider);
+    let mut xena = login(target, "xena").await;
+    let twin = twin(&world).await;
+    let jar = copy_jar(&mut xena, target);
+    let before = provider.count("refresh_token").await;
+    let errors = provider.count("grant_error").await;
+    const KEYS: [&str; 4] = ["openid", "openid profile", "openid email", "openid profile email"];
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let instance = if i % 2 == 0 { target } else { &twin };
+        let url = format!(
+            "{}?scope={}",
+            instance.url("/.well-known/bff-token"),
+            cases::encode(KEYS[i % KEYS.len()])
+        );
+        let jar = jar.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut browser = Browser::new();
+            let origin = url::Url::parse(&url).unwrap().origin().ascii_serialization();
+            browser.jar(&origin).extend(jar);
+            let answer = browser.api(Method::GET, &url, None).await;
+            (i % KEYS.len(), answer.status, answer.json())
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    // Before any assertion: a failed one must not leave the twin's workerd running.
+    twin.stop().await;
+    let mut tokens: Vec<Vec<String>> = vec![Vec::new(); KEYS.len()];
+    for (key, status, body) in answers {
+        assert_eq!(status, StatusCode::OK, "{}: {body}", KEYS[key]);
+        tokens[key].push(body["access_token"].as_str().unwrap().to_owned());
+    }
+    for (key, answers) in tokens.iter().enumerate() {
+        assert!(
+            answers.iter().all(|t| t == &answers[0]),
+            "{}: one token for all five requests",
+            KEYS[key]
+        );
+    }
+    let expected = before + u64::try_from(KEYS.len()).unwrap();
+    assert_eq!(
+        provider.count_settled("refresh_token", expected).await,
+        expected,
+        "one refresh per key at the provider"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(provider.count("grant_error").await, errors, "no invalid_grant");
 }
 
 /// Whatever `jar` holds answers `invalid_session` at sessioninfo and at the token endpoint (a

@@ -52,10 +52,11 @@ function readConfig() {
   if (values.port !== undefined) raw.port = Number(values.port);
   if (!Number.isInteger(raw.port) || raw.port <= 0) fail('a "port" (config key or --port) is required');
 
-  for (const key of ['dpop', 'dpop_nonce']) {
+  for (const key of ['dpop', 'dpop_nonce', 'par', 'par_required']) {
     if (raw[key] !== undefined && typeof raw[key] !== 'boolean') fail(`"${key}" must be true or false`);
   }
   if (raw.dpop === false && raw.dpop_nonce === true) fail('"dpop_nonce": true needs DPoP on (drop "dpop": false)');
+  if (raw.par === false && raw.par_required === true) fail('"par_required": true needs PAR on (drop "par": false)');
 
   const port = raw.port;
   const cfg = {
@@ -90,6 +91,7 @@ const newCounts = () => ({
   revocation: 0,
   backchannel_success: 0,
   backchannel_error: 0,
+  pushed_authorization_request: 0,
 });
 
 const state = {
@@ -169,6 +171,8 @@ async function control(req, res) {
       return send(res, 200, state.counts);
     case 'GET /refresh-tokens':
       return send(res, 200, state.store.refreshTokens());
+    case 'GET /pushed-requests':
+      return send(res, 200, state.store.pushedRequests());
     case 'POST /rotate-keys': {
       const key = generateSigningKey('RSA');
       state.keys = [key, ...state.keys];

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::process::Child;
+use url::Url;
 
 use crate::free_port;
 
@@ -128,6 +129,37 @@ impl Provider {
     pub async fn refresh_tokens(&self) -> Vec<Value> {
         let list = self.control(reqwest::Method::GET, "/refresh-tokens", None).await;
         list.as_array().cloned().unwrap_or_default()
+    }
+
+    /// `GET /pushed-requests`: every pushed authorization request (RFC 9126) the provider took,
+    /// in order, each `{"request_uri", "params"}`.
+    pub async fn pushed_requests(&self) -> Vec<Value> {
+        let list = self.control(reqwest::Method::GET, "/pushed-requests", None).await;
+        list.as_array().cloned().unwrap_or_default()
+    }
+
+    /// The authorization request a backend's redirect to `authorize` stands for: the URL's own
+    /// query, or for a pushed request (RFC 9126 §4: `client_id` and `request_uri` only) the
+    /// parameters pushed under that `request_uri`, a repeated one once per value.
+    pub async fn authorization_params(&self, authorize: &Url) -> Vec<(String, String)> {
+        let query: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+        let Some((_, request_uri)) = query.iter().find(|(name, _)| name == "request_uri") else {
+            return query;
+        };
+        let pushed = self.pushed_requests().await;
+        let entry = pushed
+            .iter()
+            .find(|entry| entry["request_uri"] == request_uri.as_str())
+            .unwrap_or_else(|| panic!("no pushed request {request_uri}"));
+        let mut params = Vec::new();
+        for (name, value) in entry["params"].as_object().into_iter().flatten() {
+            let values = value.as_array().cloned().unwrap_or_else(|| vec![value.clone()]);
+            for value in values {
+                let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+                params.push((name.clone(), text));
+            }
+        }
+        params
     }
 
     /// The newest refresh token the provider issued.

@@ -3,12 +3,13 @@
 //! `wrangler dev` (workerd).
 
 use std::convert::Infallible;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bff_core::{Backend, Deps, Level, Log};
-use bff_lambda::{OsRandom, ReqwestHttp, StderrLog, SystemClock};
+use bff_lambda::{OsRandom, ReqwestHttp, StdoutLog, SystemClock};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
@@ -66,18 +67,13 @@ impl Logs {
     }
 }
 
-/// The in-process core's log: the Lambda's lines on stderr, and a copy kept.
+/// The in-process core's log: the Lambda's lines on stdout, and a copy kept.
 struct CapturingLog(Logs);
 
 impl Log for CapturingLog {
-    fn line(&self, level: Level, message: &str) {
-        StderrLog.line(level, message);
-        let level = match level {
-            Level::Error => "ERROR",
-            Level::Warn => "WARN",
-            Level::Info => "INFO",
-        };
-        self.0.push(&format!("bff {level} {message}"));
+    fn line(&self, level: Level, line: &str) {
+        StdoutLog.line(level, line);
+        self.0.push(line);
     }
 }
 
@@ -127,6 +123,28 @@ impl Target {
             origin,
             base: base.to_owned(),
             child,
+            logs,
+        };
+        target.wait_ready().await;
+        target
+    }
+
+    /// Another instance of this deployment on `port` (whose `BFF_PUBLIC_ORIGIN` `settings`
+    /// should name): another in-process backend, another Lambda emulator, or another `wrangler
+    /// dev` process, which is another isolate bound to this one's `BFF_COORDINATOR` Durable Object
+    /// class (through wrangler's local dev registry), as two isolates of one deployment are.
+    pub async fn start_twin(&self, port: u16, settings: Vec<(String, String)>) -> Target {
+        if self.kind != Kind::Worker {
+            return Target::start(self.kind, port, &self.base, settings).await;
+        }
+        let primary = self.origin.rsplit(':').next().unwrap_or_default();
+        let logs = Logs::default();
+        let child = spawn_worker_with(port, &settings, &logs, Some(twin_config(primary, port)));
+        let target = Target {
+            kind: self.kind,
+            origin: format!("http://127.0.0.1:{port}"),
+            base: self.base.clone(),
+            child: Some(child),
             logs,
         };
         target.wait_ready().await;
@@ -190,7 +208,7 @@ fn serve_in_process(port: u16, settings: Vec<(String, String)>, logs: Logs) {
             let http = Arc::new(ReqwestHttp::new().unwrap());
             let store = Arc::new(bff_lambda::store(lookup, &http).unwrap());
             let log = Arc::new(CapturingLog(logs));
-            backend.log_startup(&*log, store.is_some());
+            backend.log_startup(&*log, &SystemClock, store.is_some());
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -271,12 +289,22 @@ fn spawn_lambda(port: u16, settings: &[(String, String)], logs: &Logs) -> Child 
 }
 
 fn spawn_worker(port: u16, settings: &[(String, String)], logs: &Logs) -> Child {
+    spawn_worker_with(port, settings, logs, None)
+}
+
+/// `wrangler dev` with the repository's wrangler.toml, or with `config`. Each Worker is named
+/// after its port, so a twin binds this very process's Durable Objects.
+fn spawn_worker_with(port: u16, settings: &[(String, String)], logs: &Logs, config: Option<PathBuf>) -> Child {
     // Each Worker gets its own local KV: workerd holds its SQLite files locked, so two `wrangler
     // dev` on one directory can fail to start (SQLITE_BUSY), and a fresh store keeps worlds apart.
     let state = repo_root().join("target/wrangler-state").join(port.to_string());
     let _ = std::fs::remove_dir_all(&state);
     let mut command = Command::new("npx");
     command.args(["wrangler", "dev", "--ip", "127.0.0.1", "--port", &port.to_string()]);
+    command.args(["--name", &format!("tmi-bff-{port}")]);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
     command.arg("--persist-to").arg(&state);
     for (k, v) in settings {
         command.arg("--var").arg(format!("{k}:{v}"));
@@ -286,6 +314,31 @@ fn spawn_worker(port: u16, settings: &[(String, String)], logs: &Logs) -> Child 
         .env("WRANGLER_SEND_METRICS", "false")
         .current_dir(repo_root());
     spawn_group(command, logs)
+}
+
+/// A wrangler configuration for a second isolate of the Worker on `primary`'s port: the same
+/// build, its own KV, and the primary's Durable Object class for `BFF_COORDINATOR`.
+fn twin_config(primary: &str, port: u16) -> PathBuf {
+    let root = repo_root();
+    let main = std::fs::read_to_string(root.join("wrangler.toml")).unwrap();
+    let date = main
+        .lines()
+        .find_map(|line| line.strip_prefix("compatibility_date = "))
+        .expect("wrangler.toml has a compatibility_date");
+    let config = format!(
+        "name = \"tmi-bff-{port}\"\n\
+         main = \"{}\"\n\
+         compatibility_date = {date}\n\
+         [[kv_namespaces]]\nbinding = \"BFF_KV\"\nid = \"00000000000000000000000000000000\"\n\
+         [[durable_objects.bindings]]\nname = \"BFF_COORDINATOR\"\nclass_name = \"BffCoordinator\"\n\
+         script_name = \"tmi-bff-{primary}\"\n",
+        root.join("functions/worker/build/index.js").display()
+    );
+    let dir = root.join("target/wrangler-twin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{port}.toml"));
+    std::fs::write(&path, config).unwrap();
+    path
 }
 
 /// Starts an emulator in its own process group, its output kept in `logs` (and shown with

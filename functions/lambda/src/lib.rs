@@ -1,13 +1,13 @@
 //! AWS Lambda adapter of the TMI-BFF core: converts `lambda_http` requests and responses to and
 //! from the core's `http` types, and implements the core's ports for a Lambda container (reqwest,
-//! the system clock, the OS random source, stderr). It holds no BFF logic; the integration tests
+//! the system clock, the OS random source, stdout). It holds no BFF logic; the integration tests
 //! reuse the ports to run the core in-process.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bff_core::{
     Backend, Clock, Deps, HttpClient, HttpError, KvStore, Level, Log, MAX_PROVIDER_RESPONSE, MAX_REQUEST_BODY,
-    RandomError, SecureRandom, UnixTime,
+    RandomError, RequestId, SecureRandom, UnixTime,
 };
 use http::Response;
 use lambda_http::{Body, Request, RequestExt};
@@ -34,7 +34,8 @@ pub async fn serve<K: KvStore>(backend: &Backend, deps: &Deps<'_, ReqwestHttp, K
 
 /// The core's view of an event: origin-form URI from the raw path the platform received (not
 /// lambda_http's normalised one) and the raw query string; every header, including the one
-/// `Cookie` header lambda_http joins from the event's `cookies` array; the decoded body bytes.
+/// `Cookie` header lambda_http joins from the event's `cookies` array; the decoded body bytes; the
+/// invocation's request id, for the logs.
 pub fn into_core_request(request: Request) -> http::Request<Vec<u8>> {
     let uri = origin_form(request.raw_http_path(), request.uri());
     let (parts, body) = request.into_parts();
@@ -46,6 +47,9 @@ pub fn into_core_request(request: Request) -> http::Request<Vec<u8>> {
     *core.uri_mut() = uri;
     *core.version_mut() = parts.version;
     *core.headers_mut() = parts.headers;
+    if let Some(context) = parts.extensions.lambda_context_ref() {
+        core.extensions_mut().insert(RequestId(context.request_id.clone()));
+    }
     core
 }
 
@@ -159,6 +163,11 @@ impl Clock for SystemClock {
         let since = SystemTime::now().duration_since(UNIX_EPOCH);
         UnixTime(since.map_or(0, |since| since.as_secs()))
     }
+
+    fn now_millis(&self) -> u64 {
+        let since = SystemTime::now().duration_since(UNIX_EPOCH);
+        since.map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+    }
 }
 
 /// The operating system's random source (getrandom).
@@ -171,17 +180,20 @@ impl SecureRandom for OsRandom {
     }
 }
 
-/// Log lines on stderr, which Lambda sends to CloudWatch Logs.
+/// The core's JSON lines, one per line on stdout, which Lambda sends to CloudWatch Logs (with the
+/// JSON log format, as structured records filtered by their `level`).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct StderrLog;
+pub struct StdoutLog;
 
-impl Log for StderrLog {
-    fn line(&self, level: Level, message: &str) {
-        let level = match level {
-            Level::Error => "ERROR",
-            Level::Warn => "WARN",
-            Level::Info => "INFO",
-        };
-        eprintln!("bff {level} {message}");
+impl StdoutLog {
+    /// One line of the adapter's own, formatted by the core as its lines are.
+    pub fn event(&self, level: Level, message: &str) {
+        self.line(level, &bff_core::log_line(level, message, SystemClock.now_millis()));
+    }
+}
+
+impl Log for StdoutLog {
+    fn line(&self, _level: Level, line: &str) {
+        println!("{line}");
     }
 }

@@ -1,7 +1,7 @@
 //! `bootstrap`: parses the configuration once per container, then serves every event.
 
-use bff_core::{Backend, Deps, Level, Log};
-use bff_lambda::{OsRandom, ReqwestHttp, StderrLog, SystemClock, serve, store};
+use bff_core::{Backend, Deps, Level};
+use bff_lambda::{OsRandom, ReqwestHttp, StdoutLog, SystemClock, serve, store};
 use lambda_http::{Request, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
@@ -13,20 +13,20 @@ async fn main() -> Result<(), lambda_http::Error> {
     let store = match store(|name| std::env::var(name).ok(), &http) {
         Ok(store) => store,
         Err(problem) => {
-            StderrLog.line(Level::Error, &format!("session store off: {problem}"));
+            StdoutLog.event(Level::Error, &format!("session store off: {problem}"));
             None
         }
     };
     if let Some(store) = &store {
-        StderrLog.line(Level::Info, &format!("session store: DynamoDB table {}", store.table()));
+        StdoutLog.event(Level::Info, &format!("session store: DynamoDB table {}", store.table()));
     }
     // Once per container; with a configuration problem every request answers 500 server_error.
-    backend.log_startup(&StderrLog, store.is_some());
+    backend.log_startup(&StdoutLog, &SystemClock, store.is_some());
     let deps = Deps {
         clock: &SystemClock,
         random: &OsRandom,
         http: &http,
-        log: &StderrLog,
+        log: &StdoutLog,
         store: store.as_ref(),
     };
     let (backend, deps) = (&backend, &deps);

@@ -9,8 +9,10 @@ use std::{
 };
 
 use bff_core::{Backend, Deps, HttpClient, HttpError};
-use bff_lambda::{OsRandom, ReqwestHttp, StderrLog, SystemClock, from_core_response, into_core_request, serve};
-use lambda_http::{Adapter, Context, IntoResponse, LambdaEvent, Request, Service, request::from_str, service_fn};
+use bff_lambda::{OsRandom, ReqwestHttp, StdoutLog, SystemClock, from_core_response, into_core_request, serve};
+use lambda_http::{
+    Adapter, Context, IntoResponse, LambdaEvent, Request, RequestExt, Service, request::from_str, service_fn,
+};
 use serde_json::{Value, json};
 
 const HTTP_API: &str = include_str!("data/apigw-v2-callback.json");
@@ -23,6 +25,23 @@ where
 {
     let event = LambdaEvent::new(serde_json::from_str(event).unwrap(), Context::default());
     serde_json::to_value(Adapter::from(service).call(event).await.unwrap()).unwrap()
+}
+
+/// The invocation's request id reaches the core, for its log lines.
+#[test]
+fn the_lambda_request_id_reaches_the_core() {
+    let mut context = Context::default();
+    context.request_id = "c0ffee00-1234-4cde-8f00-0123456789ab".to_owned();
+    let request = from_str(HTTP_API).unwrap().with_lambda_context(context);
+    let core = into_core_request(request);
+    let id = core.extensions().get::<bff_core::RequestId>().unwrap();
+    assert_eq!(id.0, "c0ffee00-1234-4cde-8f00-0123456789ab");
+    assert!(
+        into_core_request(from_str(HTTP_API).unwrap())
+            .extensions()
+            .get::<bff_core::RequestId>()
+            .is_none()
+    );
 }
 
 #[test]
@@ -119,7 +138,7 @@ async fn the_core_answers_through_the_adapter() {
         clock: &SystemClock,
         random: &OsRandom,
         http: &http,
-        log: &StderrLog,
+        log: &StdoutLog,
         store: None::<&bff_core::NoStore>,
     };
     let (backend, deps) = (&backend, &deps);

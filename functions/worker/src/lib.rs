@@ -1,24 +1,25 @@
 //! Cloudflare Workers adapter of the TMI-BFF core: converts workerd's request and response to and
 //! from `http` types and implements the core's ports with Workers APIs. No logic lives here.
 
+mod coordinator;
+mod crypto;
 mod http_client;
 mod kv;
+mod ports;
 #[cfg(test)]
 mod tests;
 
 use std::cell::OnceCell;
 use std::rc::Rc;
 
-use bff_core::{Backend, Clock, Deps, Level, Log, MAX_REQUEST_BODY, RandomError, SecureRandom, UnixTime};
+use bff_core::{Backend, Deps, MAX_REQUEST_BODY, RequestId};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use worker::js_sys::{Number, Reflect};
 use worker::wasm_bindgen::JsValue;
-use worker::{
-    Context, Date, Env, Headers, Request, Response, ResponseBuilder, Url, console_error, console_log, console_warn,
-    event,
-};
+use worker::{Context, Env, Headers, Request, Response, ResponseBuilder, Url, event};
 
 use crate::http_client::{WorkerHttp, read_bounded};
+use crate::ports::{Console, WorkerClock, WorkerRandom};
 
 thread_local! {
     // One per isolate: the parsed configuration and the core's caches. Owned Rust data only:
@@ -30,7 +31,8 @@ thread_local! {
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     // Per request (see kv.rs); wrangler.toml always binds BFF_KV.
-    let store = env.kv("BFF_KV").ok().map(kv::WorkerKv);
+    let coordinator = env.durable_object("BFF_COORDINATOR").ok();
+    let store = env.kv("BFF_KV").ok().map(|kv| kv::WorkerKv::Kv(kv, coordinator));
     let backend = BACKEND.with(|cell| Rc::clone(cell.get_or_init(|| backend(&env, store.is_some()))));
     let headers = header_map(req.headers().entries());
     let target = origin_form(&req.url()?);
@@ -63,8 +65,8 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
 
 /// Parses the configuration once per isolate, from the Worker's vars and secrets.
 fn backend(env: &Env, store_bound: bool) -> Rc<Backend> {
-    let backend = Backend::from_lookup(|name| setting(env, name));
-    backend.log_startup(&Console, store_bound);
+    let backend = Backend::with_signatures(|name| setting(env, name), Box::new(crypto::WebCrypto));
+    backend.log_startup(&Console, &WorkerClock, store_bound);
     Rc::new(backend)
 }
 
@@ -91,37 +93,6 @@ fn js_headers(map: &HeaderMap) -> worker::Result<Headers> {
         headers.append(name, &value)?;
     }
     Ok(headers)
-}
-
-/// `Date.now()`: in workerd it advances only across I/O, which is all the core needs.
-struct WorkerClock;
-
-impl Clock for WorkerClock {
-    fn now(&self) -> UnixTime {
-        UnixTime(Date::now().as_millis() / 1000)
-    }
-}
-
-/// `crypto.getRandomValues` through getrandom's `wasm_js` backend.
-struct WorkerRandom;
-
-impl SecureRandom for WorkerRandom {
-    fn fill(&self, buf: &mut [u8]) -> Result<(), RandomError> {
-        getrandom::fill(buf).map_err(|_| RandomError)
-    }
-}
-
-/// Log lines go to the Workers console (`wrangler tail`, the dashboard's logs).
-struct Console;
-
-impl Log for Console {
-    fn line(&self, level: Level, message: &str) {
-        match level {
-            Level::Error => console_error!("bff: {message}"),
-            Level::Warn => console_warn!("bff: {message}"),
-            Level::Info => console_log!("bff: {message}"),
-        }
-    }
 }
 
 // Pure conversions, tested on the host (src/tests.rs). workerd hands request header values to JS
@@ -156,9 +127,13 @@ fn header_pairs(map: &HeaderMap) -> impl Iterator<Item = (&str, String)> {
     map.iter().map(move |(name, value)| (name.as_str(), text(value)))
 }
 
-/// The core's request: method, origin-form target, all headers, the whole body.
+/// The core's request: method, origin-form target, all headers, the whole body, and the
+/// `cf-ray` header as the request's id for the logs.
 fn core_request(method: &str, target: &str, headers: HeaderMap, body: Vec<u8>) -> http::Result<http::Request<Vec<u8>>> {
     let mut request = http::Request::builder().method(method).uri(target).body(body)?;
+    if let Some(ray) = headers.get("cf-ray").and_then(|ray| ray.to_str().ok()) {
+        request.extensions_mut().insert(RequestId(ray.to_owned()));
+    }
     *request.headers_mut() = headers;
     Ok(request)
 }

@@ -51,7 +51,16 @@ fn core_request_carries_everything() {
     assert_eq!(req.uri().path_and_query().unwrap().as_str(), "/bff/logout?x=1");
     assert_eq!(req.headers().len(), 1);
     assert_eq!(req.body(), b"a=b");
+    assert!(req.extensions().get::<RequestId>().is_none());
     assert!(core_request("POST", "not a target", HeaderMap::new(), Vec::new()).is_err());
+}
+
+#[test]
+fn cf_ray_is_the_request_id() {
+    let headers = header_map(pairs(&[("cf-ray", "8e1f0a2b3c4d5e6f-AMS")]));
+    let req = core_request("GET", "/.well-known/bff-token", headers, Vec::new()).unwrap();
+    let id = req.extensions().get::<RequestId>().unwrap();
+    assert_eq!(id, &RequestId("8e1f0a2b3c4d5e6f-AMS".to_owned()));
 }
 
 #[test]

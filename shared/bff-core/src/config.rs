@@ -8,15 +8,18 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use url::Url;
 
 use crate::cookie::SameSite;
+use crate::keys::ClientKey;
 use crate::oidc::algorithms::is_supported_alg;
-use crate::oidc::client_auth::{SigningKey, parse_private_key};
+use crate::oidc::client_auth::parse_private_key;
+use crate::oidc::par::ParMode;
+use crate::ports::Level;
 use crate::secret::{ClientSecret, SealKey};
 use crate::urls::{is_https_or_loopback, is_local_path, is_resource_uri, parse_url};
 
 /// How the backend authenticates at the token endpoint (RFC 6749 §2.3, RFC 7523).
 #[derive(Debug)]
 pub(crate) enum ClientAuth {
-    PrivateKeyJwt(SigningKey),
+    PrivateKeyJwt(ClientKey),
     SecretBasic,
     SecretPost,
 }
@@ -58,6 +61,10 @@ pub(crate) struct Config {
     pub(crate) http_timeout: Duration,
     /// `BFF_DPOP=required`: every access token handed out is bound to the browser's key (RFC 9449).
     pub(crate) dpop: bool,
+    /// `BFF_PAR`: whether authorization requests are pushed first (RFC 9126).
+    pub(crate) par: ParMode,
+    /// `BFF_LOG_LEVEL`: the least severe log line written (http-api.md: Logs).
+    pub(crate) log_level: Level,
 }
 
 /// A setting is missing or malformed. The message names the setting, never its value.
@@ -137,6 +144,12 @@ impl Config {
             id_token_algs: parse_id_token_algs(get("BFF_ID_TOKEN_ALGS"))?,
             http_timeout: parse_http_timeout(get("BFF_HTTP_TIMEOUT"))?,
             dpop: parse_choice(get("BFF_DPOP"), "BFF_DPOP", &[("off", false), ("required", true)])?,
+            par: parse_choice(get("BFF_PAR"), "BFF_PAR", ParMode::CHOICES)?,
+            log_level: parse_choice(
+                get("BFF_LOG_LEVEL").map(|v| v.to_ascii_lowercase()),
+                "BFF_LOG_LEVEL",
+                &[("info", Level::Info), ("warn", Level::Warn), ("error", Level::Error)],
+            )?,
         })
     }
 

@@ -41,6 +41,41 @@ fn defaults() {
     assert_eq!(config.session_max_age, 86_400);
     assert_eq!(config.http_timeout, Duration::from_secs(5));
     assert_eq!(config.same_site, SameSite::Strict);
+    assert_eq!(config.par, ParMode::Auto);
+    assert_eq!(config.log_level, Level::Info);
+}
+
+#[test]
+fn log_levels() {
+    for (value, level) in [
+        ("info", Level::Info),
+        ("warn", Level::Warn),
+        ("error", Level::Error),
+        ("WARN", Level::Warn),
+    ] {
+        assert_eq!(parse(&[("BFF_LOG_LEVEL", value)]).unwrap().log_level, level, "{value}");
+    }
+    let err = parse(&[("BFF_LOG_LEVEL", "debug")]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "configuration error: BFF_LOG_LEVEL: must be info or warn or error"
+    );
+}
+
+#[test]
+fn par_modes() {
+    for (value, mode) in [
+        ("auto", ParMode::Auto),
+        ("off", ParMode::Off),
+        ("required", ParMode::Required),
+    ] {
+        assert_eq!(parse(&[("BFF_PAR", value)]).unwrap().par, mode, "{value}");
+    }
+    let err = parse(&[("BFF_PAR", "always")]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "configuration error: BFF_PAR: must be auto or off or required"
+    );
 }
 
 #[test]
@@ -77,6 +112,8 @@ fn errors_name_the_setting_not_the_value() {
         ("BFF_USERINFO", "maybe"),
         ("BFF_CLIENT_AUTH", "tls_client_auth"),
         ("BFF_COOKIE_BUDGET", "12"),
+        ("BFF_PAR", "sometimes"),
+        ("BFF_LOG_LEVEL", "verbose"),
     ];
     for (name, value) in cases {
         let err = parse(&[(name, value)]).unwrap_err();

@@ -5,7 +5,7 @@ use http::request::Parts;
 
 use crate::config::Config;
 use crate::cookie::Cookies;
-use crate::ports::{Deps, UnixTime};
+use crate::ports::{Deps, Signatures, UnixTime};
 use crate::provider::ProviderCache;
 use crate::revocation_cache::RevocationCache;
 use crate::rotation::Rotations;
@@ -18,6 +18,8 @@ pub(crate) struct Ctx<'a, H, K> {
     /// Revocation entries this instance lately found absent.
     pub(crate) absent_revocations: &'a RevocationCache,
     pub(crate) deps: &'a Deps<'a, H, K>,
+    /// The platform's public-key crypto.
+    pub(crate) signatures: &'a dyn Signatures,
     pub(crate) parts: &'a Parts,
     pub(crate) body: &'a [u8],
     pub(crate) cookies: Cookies,

@@ -5,6 +5,7 @@ use http::{HeaderValue, Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::cookie::SetCookie;
+use crate::oidc::client_auth::AssertionError;
 use crate::oidc::dpop::DPOP_NONCE;
 use crate::oidc::token::UpstreamError;
 use crate::ports::RandomError;
@@ -248,6 +249,12 @@ impl From<RandomError> for ApiError {
     }
 }
 
+impl From<AssertionError> for ApiError {
+    fn from(_: AssertionError) -> Self {
+        Self::ServerError
+    }
+}
+
 impl From<KeyError> for PageError {
     fn from(error: KeyError) -> Self {
         match error {
@@ -272,6 +279,12 @@ impl From<SaveError> for PageError {
 
 impl From<RandomError> for PageError {
     fn from(_: RandomError) -> Self {
+        Self::ServerError
+    }
+}
+
+impl From<AssertionError> for PageError {
+    fn from(_: AssertionError) -> Self {
         Self::ServerError
     }
 }

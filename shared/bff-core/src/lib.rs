@@ -30,15 +30,19 @@ mod flow;
 #[cfg(feature = "test-util")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod keys;
 mod limits;
 mod oidc;
 mod ports;
 mod provider;
 mod records;
+mod request_log;
 mod response;
 mod revocation_cache;
 mod rotation;
 mod route;
+#[cfg(feature = "rust-crypto")]
+mod rust_crypto;
 mod seal;
 mod secret;
 mod session;
@@ -50,23 +54,32 @@ pub mod testing;
 mod urls;
 
 pub use config::ConfigError;
+pub use keys::{Algorithm, ClientKey, Curve, PublicKey};
 pub use limits::{MAX_PROVIDER_RESPONSE, MAX_REQUEST_BODY};
 pub use ports::{
-    Clock, Deps, HttpClient, HttpError, KvError, KvStore, Level, Log, NoStore, RandomError, SecureRandom, UnixTime,
+    Clock, Deps, HttpClient, HttpError, KvError, KvStore, Level, Log, NoStore, PortFuture, RandomError, SecureRandom,
+    SignError, Signatures, UnixTime,
 };
+pub use request_log::{RequestId, log_line};
+#[cfg(feature = "rust-crypto")]
+pub use rust_crypto::RustCrypto;
 pub use urls::{is_https_or_loopback, parse_url};
 
 use crate::config::Config;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::provider::ProviderCache;
+use crate::request_log::{Outcome, RequestLog, TimedHttp};
 use crate::revocation_cache::RevocationCache;
 use crate::rotation::Rotations;
+use crate::route::Route;
 
 /// The backend of one isolate or container: configuration parsed once, plus caches of the
 /// issuer's metadata and keys (owned data only).
 pub struct Backend {
     state: Result<Inner, ConfigError>,
+    /// Every public-key operation (ID and logout tokens, DPoP proofs, client assertions).
+    signatures: Box<dyn Signatures>,
 }
 
 struct Inner {
@@ -80,31 +93,40 @@ impl Backend {
     /// Parses the configuration (http-api.md: Configuration) from `lookup` (environment, Worker vars and
     /// secrets). Never fails: a bad configuration is remembered, reported by
     /// [`Backend::config_error`] and answered with 500 `server_error` on every request.
+    #[cfg(feature = "rust-crypto")]
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        Self::with_signatures(lookup, Box::new(RustCrypto))
+    }
+
+    /// As [`Backend::from_lookup`], with the platform's own public-key crypto (the Worker's
+    /// WebCrypto) in place of [`RustCrypto`].
+    pub fn with_signatures(lookup: impl Fn(&str) -> Option<String>, signatures: Box<dyn Signatures>) -> Self {
         let state = Config::from_lookup(lookup).map(|config| Inner {
             config,
             provider: ProviderCache::default(),
             rotations: Rotations::default(),
             absent_revocations: RevocationCache::default(),
         });
-        Self { state }
+        Self { state, signatures }
     }
 
-    /// Logs what an operator must know once per isolate or container: the configuration problem
-    /// (then every request answers 500), and whether back-channel logout is on, which depends on
-    /// whether the deployment bound a store (`store_bound`).
-    pub fn log_startup(&self, log: &dyn Log, store_bound: bool) {
-        match &self.state {
-            Err(problem) => log.line(Level::Error, &problem.to_string()),
-            Ok(_) if store_bound => log.line(
+    /// Logs what an operator must know once per isolate or container, whatever `BFF_LOG_LEVEL`
+    /// says: the configuration problem (then every request answers 500), and whether back-channel
+    /// logout is on, which depends on whether the deployment bound a store (`store_bound`).
+    pub fn log_startup(&self, log: &dyn Log, clock: &dyn Clock, store_bound: bool) {
+        let (level, message) = match &self.state {
+            Err(problem) => (Level::Error, problem.to_string()),
+            Ok(_) if store_bound => (
                 Level::Info,
-                "back-channel logout is on: sessions are ended through the store",
+                "back-channel logout is on: sessions are ended through the store".to_owned(),
             ),
-            Ok(_) => log.line(
+            Ok(_) => (
                 Level::Info,
-                "back-channel logout is off: no store is bound (BFF_KV or BFF_DYNAMODB_TABLE); it answers 501",
+                "back-channel logout is off: no store is bound (BFF_KV or BFF_DYNAMODB_TABLE); it answers 501"
+                    .to_owned(),
             ),
-        }
+        };
+        log.line(level, &log_line(level, &message, clock.now_millis()));
     }
 
     /// The configuration problem, if any: one line naming the setting, never its value.
@@ -113,20 +135,57 @@ impl Backend {
     }
 
     /// Answers one request. `request`'s URI is origin-form (path and query); its headers are as
-    /// the client sent them (one or more `Cookie` headers). Never panics and never fails: every
-    /// error is a response.
+    /// the client sent them (one or more `Cookie` headers); its extensions may hold the
+    /// platform's [`RequestId`]. Never panics and never fails: every error is a response. Writes
+    /// one JSON line for the request to `deps.log` (http-api.md: Logs).
     pub async fn handle<H: HttpClient, K: KvStore>(
         &self,
         request: http::Request<Vec<u8>>,
         deps: &Deps<'_, H, K>,
     ) -> http::Response<Vec<u8>> {
+        let threshold = self.state.as_ref().map_or(Level::Info, |inner| inner.config.log_level);
+        let id = request_log::request_id(request.extensions(), deps.random);
+        let log = RequestLog::new(deps.log, deps.clock, id, threshold);
+        let http = TimedHttp::new(deps.http, deps.clock);
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let deps = &Deps {
+            clock: deps.clock,
+            random: deps.random,
+            http: &http,
+            log: &log,
+            store: deps.store,
+        };
+        let (route, response) = self.answer(request, deps).await;
+        let route = route.map_or(path.as_str(), |route| route.name());
+        log.finish(
+            &Outcome {
+                method: &method,
+                route,
+                response: &response,
+            },
+            &http,
+        );
+        response
+    }
+
+    /// The answer, and the route it came from (none for a request refused before routing).
+    async fn answer<H: HttpClient, K: KvStore>(
+        &self,
+        request: http::Request<Vec<u8>>,
+        deps: &Deps<'_, H, K>,
+    ) -> (Option<Route>, http::Response<Vec<u8>>) {
         let Ok(inner) = &self.state else {
-            return ApiError::ServerError.into_response();
+            return (None, ApiError::ServerError.into_response());
         };
         let (parts, body) = request.into_parts();
         let route = match flow::admit(&parts, &body, &inner.config) {
             Ok(route) => route,
-            Err(refusal) => return refusal.into_response(&inner.config),
+            Err(refusal) => {
+                // A refusal after routing (CSRF, body size) still names the route.
+                let route = Route::resolve(&parts.method, parts.uri.path(), &inner.config.base_path).ok();
+                return (route, refusal.into_response(&inner.config));
+            }
         };
         let breaker = deps
             .store
@@ -144,11 +203,12 @@ impl Backend {
             rotations: &inner.rotations,
             absent_revocations: &inner.absent_revocations,
             deps,
+            signatures: &*self.signatures,
             parts: &parts,
             body: &body,
             cookies: cookie::Cookies::parse(&parts.headers),
             now: deps.clock.now(),
         };
-        flow::answer(route, &ctx).await
+        (Some(route), flow::answer(route, &ctx).await)
     }
 }

@@ -6,6 +6,8 @@
 use std::fmt;
 use std::time::Duration;
 
+pub use crate::keys::{Algorithm, ClientKey, PublicKey};
+
 /// Seconds since the Unix epoch, as read from an injected [`Clock`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UnixTime(pub u64);
@@ -26,6 +28,12 @@ impl UnixTime {
 pub trait Clock: Send + Sync {
     /// The current time.
     fn now(&self) -> UnixTime;
+
+    /// Milliseconds since the Unix epoch, for log timestamps and durations; the default is
+    /// [`Clock::now`] in whole seconds.
+    fn now_millis(&self) -> u64 {
+        self.now().0.saturating_mul(1000)
+    }
 }
 
 /// A cryptographically secure random source.
@@ -98,11 +106,13 @@ impl fmt::Display for HttpError {
 
 impl std::error::Error for HttpError {}
 
-/// Where the core's few operational log lines go (a failed revocation, a session too large for
-/// cookies). Lines never contain tokens, cookies or secrets.
+/// Where the core's log lines go: one JSON object per line, formatted by the core (one per
+/// request, and operational events such as a failed revocation; http-api.md: Logs). Lines never
+/// contain tokens, cookies or secrets. `level` is the line's own, for platforms that sort output
+/// by severity; the adapter writes `line` as it is.
 pub trait Log: Send + Sync {
     /// Records one line.
-    fn line(&self, level: Level, message: &str);
+    fn line(&self, level: Level, line: &str);
 }
 
 /// Severity of a [`Log`] line.
@@ -156,6 +166,18 @@ pub trait KvStore {
     /// # Errors
     /// [`KvError`] when the delete failed.
     async fn delete(&self, key: &str) -> Result<(), KvError>;
+
+    /// The store that coordinates the refreshes of one session, where the platform has a
+    /// strongly consistent one per session whose conditional writes are atomic (on Workers: the
+    /// Durable Object `name` of the `BFF_COORDINATOR` binding). The core keeps only its shared
+    /// rotation records there (sealed, 30 s). `None`, the default: this store coordinates, with
+    /// the guarantees it has.
+    fn coordinator(&self, _name: &str) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 /// The store failed; the message names the operation, never a value.
@@ -209,3 +231,50 @@ pub struct Deps<'a, H, K = NoStore> {
     /// The shared store (Workers KV, DynamoDB), where the deployment has one.
     pub store: Option<&'a K>,
 }
+
+/// A future returned by an object-safe port ([`Signatures`]). On native targets it is `Send`, so
+/// a Lambda handler that awaits it stays `Send` (`lambda_http::run` requires that); on wasm32 it
+/// is not, because the Worker's futures wrap JavaScript promises, which are `!Send`, and a
+/// Worker isolate has one thread anyway.
+#[cfg(not(target_arch = "wasm32"))]
+pub type PortFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A future returned by an object-safe port ([`Signatures`]); see the native definition.
+#[cfg(target_arch = "wasm32")]
+pub type PortFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// Public-key signatures: the only asymmetric cryptography the core needs (ID and logout token
+/// signatures, DPoP proofs, `private_key_jwt` client assertions). The core parses every JWS and
+/// checks every claim itself; the port only does the arithmetic, so a platform with native
+/// crypto (WebCrypto on Workers) need not ship its own. Signatures use the JWS encodings of
+/// RFC 7518 §3 and RFC 8037 §3.1: raw RSA bytes, ECDSA `r ‖ s`, raw Ed25519.
+///
+/// Object safe, so a backend holds one as `Box<dyn Signatures>` without a generic parameter.
+pub trait Signatures: Send + Sync {
+    /// Whether `signature` is a valid `alg` signature of `message` by `key`. A key the platform
+    /// refuses (a point off the curve, a weak RSA modulus) verifies nothing: `false`.
+    fn verify<'a>(
+        &'a self,
+        alg: Algorithm,
+        key: &'a PublicKey,
+        message: &'a [u8],
+        signature: &'a [u8],
+    ) -> PortFuture<'a, bool>;
+
+    /// Signs `message` with the client's key, with the key's algorithm ([`ClientKey::algorithm`]).
+    ///
+    /// # Errors
+    /// [`SignError`] when the platform refuses the key or fails; the request answers 500.
+    fn sign<'a>(&'a self, key: &'a ClientKey, message: &'a [u8]) -> PortFuture<'a, Result<Vec<u8>, SignError>>;
+}
+
+/// The platform could not sign; never carries key material.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignError(pub String);
+
+impl fmt::Display for SignError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "signing failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for SignError {}

@@ -13,7 +13,7 @@ use crate::oidc::dpop;
 use crate::oidc::id_token::{self, Header, IdTokenError};
 use crate::oidc::token::UpstreamError;
 use crate::ports::Deps;
-use crate::ports::{HttpClient, KvStore, Level, UnixTime};
+use crate::ports::{HttpClient, KvStore, Level, Signatures, UnixTime};
 
 /// Metadata and keys are refetched after this long.
 const CACHE_SECS: u64 = 3600;
@@ -159,6 +159,7 @@ impl ProviderCache {
         nonce: Option<&str>,
         config: &Config,
         deps: &Deps<'_, H, K>,
+        signatures: &dyn Signatures,
     ) -> Result<id_token::Claims, KeyError> {
         let metadata = self.metadata(config, deps).await.map_err(KeyError::Upstream)?;
         let header = id_token::header(token).map_err(KeyError::Token)?;
@@ -175,7 +176,9 @@ impl ProviderCache {
             client_id: &config.client_id,
             nonce,
         };
-        id_token::verify(token, &header.alg, &key, &expected, deps.clock.now()).map_err(KeyError::Token)
+        id_token::verify(token, &header.alg, &key, &expected, deps.clock.now(), signatures)
+            .await
+            .map_err(KeyError::Token)
     }
 }
 

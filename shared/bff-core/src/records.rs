@@ -91,7 +91,7 @@ pub(crate) async fn remember_logout_token<H, K: KvStore>(
     jti: &str,
     exp: UnixTime,
 ) -> Result<(), Unavailable> {
-    let expires = UnixTime(exp.0.max(ctx.now.0) + 120);
+    let expires = UnixTime(exp.0.max(ctx.now.0).saturating_add(120));
     put_sealed(ctx, store, &jti_key(ctx, jti), b"seen", expires, Write::Always).await?;
     Ok(())
 }
@@ -156,14 +156,18 @@ pub(crate) async fn revoke<H, K: KvStore>(
 
 /// Across isolates and containers (http-api.md: bff-token): before presenting a refresh
 /// token, look for a rotation another instance stored under its hash, and claim the refresh with
-/// a conditional write (exactly one winner on DynamoDB; best effort on Workers KV, which has no
-/// compare-and-swap). A loser waits for the winner's result up to the HTTP timeout, then
-/// refreshes itself (the winner may have failed).
+/// a conditional write (exactly one winner on DynamoDB and in a session's Durable Object; best
+/// effort on Workers KV, which has no compare-and-swap). A loser waits for the winner's result up
+/// to the HTTP timeout, then refreshes itself (the winner may have failed). `session` is the
+/// session's id, which names its coordinator where the platform has them.
 pub(crate) async fn shared_claim<H: HttpClient, K: KvStore>(
     ctx: &Ctx<'_, H, K>,
+    session: &str,
     refresh_token: &str,
 ) -> Option<Rotation> {
-    let store = ctx.deps.store?;
+    let deployment = ctx.deps.store?;
+    let coordinator = coordinator(deployment, session);
+    let store = coordinator.as_ref().unwrap_or(deployment);
     let (done_key, claim_key) = shared_keys(refresh_token);
     let find = async || {
         get_sealed(ctx, store, &done_key)
@@ -197,8 +201,15 @@ pub(crate) async fn shared_claim<H: HttpClient, K: KvStore>(
 }
 
 /// Stores a rotation for the other instances, sealed, for 30 s.
-pub(crate) async fn publish<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>, refresh_token: &str, rotation: &Rotation) {
-    let Some(store) = ctx.deps.store else { return };
+pub(crate) async fn publish<H: HttpClient, K: KvStore>(
+    ctx: &Ctx<'_, H, K>,
+    session: &str,
+    refresh_token: &str,
+    rotation: &Rotation,
+) {
+    let Some(deployment) = ctx.deps.store else { return };
+    let coordinator = coordinator(deployment, session);
+    let store = coordinator.as_ref().unwrap_or(deployment);
     let (done_key, _) = shared_keys(refresh_token);
     let payload = serde_json::to_vec(rotation).unwrap_or_default();
     let expires = UnixTime(ctx.deps.clock.now().0 + MEMORY_SECS);
@@ -207,10 +218,22 @@ pub(crate) async fn publish<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>, refr
 
 /// Gives up a claim after a failed refresh, or one that did not rotate, so other instances need
 /// not wait it out.
-pub(crate) async fn release<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>, refresh_token: &str) {
-    if let Some(store) = ctx.deps.store {
+pub(crate) async fn release<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>, session: &str, refresh_token: &str) {
+    if let Some(deployment) = ctx.deps.store {
+        let coordinator = coordinator(deployment, session);
+        let store = coordinator.as_ref().unwrap_or(deployment);
         let _ = store.delete(&shared_keys(refresh_token).1).await;
     }
+}
+
+/// The coordinator of session `id` ([`KvStore::coordinator`]), named by a hash: in KV mode the id
+/// is also the key of the session's record. Sessions sealed before they had ids have none.
+fn coordinator<K: KvStore>(store: &K, id: &str) -> Option<K> {
+    if id.is_empty() {
+        return None;
+    }
+    let name = URL_SAFE_NO_PAD.encode(Sha256::digest(format!("coordinator|{id}").as_bytes()));
+    store.coordinator(&name)
 }
 
 fn shared_keys(refresh_token: &str) -> (String, String) {

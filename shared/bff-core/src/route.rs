@@ -29,6 +29,19 @@ impl Route {
         matches!(self, Self::Token | Self::SessionInfo | Self::Logout)
     }
 
+    /// The route's name in log lines (http-api.md: Logs).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Token => "bff-token",
+            Self::SessionInfo => "bff-sessioninfo",
+            Self::Configuration => "bff-configuration",
+            Self::Login => "login",
+            Self::Callback => "callback",
+            Self::Logout => "logout",
+            Self::BackchannelLogout => "backchannel-logout",
+        }
+    }
+
     /// Resolves `path` (without query) under `base`.
     pub(crate) fn resolve(method: &Method, path: &str, base: &str) -> Result<Self, Miss> {
         let Some(rest) = path.strip_prefix(base) else {

@@ -6,6 +6,7 @@
 //! tried: a rotated refresh token must be saved, a logout must reach the store. A fast failure (a
 //! refusal, a throttle on one key) says nothing about the next call and does not trip it.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::ports::{Clock, KvError, KvStore};
@@ -23,17 +24,31 @@ pub(crate) fn hung_since(clock: &dyn Clock, started: u64) -> bool {
 const SKIPPABLE: [&str; 2] = ["rotation:", "rotating:"];
 
 pub(crate) struct StoreBreaker<'a, K> {
-    store: &'a K,
+    store: Store<'a, K>,
     clock: &'a dyn Clock,
-    hung: AtomicBool,
+    /// Shared with the session coordinators this breaker hands out: one hung call is enough.
+    hung: Arc<AtomicBool>,
+}
+
+enum Store<'a, K> {
+    Deployment(&'a K),
+    /// A session's coordinator ([`KvStore::coordinator`]).
+    Coordinator(K),
 }
 
 impl<'a, K: KvStore> StoreBreaker<'a, K> {
     pub(crate) fn new(store: &'a K, clock: &'a dyn Clock) -> Self {
         Self {
-            store,
+            store: Store::Deployment(store),
             clock,
-            hung: AtomicBool::new(false),
+            hung: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn store(&self) -> &K {
+        match &self.store {
+            Store::Deployment(store) => store,
+            Store::Coordinator(store) => store,
         }
     }
 
@@ -59,24 +74,32 @@ impl<'a, K: KvStore> StoreBreaker<'a, K> {
 
 impl<K: KvStore> KvStore for StoreBreaker<'_, K> {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.call("get", key, self.store.get(key)).await
+        self.call("get", key, self.store().get(key)).await
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<(), KvError> {
-        self.call("put", key, self.store.put(key, value, ttl_secs)).await
+        self.call("put", key, self.store().put(key, value, ttl_secs)).await
     }
 
     async fn put_if_absent(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<bool, KvError> {
-        self.call("put_if_absent", key, self.store.put_if_absent(key, value, ttl_secs))
+        self.call("put_if_absent", key, self.store().put_if_absent(key, value, ttl_secs))
             .await
     }
 
     async fn put_if_present(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<bool, KvError> {
-        self.call("put_if_present", key, self.store.put_if_present(key, value, ttl_secs))
+        self.call("put_if_present", key, self.store().put_if_present(key, value, ttl_secs))
             .await
     }
 
     async fn delete(&self, key: &str) -> Result<(), KvError> {
-        self.call("delete", key, self.store.delete(key)).await
+        self.call("delete", key, self.store().delete(key)).await
+    }
+
+    fn coordinator(&self, name: &str) -> Option<Self> {
+        Some(Self {
+            store: Store::Coordinator(self.store().coordinator(name)?),
+            clock: self.clock,
+            hung: Arc::clone(&self.hung),
+        })
     }
 }

@@ -763,3 +763,55 @@ fn a_logout_recorded_elsewhere_ends_the_session_within_ten_seconds() {
     world.clock.advance(9);
     assert!(!alive(&world, &mut alice), "ended within 10 s");
 }
+
+/// Workers KV alone cannot make two isolates' refreshes single flight (its conditional write is
+/// a read, then a write): two tabs asking two instances at once for keys that both need a
+/// refresh present one rotating refresh token twice, and the provider revokes the grant. With a
+/// coordinator per session (the `BFF_COORDINATOR` Durable Object), each key is refreshed once
+/// with the token the other refresh returned, and the records live in the session's coordinator.
+#[test]
+fn a_session_coordinator_makes_refreshes_single_flight_across_instances() {
+    for coordinated in [false, true] {
+        let store = if coordinated {
+            MemoryStore::with_coordinators
+        } else {
+            MemoryStore::eventually_consistent
+        };
+        let world = World::with_store(&[("BFF_SCOPES", SCOPES)], store);
+        let browser = logged_in(&world, "alice");
+        let other = world.instance();
+        let before = world.provider.refreshes();
+        let (mut here, mut there) = (browser.clone(), browser.clone());
+        let headers = [("x-csrf", "1"), ("sec-fetch-site", "same-origin")];
+        let elsewhere = bff_core::testing::request(
+            Method::GET,
+            "/.well-known/bff-token?scope=api%3Awrite",
+            &headers,
+            Vec::new(),
+        );
+        let (first, second) = block_on(futures::future::join(
+            world.token(&mut here, "scope=api%3Aread"),
+            world.send_via(&other, &mut there, elsewhere, Site::Same),
+        ));
+        if !coordinated {
+            assert_eq!(world.provider.reuse_detected(), 1, "the failure a coordinator prevents");
+            continue;
+        }
+        assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+        assert_eq!(second.status, StatusCode::OK, "{}", second.text());
+        assert_eq!(world.provider.refreshes(), before + 2, "one refresh per key");
+        assert_eq!(world.provider.reuse_detected(), 0);
+        let store = world.store.as_ref().unwrap();
+        assert!(store.keys("rotation:").is_empty(), "nothing in KV");
+        let coordinated: Vec<String> = store
+            .keys("")
+            .into_iter()
+            .filter(|k| k.contains("|rotation:"))
+            .collect();
+        assert_eq!(
+            coordinated.len(),
+            2,
+            "both rotations in the session's coordinator: {coordinated:?}"
+        );
+    }
+}

@@ -25,6 +25,16 @@ function dpopFeature(cfg) {
   return { enabled: true };
 }
 
+// `par: false` turns pushed authorization requests (RFC 9126) off: discovery then has no
+// pushed_authorization_request_endpoint and a request_uri is refused. `par_required: true` makes
+// the whole provider take nothing but pushed requests (discovery says
+// require_pushed_authorization_requests); a client can ask the same for itself with the client
+// metadata `require_pushed_authorization_requests`. Default: oidc-provider's own, PAR on, optional.
+function parFeature(cfg) {
+  if (cfg.par === false) return { enabled: false };
+  return { enabled: true, requirePushedAuthorizationRequests: cfg.par_required === true };
+}
+
 export function generateSigningKey(kind = 'RSA') {
   const kid = `${kind.toLowerCase()}-${crypto.randomBytes(6).toString('base64url')}`;
   if (kind === 'EC') {
@@ -188,6 +198,7 @@ export function buildProvider({ cfg, store, keys, clients, counts, log }) {
       backchannelLogout: { enabled: true },
       claimsParameter: { enabled: false },
       dPoP: dpopFeature(cfg),
+      pushedAuthorizationRequests: parFeature(cfg),
       resourceIndicators: resourcesOn
         ? {
           enabled: true,
@@ -221,6 +232,20 @@ export function buildProvider({ cfg, store, keys, clients, counts, log }) {
     }
   });
 
+  // Each pushed authorization request as the client sent it (oidc-provider itself keeps only the
+  // parameters it recognises), under the request_uri it got: GET /pushed-requests.
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.method === 'POST' && ctx.path === '/request' && ctx.status === 201) {
+      const params = { ...ctx.oidc?.body };
+      for (const key of ['client_secret', 'client_assertion', 'client_assertion_type']) delete params[key];
+      store.recordPush(ctx.body.request_uri, params);
+    }
+  });
+
+  provider.on('pushed_authorization_request.success', () => {
+    counts.pushed_authorization_request += 1;
+  });
   provider.on('grant.success', (ctx) => {
     const gt = ctx.oidc.params?.grant_type;
     if (gt === 'authorization_code') counts.authorization_code += 1;
@@ -245,6 +270,7 @@ export function buildProvider({ cfg, store, keys, clients, counts, log }) {
   for (const ev of [
     'authorization.error', 'introspection.error', 'revocation.error', 'userinfo.error',
     'end_session.error', 'end_session_confirm.error', 'jwks.error', 'discovery.error',
+    'pushed_authorization_request.error',
   ]) {
     provider.on(ev, (_ctx, err) => log(`${ev} ${describe(err)}`));
   }

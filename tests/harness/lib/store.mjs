@@ -3,7 +3,8 @@
 // One HarnessStore holds every model's records (so a rebuilt Provider instance, e.g.
 // after /rotate-keys, sees the same sessions, grants and tokens). It also keeps an
 // issue-ordered log of RefreshToken records so the control API can list them, including
-// ones the provider has since destroyed (revoked / grant revoked).
+// ones the provider has since destroyed (revoked / grant revoked), and one of pushed
+// authorization requests (RFC 9126) as the client sent them, kept after they are used or expire.
 
 const epoch = () => Math.floor(Date.now() / 1000);
 const clone = (v) => (v === undefined ? undefined : structuredClone(v));
@@ -15,6 +16,17 @@ export class HarnessStore {
     this.userCodes = new Map(); // user code -> device code id
     this.refreshLog = []; // { id, payload, revoked }
     this.refreshIndex = new Map(); // id -> log entry
+    this.pushLog = []; // { request_uri, params }
+  }
+
+  recordPush(requestUri, params) {
+    this.pushLog.push({ request_uri: requestUri, params });
+  }
+
+  // Every pushed authorization request, in order: the request_uri it got and the parameters
+  // pushed (a repeated one as an array), client authentication left out.
+  pushedRequests() {
+    return this.pushLog;
   }
 
   table(model) {

@@ -60,8 +60,13 @@ async fn end_sessions<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>, store: &K)
         Err(KeyError::Token(reason)) => return Err(refused(reason)),
         Err(error) => return Err(error.into()),
     };
-    let logout =
-        logout_token::verify(token, &header.alg, &key, &config.issuer, &config.client_id, ctx.now).map_err(refused)?;
+    let expected = logout_token::Expected {
+        issuer: &config.issuer,
+        client_id: &config.client_id,
+    };
+    let logout = logout_token::verify(token, &header.alg, &key, &expected, ctx.now, ctx.signatures)
+        .await
+        .map_err(refused)?;
     // 7. A `jti` seen before is a replay. It is recorded only once the sessions are ended, so a
     //    provider retrying after a failure here (Back-Channel Logout 1.0 §2.8) is not refused.
     if records::logout_token_seen(ctx, store, &logout.jti).await? {

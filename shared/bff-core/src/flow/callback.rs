@@ -66,7 +66,7 @@ async fn finish<H: HttpClient, K: KvStore>(
     }
     let metadata = ctx.provider.metadata(config, ctx.deps).await?;
     let code = authorization_code(params, config, &metadata)?;
-    let assertion = token::client_assertion(config, ctx.now, ctx.deps.random)?;
+    let assertion = token::client_assertion(config, ctx.signatures, ctx.now, ctx.deps.random, ctx.deps.log).await?;
     // The first access token is for the default resource when it was asked for, else the first.
     let first_resource = txn
         .resources
@@ -101,7 +101,7 @@ async fn finish<H: HttpClient, K: KvStore>(
     }
     let claims = ctx
         .provider
-        .validate_id_token(raw_id_token, Some(&txn.nonce), config, ctx.deps)
+        .validate_id_token(raw_id_token, Some(&txn.nonce), config, ctx.deps, ctx.signatures)
         .await
         .inspect_err(|e| ctx.deps.log.line(Level::Warn, &format!("ID token refused: {e:?}")))?;
     let mut source = claims.other;

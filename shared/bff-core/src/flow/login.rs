@@ -1,5 +1,6 @@
 //! `GET B/bff/login`: start the authorization code flow (http-api.md: login; RFC 6749 §4.1.1,
-//! RFC 7636, OpenID Connect Core §3.1.2.1, RFC 8707).
+//! RFC 7636, OpenID Connect Core §3.1.2.1, RFC 8707), pushing the request first where the issuer
+//! offers it (RFC 9126).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,8 +12,10 @@ use crate::cookie::{SameSite, SetCookie};
 use crate::ctx::Ctx;
 use crate::error::PageError;
 use crate::flow::{dpop_offered, query, single};
-use crate::oidc::{dpop, pkce};
-use crate::ports::{HttpClient, KvStore, RandomError, SecureRandom};
+use crate::oidc::par::{self, Misconfigured};
+use crate::oidc::{dpop, pkce, token};
+use crate::ports::{HttpClient, KvStore, Level, RandomError, SecureRandom};
+use crate::provider;
 use crate::response;
 use crate::session::LoginTxn;
 use crate::session_cookie::{self, TXN_COOKIE_PREFIX};
@@ -53,6 +56,11 @@ async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respons
     if let Err(error) = dpop_offered(ctx, &metadata) {
         return Ok(error.into_response());
     }
+    let push_endpoint = par::push_endpoint(config.par, &metadata).map_err(|Misconfigured(why)| {
+        ctx.deps.log.line(Level::Error, why);
+        PageError::ServerError
+    })?;
+    let authorization_endpoint = parse_url(&metadata.authorization_endpoint).ok_or(PageError::Unavailable)?;
     let (scope, resources) = grant_wanted(ctx, &request).await;
     let random = ctx.deps.random;
     let txn = LoginTxn {
@@ -65,13 +73,22 @@ async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respons
         resources,
         dpop_jkt: request.dpop_jkt.map(str::to_owned),
     };
-    let url = authorization_url(config, &metadata.authorization_endpoint, &txn, request.prompt)?;
+    let params = authorization_params(config, &txn, request.prompt);
     let new_txn = session_cookie::seal_txn(&txn, config, random)?;
     if new_txn.size() > TXN_BUDGET {
         return Err(PageError::BadRequest(
             "This sign-in asks for too much at once (return_to, scope and resource together).",
         ));
     }
+    // Pushed only once the transaction is known to fit: a failed push sets no cookie.
+    let url = match push_endpoint {
+        Some(endpoint) => push(ctx, endpoint, authorization_endpoint, &params).await?,
+        None => {
+            let mut url = authorization_endpoint;
+            url.query_pairs_mut().extend_pairs(&params);
+            url
+        }
+    };
     let mut cookies = prune_txns(ctx, new_txn.size());
     cookies.push(new_txn);
     Ok(response::with_cookies(response::redirect(url.as_str()), &cookies))
@@ -172,34 +189,75 @@ async fn grant_wanted<H: HttpClient, K: KvStore>(
     (scopes.join(" "), resources)
 }
 
-/// The authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3, OpenID Connect Core §3.1.2.1,
-/// RFC 8707 §2); a `prompt` of the request replaces a configured one.
-fn authorization_url(config: &Config, endpoint: &str, txn: &LoginTxn, prompt: Option<&str>) -> Result<Url, PageError> {
-    let mut url = parse_url(endpoint).ok_or(PageError::Unavailable)?;
-    {
-        let mut query = url.query_pairs_mut();
-        query
-            .append_pair("response_type", "code")
-            .append_pair("client_id", &config.client_id)
-            .append_pair("redirect_uri", &config.redirect_uri())
-            .append_pair("scope", &txn.scope)
-            .append_pair("state", &txn.state)
-            .append_pair("nonce", &txn.nonce)
-            .append_pair("code_challenge", &pkce::challenge(&txn.verifier))
-            .append_pair("code_challenge_method", "S256");
-        for resource in &txn.resources {
-            query.append_pair("resource", resource);
-        }
-        for (name, value) in &config.authorization_params {
-            if !(name == "prompt" && prompt.is_some()) {
-                query.append_pair(name, value);
-            }
-        }
-        if let Some(prompt) = prompt {
-            query.append_pair("prompt", prompt);
+/// The authorization request's parameters (RFC 6749 §4.1.1, RFC 7636 §4.3, OpenID Connect Core
+/// §3.1.2.1, RFC 8707 §2), for the URL or for the push; a `prompt` of the request replaces a
+/// configured one.
+fn authorization_params<'a>(config: &'a Config, txn: &LoginTxn, prompt: Option<&str>) -> Vec<(&'a str, String)> {
+    let mut params = vec![
+        ("response_type", "code".to_owned()),
+        ("client_id", config.client_id.clone()),
+        ("redirect_uri", config.redirect_uri()),
+        ("scope", txn.scope.clone()),
+        ("state", txn.state.clone()),
+        ("nonce", txn.nonce.clone()),
+        ("code_challenge", pkce::challenge(&txn.verifier)),
+        ("code_challenge_method", "S256".to_owned()),
+    ];
+    params.extend(txn.resources.iter().map(|resource| ("resource", resource.clone())));
+    for (name, value) in &config.authorization_params {
+        if !(name == "prompt" && prompt.is_some()) {
+            params.push((name.as_str(), value.clone()));
         }
     }
-    Ok(url)
+    if let Some(prompt) = prompt {
+        params.push(("prompt", prompt.to_owned()));
+    }
+    params
+}
+
+/// RFC 9126 §2: pushes `params` to `endpoint` with client authentication and returns the
+/// front-channel URL that names the pushed request (§4). An OAuth error is the provider refusing
+/// this request, shown as the callback shows one from the authorization endpoint (400 page), or
+/// the deployment's credentials (500 page); any other failure is the provider being unusable
+/// right now (503, try again). Each way one log line says what happened, never with a secret or
+/// the body.
+async fn push<H: HttpClient, K: KvStore>(
+    ctx: &Ctx<'_, H, K>,
+    endpoint: &str,
+    authorization_endpoint: Url,
+    params: &[(&str, String)],
+) -> Result<Url, PageError> {
+    let config = ctx.config;
+    // §2: the PAR endpoint accepts the issuer identifier as the assertion's audience, as the token
+    // endpoint does (RFC 7523 §3), so one kind of assertion serves both.
+    let assertion = token::client_assertion(config, ctx.signatures, ctx.now, ctx.deps.random, ctx.deps.log).await?;
+    let request = par::push_request(config, endpoint, params, assertion.as_deref());
+    // A transport failure or an oversized body is logged by `send` itself.
+    let response = provider::send(ctx.deps, config, request).await?;
+    let pushed = par::parse_push_response(&response).map_err(|failure| {
+        let line = format!("pushed authorization request failed: {failure}");
+        match failure.refusal() {
+            // The deployment's credentials, not the user's request: an operator must act.
+            Some((error, _)) if error == "invalid_client" || error == "unauthorized_client" => {
+                let hint = "check BFF_CLIENT_ID and the client credentials";
+                ctx.deps.log.line(Level::Error, &format!("{line}: {hint}"));
+                PageError::ServerError
+            }
+            Some((error, description)) => {
+                ctx.deps.log.line(Level::Warn, &line);
+                PageError::Provider { error, description }
+            }
+            None => {
+                ctx.deps.log.line(Level::Warn, &line);
+                PageError::Unavailable
+            }
+        }
+    })?;
+    Ok(par::authorization_redirect(
+        authorization_endpoint,
+        &config.client_id,
+        &pushed.request_uri,
+    ))
 }
 
 /// Whether the login is a top-level navigation from this origin's own pages (Fetch Metadata).

@@ -57,7 +57,11 @@ pub(crate) async fn logout<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Re
             Ok(metadata) => {
                 if let (Some(endpoint), Some(refresh_token)) = (&metadata.revocation_endpoint, &session.refresh_token) {
                     // Best effort: a failed revocation is logged, the logout still succeeds.
-                    let assertion = token::client_assertion(config, ctx.now, ctx.deps.random).ok().flatten();
+                    let assertion =
+                        token::client_assertion(config, ctx.signatures, ctx.now, ctx.deps.random, ctx.deps.log)
+                            .await
+                            .ok()
+                            .flatten();
                     let request =
                         token::revocation_request(config, endpoint, refresh_token.expose(), assertion.as_deref());
                     match provider::send(ctx.deps, config, request).await {

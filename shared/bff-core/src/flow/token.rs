@@ -180,7 +180,7 @@ async fn dpop_proof<'a, H: HttpClient, K: KvStore>(
         htu: &metadata.token_endpoint,
         now: ctx.now,
     };
-    let proof = dpop::verify(raw, &expected).map_err(refuse)?;
+    let proof = dpop::verify(raw, &expected, ctx.signatures).await.map_err(refuse)?;
     Ok(Presented {
         raw,
         has_nonce: proof.has_nonce,
@@ -339,7 +339,7 @@ async fn refresh<H: HttpClient, K: KvStore>(
             }
             Claim::Mine(guard) => guard,
         };
-        if let Some(rotation) = records::shared_claim(ctx, &refresh_token).await {
+        if let Some(rotation) = records::shared_claim(ctx, &session.id, &refresh_token).await {
             apply(session, &rotation);
             let entry = rotation
                 .serves(key, resource, ctx.deps.clock.now())
@@ -357,16 +357,16 @@ async fn refresh<H: HttpClient, K: KvStore>(
                 ..rotation
             },
             Err(refused) => {
-                records::release(ctx, &refresh_token).await;
+                records::release(ctx, &session.id, &refresh_token).await;
                 return Err(refused);
             }
         };
         apply(session, &rotation);
         let rotated = rotation.refresh_token.is_some();
         if rotated {
-            records::publish(ctx, &refresh_token, &rotation).await;
+            records::publish(ctx, &session.id, &refresh_token, &rotation).await;
         } else {
-            records::release(ctx, &refresh_token).await;
+            records::release(ctx, &session.id, &refresh_token).await;
         }
         let entry = rotation.entry.clone();
         guard.complete(rotation, rotated, ctx.deps.clock.now().0);
@@ -387,7 +387,14 @@ async fn exchange<H: HttpClient, K: KvStore>(
     let (key, resource) = (wanted.key, wanted.resource);
     let config = ctx.config;
     let metadata = ctx.provider.metadata(config, ctx.deps).await?;
-    let assertion = token::client_assertion(config, ctx.deps.clock.now(), ctx.deps.random)?;
+    let assertion = token::client_assertion(
+        config,
+        ctx.signatures,
+        ctx.deps.clock.now(),
+        ctx.deps.random,
+        ctx.deps.log,
+    )
+    .await?;
     // RFC 6749 §6: an omitted scope means the originally granted one.
     let grant = Grant::Refresh {
         refresh_token,
@@ -466,7 +473,11 @@ async fn refreshed_id_token<H: HttpClient, K: KvStore>(
         );
         Refused::SessionDead(ApiError::InvalidSession)
     };
-    match ctx.provider.validate_id_token(raw, None, ctx.config, ctx.deps).await {
+    match ctx
+        .provider
+        .validate_id_token(raw, None, ctx.config, ctx.deps, ctx.signatures)
+        .await
+    {
         Ok(claims) if claims.sub != session.sub => Err(mismatch("sub")),
         Ok(claims)
             if claims

@@ -25,6 +25,12 @@ pub(crate) struct Metadata {
     /// RFC 9449 §5.1: the proof algorithms the token endpoint accepts.
     #[serde(default)]
     pub(crate) dpop_signing_alg_values_supported: Vec<String>,
+    /// RFC 9126 §5: where authorization requests are pushed.
+    #[serde(default)]
+    pub(crate) pushed_authorization_request_endpoint: Option<String>,
+    /// RFC 9126 §5: the issuer takes only pushed authorization requests.
+    #[serde(default)]
+    pub(crate) require_pushed_authorization_requests: bool,
 }
 
 /// Why metadata was refused.
@@ -57,6 +63,7 @@ pub(crate) fn parse_metadata(body: &[u8], config: &Config) -> Result<Metadata, M
         metadata.userinfo_endpoint.as_ref(),
         metadata.revocation_endpoint.as_ref(),
         metadata.end_session_endpoint.as_ref(),
+        metadata.pushed_authorization_request_endpoint.as_ref(),
     ];
     for endpoint in endpoints.into_iter().flatten() {
         let url = parse_url(endpoint).ok_or(MetadataError::Malformed)?;
@@ -143,5 +150,35 @@ mod tests {
         );
         assert_eq!(jwks.candidates(None, "RS256").count(), 1);
         assert!(Jwks::parse(b"not json").is_none());
+    }
+
+    #[test]
+    fn the_par_endpoint_is_checked_like_the_others() {
+        let config = crate::config::tests::config(&[]);
+        let metadata = |par: &str| {
+            serde_json::json!({
+                "issuer": "https://idp.example",
+                "authorization_endpoint": "https://idp.example/authorize",
+                "token_endpoint": "https://idp.example/token",
+                "jwks_uri": "https://idp.example/jwks",
+                "pushed_authorization_request_endpoint": par,
+                "require_pushed_authorization_requests": true,
+            })
+            .to_string()
+        };
+        let parsed = parse_metadata(metadata("https://idp.example/par").as_bytes(), &config).unwrap();
+        assert_eq!(
+            parsed.pushed_authorization_request_endpoint.as_deref(),
+            Some("https://idp.example/par")
+        );
+        assert!(parsed.require_pushed_authorization_requests);
+        assert_eq!(
+            parse_metadata(metadata("http://idp.example/par").as_bytes(), &config).unwrap_err(),
+            MetadataError::InsecureEndpoint
+        );
+        assert_eq!(
+            parse_metadata(metadata("not a url").as_bytes(), &config).unwrap_err(),
+            MetadataError::Malformed
+        );
     }
 }

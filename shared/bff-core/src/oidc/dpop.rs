@@ -3,23 +3,21 @@
 //! The browser signs a proof for the authorization server's token endpoint with its
 //! non-extractable key; the backend checks it against the thumbprint pinned in the session and
 //! forwards it unchanged as the refresh request's `DPoP` header, so the access token minted is
-//! bound to the browser's key. The signature is checked with RustCrypto's `p256` (the curve
-//! jwt-simple itself uses): jwt-simple's token parser takes a header `jwk` for a string, while a
-//! proof carries it as an object.
+//! bound to the browser's key. The proof is parsed and its `jwk` read here; the signature is
+//! checked through the [`Signatures`] port.
 
 use std::sync::Mutex;
 
-use crate::urls::parse_url;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jwt_simple::prelude::ES256PublicKey;
-use p256::ecdsa::signature::Verifier as _;
-use p256::ecdsa::{Signature, VerifyingKey};
 use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
 
+use crate::keys::{Algorithm, Curve, PublicKey};
 use crate::oidc::discovery::Metadata;
-use crate::ports::UnixTime;
+use crate::ports::{Signatures, UnixTime};
 use crate::secret::constant_time_eq;
+use crate::urls::parse_url;
 
 /// RFC 9449 §4.1: the header that carries a proof, from the browser and on to the token endpoint.
 pub(crate) const DPOP: &str = "dpop";
@@ -94,7 +92,11 @@ impl ProofError {
 
 /// RFC 9449 §4.3: checks `raw` for forwarding to `expected.htu`. The `jti` is checked for replay
 /// by the authorization server, which sees every proof that reaches it.
-pub(crate) fn verify(raw: &str, expected: &Expected<'_>) -> Result<Proof, ProofError> {
+pub(crate) async fn verify(
+    raw: &str,
+    expected: &Expected<'_>,
+    signatures: &dyn Signatures,
+) -> Result<Proof, ProofError> {
     if raw.len() > MAX_PROOF_LEN || !raw.is_ascii() {
         return Err(ProofError::Malformed);
     }
@@ -117,25 +119,27 @@ pub(crate) fn verify(raw: &str, expected: &Expected<'_>) -> Result<Proof, ProofE
     if header.contains_key("crit") {
         return Err(ProofError::Malformed);
     }
-    let jwk = match header.get("jwk") {
-        Some(jwk @ Value::Object(_)) => jwk.to_string(),
+    let (key, thumbprint) = match header.get("jwk") {
+        Some(Value::Object(jwk)) => public_p256(jwk).ok_or(ProofError::Key)?,
         _ => return Err(ProofError::Key),
     };
-    // jwt-simple's strict JWK import refuses private members, other curves and bad points.
-    let key = ES256PublicKey::from_jwk(&jwk).map_err(|_| ProofError::Key)?;
-    if !constant_time_eq(&key.jwk_thumbprint(), expected.jkt) {
+    if !constant_time_eq(&thumbprint, expected.jkt) {
         return Err(ProofError::Thumbprint);
     }
+    // RFC 7518 §3.4: an ES256 signature is `r ‖ s`, 64 bytes.
     let signature = URL_SAFE_NO_PAD
         .decode(signature)
         .ok()
-        .and_then(|bytes| Signature::from_slice(&bytes).ok())
+        .filter(|bytes| bytes.len() == 64)
         .ok_or(ProofError::Signature)?;
-    let verifying = VerifyingKey::from_sec1_bytes(&key.to_bytes()).map_err(|_| ProofError::Key)?;
     let signed = &raw[..header_part.len() + 1 + claims_part.len()];
-    verifying
-        .verify(signed.as_bytes(), &signature)
-        .map_err(|_| ProofError::Signature)?;
+    // A point off the curve verifies nothing: the platform refuses it on import.
+    if !signatures
+        .verify(Algorithm::Es256, &key, signed.as_bytes(), &signature)
+        .await
+    {
+        return Err(ProofError::Signature);
+    }
 
     let claims = json_object(claims_part)?;
     // §4.3 checks 8–11.
@@ -160,6 +164,47 @@ pub(crate) fn verify(raw: &str, expected: &Expected<'_>) -> Result<Proof, ProofE
         Some(_) => return Err(ProofError::Nonce),
     };
     Ok(Proof { has_nonce })
+}
+
+/// RFC 9449 §4.3 check 6: the header's `jwk` is a public P-256 key (RFC 7518 §6.2.1) — no
+/// private members (§6.2.2), coordinates of 32 bytes — with its RFC 7638 §3 thumbprint: the
+/// SHA-256 of the required members in lexicographic order, without whitespace.
+fn public_p256(jwk: &Map<String, Value>) -> Option<(PublicKey, String)> {
+    let member = |name: &str| jwk.get(name).and_then(Value::as_str);
+    if member("kty") != Some("EC") || member("crv") != Some("P-256") {
+        return None;
+    }
+    if ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
+        .iter()
+        .any(|m| jwk.contains_key(*m))
+    {
+        return None;
+    }
+    // RFC 7517 §4.2–4.4: a key that says it is for something else is not a proof key.
+    let for_signing = match jwk.get("key_ops") {
+        None => true,
+        Some(Value::Array(ops)) => ops.iter().any(|op| op.as_str() == Some("verify")),
+        Some(_) => false,
+    };
+    if !for_signing
+        || jwk.get("use").is_some_and(|u| u.as_str() != Some("sig"))
+        || jwk.get("alg").is_some_and(|a| a.as_str() != Some("ES256"))
+    {
+        return None;
+    }
+    let coordinate = |name: &str| URL_SAFE_NO_PAD.decode(member(name)?).ok();
+    let key = PublicKey::ec(Curve::P256, coordinate("x")?, coordinate("y")?)?;
+    let PublicKey::Ec { x, y, .. } = &key else {
+        return None;
+    };
+    // Re-encoded from the bytes, so the thumbprint is of the canonical form.
+    let canonical = format!(
+        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+        URL_SAFE_NO_PAD.encode(x),
+        URL_SAFE_NO_PAD.encode(y)
+    );
+    let thumbprint = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
+    Some((key, thumbprint))
 }
 
 /// §4.3 check 9: `htu` names the endpoint, ignoring query and fragment, compared after the URL

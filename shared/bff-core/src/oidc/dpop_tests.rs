@@ -12,14 +12,12 @@ type Edit = dyn FnOnce(&mut Map<String, Value>, &mut Map<String, Value>);
 
 fn check(proof: &str, key: &BrowserKey) -> Result<Proof, ProofError> {
     let jkt = key.thumbprint();
-    verify(
-        proof,
-        &Expected {
-            jkt: &jkt,
-            htu: TOKEN_ENDPOINT,
-            now: UnixTime(NOW),
-        },
-    )
+    let expected = Expected {
+        jkt: &jkt,
+        htu: TOKEN_ENDPOINT,
+        now: UnixTime(NOW),
+    };
+    futures::executor::block_on(verify(proof, &expected, &crate::RustCrypto))
 }
 
 fn bent(edit: impl FnOnce(&mut Map<String, Value>, &mut Map<String, Value>)) -> Result<Proof, ProofError> {
@@ -187,6 +185,32 @@ fn every_defect_is_refused() {
         }
     });
     assert_eq!(leaked.unwrap_err(), ProofError::Key);
+    // A key that says it is for another algorithm or use (RFC 7517 §4.2–4.4).
+    for (member, value) in [
+        ("alg", json!("HS256")),
+        ("use", json!("enc")),
+        ("key_ops", json!(["encrypt"])),
+        ("key_ops", json!("verify")),
+    ] {
+        let misused = bent(|h, _| {
+            if let Some(Value::Object(jwk)) = h.get_mut("jwk") {
+                jwk.insert(member.into(), value.clone());
+            }
+        });
+        assert_eq!(misused.unwrap_err(), ProofError::Key, "{member}: {value}");
+    }
+    for (member, value) in [
+        ("alg", json!("ES256")),
+        ("use", json!("sig")),
+        ("key_ops", json!(["verify"])),
+    ] {
+        let declared = bent(|h, _| {
+            if let Some(Value::Object(jwk)) = h.get_mut("jwk") {
+                jwk.insert(member.into(), value.clone());
+            }
+        });
+        assert!(declared.is_ok(), "{member}: {value}");
+    }
 }
 
 #[test]

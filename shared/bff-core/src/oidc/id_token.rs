@@ -1,19 +1,19 @@
-//! ID token validation (OpenID Connect Core 1.0 §3.1.3.7) with jwt-simple for the signature.
-//!
-//! The clock is injected: jwt-simple is given the current time (`artificial_time`), never reads
-//! the system clock, and every claim jwt-simple treats as optional is checked here as required.
+//! ID token validation (OpenID Connect Core 1.0 §3.1.3.7). The token is parsed and its claims
+//! checked here ([`jws`]); only the signature goes through the [`Signatures`] port. The clock is
+//! injected, and every claim a JWT library would treat as optional is checked as required.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jwt_simple::prelude::*;
 use serde_json::{Map, Value};
 
+use crate::keys::{Algorithm, Curve, PublicKey};
 use crate::oidc::discovery::Jwk;
-use crate::ports::UnixTime;
+use crate::oidc::jws::{self, JwsError};
+use crate::ports::{Signatures, UnixTime};
 use crate::secret::constant_time_eq;
 
-/// Clock skew tolerated on `exp` and `iat`.
-const LEEWAY_SECS: u64 = 60;
+#[cfg(test)]
+use crate::oidc::jws::LEEWAY_SECS;
 
 /// Why an ID token was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +28,15 @@ pub(crate) enum IdTokenError {
     Signature,
 }
 
+impl From<JwsError> for IdTokenError {
+    fn from(error: JwsError) -> Self {
+        match error {
+            JwsError::Malformed | JwsError::Critical => Self::Malformed,
+            JwsError::Signature | JwsError::Time => Self::Signature,
+        }
+    }
+}
+
 /// The header fields that pick the verification key.
 pub(crate) struct Header {
     pub(crate) alg: String,
@@ -36,10 +45,10 @@ pub(crate) struct Header {
 
 /// Reads the (unverified) header.
 pub(crate) fn header(token: &str) -> Result<Header, IdTokenError> {
-    let metadata = Token::decode_metadata(token).map_err(|_| IdTokenError::Malformed)?;
+    let jws = jws::parse(token)?;
     Ok(Header {
-        alg: metadata.algorithm().to_owned(),
-        kid: metadata.key_id().map(str::to_owned),
+        alg: jws.alg,
+        kid: jws.kid,
     })
 }
 
@@ -63,22 +72,22 @@ pub(crate) struct Claims {
 }
 
 /// Verifies `token` with `key` and checks the claims in Core §3.1.3.7's order.
-pub(crate) fn verify(
+pub(crate) async fn verify(
     token: &str,
     alg: &str,
     key: &Jwk,
     expected: &Expected<'_>,
     now: UnixTime,
+    signatures: &dyn Signatures,
 ) -> Result<Claims, IdTokenError> {
-    let claims = verify_signature(token, alg, key, now)?;
+    let claims = verify_signature(token, alg, key, now, signatures).await?;
 
     // 2. `iss` MUST exactly match the issuer.
     if claims.issuer.as_deref() != Some(expected.issuer) {
         return Err(IdTokenError::Claim("iss"));
     }
     // 3. `aud` MUST contain the client_id.
-    let audiences = audiences(&claims);
-    if !audiences.iter().any(|a| a == expected.client_id) {
+    if !claims.audiences.iter().any(|a| a == expected.client_id) {
         return Err(IdTokenError::Claim("aud"));
     }
     // 4. With several audiences, `azp` must be present; when present it must be the client_id.
@@ -87,13 +96,13 @@ pub(crate) fn verify(
         None | Some(Value::Null) => None,
         Some(azp) => Some(azp.as_str().ok_or(IdTokenError::Claim("azp"))?),
     };
-    if (audiences.len() > 1 && azp.is_none()) || azp.is_some_and(|azp| azp != expected.client_id) {
+    if (claims.audiences.len() > 1 && azp.is_none()) || azp.is_some_and(|azp| azp != expected.client_id) {
         return Err(IdTokenError::Claim("azp"));
     }
-    // 7. The current time MUST be before `exp` (jwt-simple checked it with the leeway when present).
+    // 7. The current time MUST be before `exp` (checked with the leeway when present).
     claims.expires_at.ok_or(IdTokenError::Claim("exp"))?;
-    // 8. `iat` is required by Core §2 and must not be in the future.
-    issued_at(&claims, now)?;
+    // 8. `iat` is required by Core §2 (its future was refused with the time window).
+    claims.issued_at.ok_or(IdTokenError::Claim("iat"))?;
     // 9. The nonce must equal the one sent; on refresh, one present must equal the original
     //    (checked by the caller), so absence is fine.
     match (expected.nonce, claims.nonce.as_deref()) {
@@ -103,7 +112,6 @@ pub(crate) fn verify(
     }
     let sub = claims
         .subject
-        .clone()
         .filter(|s| !s.is_empty())
         .ok_or(IdTokenError::Claim("sub"))?;
     let mut other = claims.custom;
@@ -119,79 +127,44 @@ pub(crate) fn verify(
     })
 }
 
-/// `iat`, which must be present and not in the future (beyond the leeway).
-pub(crate) fn issued_at<T>(claims: &JWTClaims<T>, now: UnixTime) -> Result<u64, IdTokenError> {
-    let iat = claims
-        .issued_at
-        .map(|t| t.as_secs())
-        .ok_or(IdTokenError::Claim("iat"))?;
-    if iat > now.0 + LEEWAY_SECS {
-        return Err(IdTokenError::Claim("iat"));
-    }
-    Ok(iat)
-}
-
-/// The `aud` values, whether the token has one string or an array.
-pub(crate) fn audiences<T>(claims: &JWTClaims<T>) -> Vec<String> {
-    match &claims.audiences {
-        Some(Audiences::AsString(a)) => vec![a.clone()],
-        Some(Audiences::AsSet(set)) => set.iter().cloned().collect(),
-        None => Vec::new(),
-    }
-}
-
-/// Checks the signature with `key` and the time window at `now` (with leeway); jwt-simple is
-/// handed the injected time and never reads the clock.
-pub(crate) fn verify_signature(
+/// Checks the signature with `key` for `alg` (the allow-listed algorithm the key was picked
+/// for) and the time window at `now` with leeway (RFC 7519 §4.1.4–4.1.6).
+pub(crate) async fn verify_signature(
     token: &str,
     alg: &str,
     key: &Jwk,
     now: UnixTime,
-) -> Result<JWTClaims<Map<String, Value>>, IdTokenError> {
-    let options = VerificationOptions {
-        artificial_time: Some(UnixTimeStamp::from_secs(now.0)),
-        time_tolerance: Some(Duration::from_secs(LEEWAY_SECS)),
-        max_token_length: Some(64 * 1024),
-        ..VerificationOptions::default()
-    };
+    signatures: &dyn Signatures,
+) -> Result<jws::Claims, IdTokenError> {
+    let (alg, key) = public_key(alg, key)?;
+    let claims = jws::parse(token)?.verify(alg, &key, signatures).await?;
+    claims.check_time(now)?;
+    Ok(claims)
+}
+
+/// The algorithm and the key's components, when `key` is of the kind `alg` needs (RFC 7518
+/// §6.2.1, §6.3.1; RFC 8037 §2). A wrong kind or curve is the algorithm's fault; undecodable or
+/// out-of-policy components are a key that verifies nothing.
+fn public_key(alg: &str, key: &Jwk) -> Result<(Algorithm, PublicKey), IdTokenError> {
+    let algorithm = Algorithm::from_name(alg).ok_or(IdTokenError::Algorithm)?;
     let decode = |field: &Option<String>| {
         field
             .as_deref()
             .and_then(|v| URL_SAFE_NO_PAD.decode(v.trim_end_matches('=')).ok())
             .ok_or(IdTokenError::Signature)
     };
-    let ec_point = || -> Result<Vec<u8>, IdTokenError> {
-        let mut point = vec![0x04];
-        point.extend(decode(&key.x)?);
-        point.extend(decode(&key.y)?);
-        Ok(point)
-    };
-    let options = Some(options);
-    let result = match alg {
-        "RS256" => RS256PublicKey::from_components(&decode(&key.n)?, &decode(&key.e)?)
-            .and_then(|k| k.verify_token(token, options)),
-        "RS384" => RS384PublicKey::from_components(&decode(&key.n)?, &decode(&key.e)?)
-            .and_then(|k| k.verify_token(token, options)),
-        "RS512" => RS512PublicKey::from_components(&decode(&key.n)?, &decode(&key.e)?)
-            .and_then(|k| k.verify_token(token, options)),
-        "PS256" => PS256PublicKey::from_components(&decode(&key.n)?, &decode(&key.e)?)
-            .and_then(|k| k.verify_token(token, options)),
-        "PS384" => PS384PublicKey::from_components(&decode(&key.n)?, &decode(&key.e)?)
-            .and_then(|k| k.verify_token(token, options)),
-        "PS512" => PS512PublicKey::from_components(&decode(&key.n)?, &decode(&key.e)?)
-            .and_then(|k| k.verify_token(token, options)),
-        "ES256" if key.crv.as_deref() == Some("P-256") => {
-            ES256PublicKey::from_bytes(&ec_point()?).and_then(|k| k.verify_token(token, options))
+    let crv = key.crv.as_deref();
+    let public = match (algorithm, key.kty.as_str(), crv) {
+        (Algorithm::Rs256 | Algorithm::Rs384 | Algorithm::Rs512, "RSA", _)
+        | (Algorithm::Ps256 | Algorithm::Ps384 | Algorithm::Ps512, "RSA", _) => {
+            PublicKey::rsa(&decode(&key.n)?, &decode(&key.e)?)
         }
-        "ES384" if key.crv.as_deref() == Some("P-384") => {
-            ES384PublicKey::from_bytes(&ec_point()?).and_then(|k| k.verify_token(token, options))
-        }
-        "EdDSA" if key.crv.as_deref() == Some("Ed25519") => {
-            Ed25519PublicKey::from_bytes(&decode(&key.x)?).and_then(|k| k.verify_token(token, options))
-        }
+        (Algorithm::Es256, "EC", Some("P-256")) => PublicKey::ec(Curve::P256, decode(&key.x)?, decode(&key.y)?),
+        (Algorithm::Es384, "EC", Some("P-384")) => PublicKey::ec(Curve::P384, decode(&key.x)?, decode(&key.y)?),
+        (Algorithm::EdDsa, "OKP", Some("Ed25519")) => PublicKey::ed25519(decode(&key.x)?),
         _ => return Err(IdTokenError::Algorithm),
     };
-    result.map_err(|_| IdTokenError::Signature)
+    Ok((algorithm, public.ok_or(IdTokenError::Signature)?))
 }
 
 /// The `exp` of a JWT, read WITHOUT verification: only to learn how long to cache an access token

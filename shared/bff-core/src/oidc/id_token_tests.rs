@@ -1,3 +1,4 @@
+use futures::executor::block_on;
 use jwt_simple::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -46,7 +47,14 @@ fn check(token: &str, now: u64) -> Result<Claims, IdTokenError> {
         client_id: "bff",
         nonce: Some("n-123"),
     };
-    verify(token, "ES256", &jwk(&key_pair()), &expected, UnixTime(now))
+    block_on(verify(
+        token,
+        "ES256",
+        &jwk(&key_pair()),
+        &expected,
+        UnixTime(now),
+        &crate::RustCrypto,
+    ))
 }
 
 #[test]
@@ -135,11 +143,27 @@ fn bad_signatures_and_algorithms() {
         nonce: Some("n-123"),
     };
     assert_eq!(
-        verify(&token, "ES256", &jwk(&other_key), &expected, UnixTime(NOW)).unwrap_err(),
+        block_on(verify(
+            &token,
+            "ES256",
+            &jwk(&other_key),
+            &expected,
+            UnixTime(NOW),
+            &crate::RustCrypto
+        ))
+        .unwrap_err(),
         IdTokenError::Signature
     );
     assert_eq!(
-        verify(&token, "HS256", &jwk(&key_pair()), &expected, UnixTime(NOW)).unwrap_err(),
+        block_on(verify(
+            &token,
+            "HS256",
+            &jwk(&key_pair()),
+            &expected,
+            UnixTime(NOW),
+            &crate::RustCrypto
+        ))
+        .unwrap_err(),
         IdTokenError::Algorithm
     );
     assert!(header("garbage").is_err());

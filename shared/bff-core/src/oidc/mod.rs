@@ -2,9 +2,12 @@
 
 pub(crate) mod algorithms;
 pub(crate) mod client_auth;
+pub(crate) mod der;
 pub(crate) mod discovery;
 pub(crate) mod dpop;
 pub(crate) mod id_token;
+pub(crate) mod jws;
 pub(crate) mod logout_token;
+pub(crate) mod par;
 pub(crate) mod pkce;
 pub(crate) mod token;

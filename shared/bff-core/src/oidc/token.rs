@@ -8,7 +8,8 @@ use url::form_urlencoded::{Serializer, byte_serialize};
 
 use crate::config::{ClientAuth, Config};
 use crate::oidc::client_auth;
-use crate::ports::{RandomError, SecureRandom, UnixTime};
+use crate::oidc::client_auth::AssertionError;
+use crate::ports::{Level, Log, SecureRandom, Signatures, UnixTime};
 
 /// What is being exchanged at the token endpoint.
 pub(crate) enum Grant<'a> {
@@ -28,15 +29,26 @@ pub(crate) enum Grant<'a> {
     },
 }
 
-/// The `private_key_jwt` assertion for one request, when that is the configured method.
-pub(crate) fn client_assertion(
+/// The `private_key_jwt` assertion for one request, when that is the configured method. A key the
+/// platform cannot sign with is only found out here (configuration checks its structure, not its
+/// numbers), so that is logged for the operator.
+pub(crate) async fn client_assertion(
     config: &Config,
+    signatures: &dyn Signatures,
     now: UnixTime,
     random: &dyn SecureRandom,
-) -> Result<Option<String>, RandomError> {
+    log: &dyn Log,
+) -> Result<Option<String>, AssertionError> {
     match &config.client_auth {
         ClientAuth::PrivateKeyJwt(key) => {
-            client_auth::assertion(key, &config.client_id, &config.issuer, now, random).map(Some)
+            let signed = client_auth::assertion(key, &config.client_id, &config.issuer, now, random, signatures).await;
+            if let Err(AssertionError::Sign(why)) = &signed {
+                log.line(
+                    Level::Error,
+                    &format!("private_key_jwt: {why}; check BFF_CLIENT_PRIVATE_KEY"),
+                );
+            }
+            signed.map(Some)
         }
         ClientAuth::SecretBasic | ClientAuth::SecretPost => Ok(None),
     }
@@ -96,7 +108,8 @@ pub(crate) fn revocation_request(
     authenticated_post(config, endpoint, form, assertion)
 }
 
-fn authenticated_post(
+/// A form POST to an endpoint that authenticates the client (RFC 6749 §2.3; RFC 7523 §2.2).
+pub(crate) fn authenticated_post(
     config: &Config,
     endpoint: &str,
     mut form: Serializer<'_, String>,
@@ -302,9 +315,15 @@ mod tests {
             ("BFF_CLIENT_PRIVATE_KEY", jwk),
         ]);
         let random = crate::testing::CounterRandom::default();
-        let assertion = client_assertion(&config, UnixTime(1_900_000_000), &random)
-            .unwrap()
-            .unwrap();
+        let assertion = futures::executor::block_on(client_assertion(
+            &config,
+            &crate::RustCrypto,
+            UnixTime(1_900_000_000),
+            &random,
+            &crate::testing::MemoryLog::default(),
+        ))
+        .unwrap()
+        .unwrap();
         let grant = Grant::Refresh {
             refresh_token: "rt",
             scope: None,

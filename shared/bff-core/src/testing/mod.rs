@@ -9,7 +9,8 @@ mod world;
 
 pub use dpop::{BrowserKey, TOKEN_ENDPOINT};
 pub use provider::{
-    BodyEdit, CLIENT_ID, ClaimsEdit, DpopPolicy, Endpoint, Fault, ISSUER, RefreshPolicy, ScriptedProvider,
+    BodyEdit, CLIENT_ID, CLIENT_SECRET, ClaimsEdit, DpopPolicy, Endpoint, Fault, ISSUER, ParPolicy, RefreshPolicy,
+    ScriptedProvider,
 };
 pub use store::MemoryStore;
 pub use world::{Answer, Browser, COOKIE_KEYS, ORIGIN, START, Site, World, request};
@@ -88,7 +89,7 @@ impl SecureRandom for SeededRandom {
     }
 }
 
-/// Keeps log lines for assertions.
+/// Keeps log lines (the core's JSON lines) for assertions.
 #[derive(Debug, Default)]
 pub struct MemoryLog(Mutex<Vec<String>>);
 
@@ -96,6 +97,18 @@ impl MemoryLog {
     /// The lines logged so far.
     pub fn lines(&self) -> Vec<String> {
         self.0.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The lines logged so far, parsed (`Null` for a line that is not JSON).
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        let parse = |line: &String| serde_json::from_str(line).unwrap_or(serde_json::Value::Null);
+        self.lines().iter().map(parse).collect()
+    }
+
+    /// The parsed request lines (`"type":"request"`), in order.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        let records = self.records().into_iter();
+        records.filter(|record| record["type"] == "request").collect()
     }
 }
 

@@ -1,18 +1,25 @@
 //! `MemoryStore`: the [`KvStore`] port in memory, either like DynamoDB (conditional writes are
 //! atomic, reads are consistent) or like Workers KV (no conditional write, and a delete is not
-//! seen by reads until [`MemoryStore::settle`]).
+//! seen by reads until [`MemoryStore::settle`]), optionally with per-session coordinators like
+//! Durable Objects (consistent, atomic, one per name).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::FixedClock;
+use super::provider::YieldOnce;
 use crate::ports::{Clock, KvError, KvStore};
 
 /// See the module documentation.
 pub struct MemoryStore {
     clock: Arc<FixedClock>,
-    items: Mutex<Items>,
+    /// Shared with the coordinators handed out, whose keys carry their name.
+    items: Arc<Mutex<Items>>,
     eventually_consistent: bool,
+    /// Whether [`KvStore::coordinator`] hands out coordinators.
+    coordinated: bool,
+    /// A coordinator's name and `|`; empty for the deployment's store.
+    scope: String,
     /// Operations on keys starting with this fail.
     failing: Mutex<Option<String>>,
     /// Writes to keys starting with this fail (reads work).
@@ -41,11 +48,22 @@ impl MemoryStore {
         Self::new(clock, true)
     }
 
+    /// Like Workers KV with a `BFF_COORDINATOR` binding: each session's coordinator is
+    /// consistent and its conditional writes atomic. Its keys show here as `<name>|<key>`.
+    pub fn with_coordinators(clock: Arc<FixedClock>) -> Self {
+        Self {
+            coordinated: true,
+            ..Self::new(clock, true)
+        }
+    }
+
     fn new(clock: Arc<FixedClock>, eventually_consistent: bool) -> Self {
         Self {
             clock,
-            items: Mutex::new(Items::default()),
+            items: Arc::new(Mutex::new(Items::default())),
             eventually_consistent,
+            coordinated: false,
+            scope: String::new(),
             failing: Mutex::new(None),
             failing_writes: Mutex::new(None),
             operations: std::sync::atomic::AtomicUsize::new(0),
@@ -133,8 +151,13 @@ impl MemoryStore {
         }
     }
 
+    fn scoped(&self, key: &str) -> String {
+        format!("{}{key}", self.scope)
+    }
+
     fn read(&self, key: &str) -> Option<Vec<u8>> {
         let now = self.clock.now().0;
+        let key = &self.scoped(key);
         let items = self.items();
         let found = items.live.get(key).or_else(|| items.ghosts.get(key));
         found.filter(|(_, expires)| *expires > now).map(|(v, _)| v.clone())
@@ -142,9 +165,10 @@ impl MemoryStore {
 
     fn write(&self, key: &str, value: Vec<u8>, ttl_secs: u64) {
         let expires = self.clock.now().0.saturating_add(ttl_secs);
+        let key = self.scoped(key);
         let mut items = self.items();
-        items.ghosts.remove(key);
-        items.live.insert(key.to_owned(), (value, expires));
+        items.ghosts.remove(&key);
+        items.live.insert(key, (value, expires));
     }
 }
 
@@ -163,9 +187,12 @@ impl KvStore for MemoryStore {
     async fn put_if_absent(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<bool, KvError> {
         self.check("put", key)?;
         let present = if self.eventually_consistent {
-            self.read(key).is_some()
+            let present = self.read(key).is_some();
+            // A read, then a write, each a round trip: others may read and write in between.
+            YieldOnce(false).await;
+            present
         } else {
-            self.contains(key)
+            self.contains(&self.scoped(key))
         };
         if !present {
             self.write(key, value, ttl_secs);
@@ -176,9 +203,11 @@ impl KvStore for MemoryStore {
     async fn put_if_present(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<bool, KvError> {
         self.check("put", key)?;
         let present = if self.eventually_consistent {
-            self.read(key).is_some()
+            let present = self.read(key).is_some();
+            YieldOnce(false).await;
+            present
         } else {
-            self.contains(key)
+            self.contains(&self.scoped(key))
         };
         if present {
             self.write(key, value, ttl_secs);
@@ -188,12 +217,22 @@ impl KvStore for MemoryStore {
 
     async fn delete(&self, key: &str) -> Result<(), KvError> {
         self.check("delete", key)?;
+        let key = self.scoped(key);
         let mut items = self.items();
-        if let Some(item) = items.live.remove(key)
+        if let Some(item) = items.live.remove(&key)
             && self.eventually_consistent
         {
-            items.ghosts.insert(key.to_owned(), item);
+            items.ghosts.insert(key, item);
         }
         Ok(())
+    }
+
+    fn coordinator(&self, name: &str) -> Option<Self> {
+        self.coordinated.then(|| Self {
+            items: Arc::clone(&self.items),
+            coordinated: false,
+            scope: format!("{name}|"),
+            ..Self::new(Arc::clone(&self.clock), false)
+        })
     }
 }

@@ -228,7 +228,7 @@ fn configured(settings: &[(&str, &str)]) -> Backend {
     let mut all: Vec<(String, String)> = [
         ("BFF_ISSUER", super::ISSUER),
         ("BFF_CLIENT_ID", super::CLIENT_ID),
-        ("BFF_CLIENT_SECRET", "s3cret"),
+        ("BFF_CLIENT_SECRET", super::CLIENT_SECRET),
         ("BFF_PUBLIC_ORIGIN", ORIGIN),
         ("BFF_COOKIE_KEYS", COOKIE_KEYS),
     ]

@@ -1,9 +1,10 @@
 //! `ScriptedProvider`: an authorization server in memory, served through the [`HttpClient`]
 //! port. It signs real ES256 ID tokens and logout tokens, checks PKCE, rotates (or not) refresh
 //! tokens and revokes a whole grant when a used refresh token comes back, as strict providers
-//! do; it counts what it was asked and can be told to fail.
+//! do; it takes pushed authorization requests when told to; it counts what it was asked and can
+//! be told to fail.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,6 +17,7 @@ use serde_json::{Map, Value, json};
 use super::FixedClock;
 use crate::ports::{Clock, HttpClient, HttpError};
 
+mod par;
 mod sign_in;
 mod token_endpoint;
 mod wire;
@@ -32,6 +34,8 @@ pub type BodyEdit = fn(&mut Map<String, Value>);
 pub const ISSUER: &str = "https://idp.example";
 /// The client the backend is registered as.
 pub const CLIENT_ID: &str = "bff";
+/// The client's secret (`client_secret_basic` and `client_secret_post`).
+pub const CLIENT_SECRET: &str = "s3cret";
 
 /// The endpoints, for faults and counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -46,6 +50,8 @@ pub enum Endpoint {
     UserInfo,
     /// `/revoke`
     Revocation,
+    /// `/par` (RFC 9126)
+    Par,
 }
 
 /// How an endpoint fails until told otherwise.
@@ -80,6 +86,19 @@ pub enum DpopPolicy {
     /// As `Offered`, and a proof without this nonce gets `use_dpop_nonce` with a `DPoP-Nonce`
     /// header (RFC 9449 §8); successful answers carry the header too.
     Nonce(&'static str),
+}
+
+/// Whether the provider takes pushed authorization requests (RFC 9126).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParPolicy {
+    /// The metadata names no `/par` endpoint, and a `request_uri` at the authorization endpoint is
+    /// refused.
+    Off,
+    /// `/par` is in the metadata; plain authorization requests work too.
+    Offered,
+    /// As `Offered`, and the metadata says `require_pushed_authorization_requests`: a plain
+    /// authorization request is refused.
+    Required,
 }
 
 /// What a refresh does with the refresh token.
@@ -137,6 +156,19 @@ struct State {
     dpop: DpopPolicy,
     /// Every `DPoP` header the token endpoint received, in order.
     dpop_proofs: Vec<String>,
+    par: ParPolicy,
+    /// Pushed requests not yet used, by `request_uri`.
+    pushed: HashMap<String, par::Pushed>,
+    /// Every accepted push's parameters (client authentication left out), in order.
+    pushes: Vec<Vec<(String, String)>>,
+    /// Why `/par` or the authorization endpoint refused a request, in order.
+    refusals: Vec<String>,
+    /// Rewrites successful push answers.
+    par_edit: Option<BodyEdit>,
+    /// The key `private_key_jwt` assertions must be signed with.
+    client_key: Option<ES256PublicKey>,
+    /// The `jti` of every client assertion accepted (each is good once).
+    assertion_ids: HashSet<String>,
 }
 
 /// See the module documentation. Time comes from the shared [`FixedClock`]; waiting through
@@ -177,6 +209,13 @@ impl ScriptedProvider {
                 paused_ms: 0,
                 dpop: DpopPolicy::Offered,
                 dpop_proofs: Vec::new(),
+                par: ParPolicy::Off,
+                pushed: HashMap::new(),
+                pushes: Vec::new(),
+                refusals: Vec::new(),
+                par_edit: None,
+                client_key: None,
+                assertion_ids: HashSet::new(),
             }),
         }
     }
@@ -225,6 +264,33 @@ impl ScriptedProvider {
     /// Every `DPoP` header the token endpoint received, in order.
     pub fn dpop_proofs(&self) -> Vec<String> {
         self.state().dpop_proofs.clone()
+    }
+
+    /// Whether the provider takes pushed authorization requests from now on (off at first, so
+    /// tests of the plain authorization request see it in the URL).
+    pub fn set_par(&self, policy: ParPolicy) {
+        self.state().par = policy;
+    }
+
+    /// Rewrites the body of every successful push answer (`None`: as issued), e.g. without a
+    /// `request_uri`.
+    pub fn set_par_edit(&self, edit: Option<BodyEdit>) {
+        self.state().par_edit = edit;
+    }
+
+    /// Registers the client's `private_key_jwt` key (RFC 7523): `/par` checks assertions with it.
+    pub fn register_client_key(&self, key: ES256PublicKey) {
+        self.state().client_key = Some(key);
+    }
+
+    /// The parameters of every accepted push, in order, without the client authentication.
+    pub fn pushed_requests(&self) -> Vec<Vec<(String, String)>> {
+        self.state().pushes.clone()
+    }
+
+    /// Why `/par` or the authorization endpoint refused requests, in order.
+    pub fn refusals(&self) -> Vec<String> {
+        self.state().refusals.clone()
     }
 
     /// The user revokes every grant they gave the backend: their refresh tokens die.
@@ -281,15 +347,16 @@ impl ScriptedProvider {
     }
 
     fn answer(&self, request: &http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, HttpError> {
+        let mut state = self.state();
         let endpoint = match request.uri().path() {
             "/.well-known/openid-configuration" => Endpoint::Discovery,
             "/jwks" => Endpoint::Jwks,
             "/token" => Endpoint::Token,
             "/userinfo" => Endpoint::UserInfo,
             "/revoke" => Endpoint::Revocation,
+            "/par" if state.par != ParPolicy::Off => Endpoint::Par,
             other => panic!("the backend asked for {other}"),
         };
-        let mut state = self.state();
         *state.counts.entry(endpoint).or_default() += 1;
         match state.faults.get(&endpoint) {
             Some(Fault::Refuse) => return Err(HttpError::Connect("connection refused".into())),
@@ -304,12 +371,13 @@ impl ScriptedProvider {
         }
         let now = self.clock.now().0;
         let body = match endpoint {
-            Endpoint::Discovery => discovery(state.dpop != DpopPolicy::NotOffered),
+            Endpoint::Discovery => discovery(state.dpop != DpopPolicy::NotOffered, state.par),
             Endpoint::Jwks => {
                 let keys: Vec<Value> = state.keys[..=state.published].iter().map(jwk).collect();
                 json!({ "keys": keys })
             }
             Endpoint::Token => return Ok(state.token(request, now)),
+            Endpoint::Par => return Ok(state.push(request, now)),
             Endpoint::UserInfo => {
                 let bearer = header(request, "authorization").unwrap_or_default();
                 let known = state.grants.last().filter(|_| bearer.starts_with("Bearer at-"));
@@ -359,7 +427,7 @@ impl HttpClient for ScriptedProvider {
 }
 
 /// Gives the executor to the other futures once.
-struct YieldOnce(bool);
+pub(crate) struct YieldOnce(pub(crate) bool);
 
 impl Future for YieldOnce {
     type Output = ();

@@ -10,18 +10,31 @@ use crate::ports::Clock;
 
 impl ScriptedProvider {
     /// The user signs in at the authorization endpoint: from the backend's authorization URL,
-    /// the path and query of the redirect back (`code`, `state`, `iss`).
+    /// the path and query of the redirect back (`code`, `state`, `iss`). Panics where
+    /// [`ScriptedProvider::try_authorize`] refuses.
     pub fn authorize(&self, authorization_url: &str, user: &str) -> String {
-        let url = url::Url::parse(authorization_url).unwrap_or_else(|e| panic!("authorization URL: {e}"));
-        let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
-        let resources = url
-            .query_pairs()
+        self.try_authorize(authorization_url, user)
+            .unwrap_or_else(|why| panic!("the authorization endpoint refused: {why}"))
+    }
+
+    /// [`ScriptedProvider::authorize`], or why the authorization endpoint refuses the request: a
+    /// `request_uri` that is unknown, used, expired or not alone with `client_id`, or a plain
+    /// request where pushed ones are required (RFC 9126 §4, §5).
+    pub fn try_authorize(&self, authorization_url: &str, user: &str) -> Result<String, String> {
+        let url = url::Url::parse(authorization_url).map_err(|e| format!("authorization URL: {e}"))?;
+        let mut state = self.state();
+        let query = url.query_pairs().into_owned().collect();
+        let params = state.resolve(query, self.clock.now().0).inspect_err(|why| {
+            state.refusals.push(why.clone());
+        })?;
+        let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let resources = params
+            .iter()
             .filter(|(k, _)| k == "resource")
-            .map(|(_, v)| v.into_owned())
+            .map(|(_, v)| v.clone())
             .collect();
         let redirect =
-            url::Url::parse(&param("redirect_uri").unwrap_or_default()).unwrap_or_else(|e| panic!("redirect_uri: {e}"));
-        let mut state = self.state();
+            url::Url::parse(&param("redirect_uri").unwrap_or_default()).map_err(|e| format!("redirect_uri: {e}"))?;
         state.issued += 1;
         let n = state.issued;
         let code = format!("code-{n}");
@@ -47,7 +60,7 @@ impl ScriptedProvider {
             .append_pair("state", &param("state").unwrap_or_default())
             .append_pair("iss", ISSUER)
             .finish();
-        format!("{}?{query}", redirect.path())
+        Ok(format!("{}?{query}", redirect.path()))
     }
 
     /// A signed logout token (Back-Channel Logout 1.0 §2.4) for `sub` and/or `sid`.

@@ -7,9 +7,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jwt_simple::prelude::*;
 use serde_json::{Value, json};
 
-use super::ISSUER;
+use super::{ISSUER, ParPolicy};
 
-pub(super) fn discovery(dpop: bool) -> Value {
+pub(super) fn discovery(dpop: bool, par: ParPolicy) -> Value {
     let mut metadata = json!({
         "issuer": ISSUER,
         "authorization_endpoint": format!("{ISSUER}/authorize"),
@@ -23,6 +23,10 @@ pub(super) fn discovery(dpop: bool) -> Value {
     });
     if dpop {
         metadata["dpop_signing_alg_values_supported"] = json!(["ES256", "EdDSA"]);
+    }
+    if par != ParPolicy::Off {
+        metadata["pushed_authorization_request_endpoint"] = json!(format!("{ISSUER}/par"));
+        metadata["require_pushed_authorization_requests"] = json!(par == ParPolicy::Required);
     }
     metadata
 }

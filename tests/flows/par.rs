@@ -101,7 +101,7 @@ async fn push_faults(world: Arc<World>) {
     let said = ["pushed authorization request failed", "request to /request failed"];
     let logs = logs_settled(target, &said).await;
     assert!(said.iter().all(|line| logs.contains(line)), "{logs}");
-    assert!(!logs.contains(bff_tests::provider::CLIENT_SECRET));
+    bff_tests::logs::assert_no_secrets(&logs, &[], "push faults");
     crate::cases::login(target, "quinn").await;
 }
 

@@ -1,9 +1,10 @@
 //! What a target must never log: tokens, the client secret, cookie keys, sealed cookie values;
 //! and the shape of what it does log: one JSON object per line.
 
+use base64::Engine as _;
 use serde_json::Value;
 
-use crate::provider::CLIENT_SECRET;
+use crate::provider::{CLIENT_ID, CLIENT_SECRET};
 use crate::target::COOKIE_KEYS;
 
 /// The start of every line the BFF writes; the emulators' own lines (wrangler's, cargo-lambda's)
@@ -76,6 +77,11 @@ fn patterns() -> Vec<(&'static str, String)> {
         ("a sealed value", "v1.k1.".to_owned()),
         ("the cookie key", key.to_owned()),
         ("the client secret", CLIENT_SECRET.to_owned()),
+        (
+            "a Basic authorization header",
+            base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}")),
+        ),
+        ("a client_secret form field", "client_secret=".to_owned()),
     ]
 }
 

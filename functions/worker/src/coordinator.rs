@@ -4,17 +4,26 @@
 //! which Workers KV cannot offer. It holds only what the core hands it: sealed values with an
 //! expiry (30 s), swept by an alarm.
 
+use std::pin::pin;
+use std::time::Duration;
+
 use bff_core::KvError;
+use futures_util::future::{Either, select};
 use serde::{Deserialize, Serialize};
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    Date, DurableObject, Env, Method, Request, RequestInit, Response, Result, ScheduledTime, State, Storage, Stub,
-    durable_object, js_sys,
+    Date, Delay, DurableObject, Env, Method, Request, RequestInit, Response, Result, ScheduledTime, State, Storage,
+    Stub, durable_object, js_sys,
 };
 
-/// Keys and values the core writes here are short (a hash; a sealed rotation of a few KB).
+/// Keys are short (a prefix and a hash). A sealed rotation holds the tokens of one token
+/// response (the core reads at most 1 MiB of one) in base64: SQLite-backed Durable Object storage
+/// takes values up to 2 MB, and this takes all of them, so a publish never fails on size.
 const MAX_KEY: usize = 256;
-const MAX_VALUE: usize = 64 * 1024;
+const MAX_VALUE: usize = 2_000_000;
+/// A Durable Object answers in milliseconds; a call still pending after this is failed, so a
+/// stuck object costs a refresh one bounded wait (and the core's breaker skips the rest).
+const CALL_DEADLINE: Duration = Duration::from_secs(5);
 
 #[durable_object]
 pub struct BffCoordinator {
@@ -39,10 +48,14 @@ impl DurableObject for BffCoordinator {
         let (Some(key), Some(ttl)) = (param("key"), param("ttl").and_then(|t| t.parse::<u32>().ok())) else {
             return Response::error("key and ttl wanted", 400);
         };
-        let value = String::from_utf8(req.bytes().await?).unwrap_or_default();
-        if key.len() > MAX_KEY || value.len() > MAX_VALUE {
+        let body = req.bytes().await?;
+        if key.len() > MAX_KEY || body.len() > MAX_VALUE {
             return Response::error("too large", 413);
         }
+        // The core's values are sealed text; anything else is refused, never stored as empty.
+        let Ok(value) = String::from_utf8(body) else {
+            return Response::error("values are text", 400);
+        };
         // No await but storage calls from here on: workerd's input gate then delivers no other
         // request to this object in between, so each read-then-write below is atomic.
         let storage = self.state.storage();
@@ -67,7 +80,7 @@ impl DurableObject for BffCoordinator {
             "/put-if-absent" if current.is_none() => (true, "1"),
             "/put-if-present" if current.is_some() => (true, "1"),
             "/put-if-absent" | "/put-if-present" => (false, "0"),
-            _ => return Response::error("unknown operation", 404),
+            _ => return Response::error("unknown operation", 400),
         };
         if write {
             storage.put(&key, &record).await?;
@@ -127,13 +140,15 @@ impl Coordinator {
         init.with_method(Method::Post)
             .with_body(Some(js_sys::Uint8Array::from(value).into()));
         let request = Request::new_with_init(url.as_str(), &init).map_err(|e| failed(operation, &e))?;
-        let response = self
-            .0
-            .fetch_with_request(request)
-            .await
-            .map_err(|e| failed(operation, &e))?;
+        let exchange = pin!(self.0.fetch_with_request(request));
+        let response = match select(exchange, pin!(Delay::from(CALL_DEADLINE))).await {
+            Either::Left((response, _)) => response.map_err(|e| failed(operation, &e))?,
+            Either::Right(_) => return Err(failed(operation, &"no answer in 5 s")),
+        };
         match response.status_code() {
-            200 | 204 | 404 => Ok(response),
+            200 | 204 => Ok(response),
+            // Absent: only a read says so.
+            404 if operation == "get" => Ok(response),
             status => Err(KvError(format!("coordinator {operation}: status {status}"))),
         }
     }

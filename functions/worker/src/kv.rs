@@ -84,8 +84,11 @@ impl KvStore for WorkerKv {
 /// A conditional write in the Durable Object: its answer says whether it wrote.
 async fn written(c: &Coordinator, operation: &str, key: &str, value: &[u8], ttl: u64) -> Result<bool, KvError> {
     let mut response = c.call(operation, key, value, ttl).await?;
-    let answer = response.text().await.map_err(|e| failed(operation, &e))?;
-    Ok(answer == "1")
+    match response.text().await.map_err(|e| failed(operation, &e))?.as_str() {
+        "1" => Ok(true),
+        "0" => Ok(false),
+        _ => Err(failed(operation, &"an answer that is neither 0 nor 1")),
+    }
 }
 
 /// The operation and the JS error; never the key or the value.

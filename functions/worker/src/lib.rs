@@ -12,7 +12,7 @@ mod tests;
 use std::cell::OnceCell;
 use std::rc::Rc;
 
-use bff_core::{Backend, Deps, MAX_REQUEST_BODY, RequestId};
+use bff_core::{Backend, Clock as _, Deps, Level, Log as _, MAX_REQUEST_BODY, RequestId, log_line};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use worker::js_sys::{Number, Reflect};
 use worker::wasm_bindgen::JsValue;
@@ -35,14 +35,15 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     let store = env.kv("BFF_KV").ok().map(|kv| kv::WorkerKv::Kv(kv, coordinator));
     let backend = BACKEND.with(|cell| Rc::clone(cell.get_or_init(|| backend(&env, store.is_some()))));
     let headers = header_map(req.headers().entries());
-    let target = origin_form(&req.url()?);
+    let Ok(url) = req.url() else { return refused("no URL") };
+    let target = origin_form(&url);
     let method = req.inner().method();
     // Never more than one byte past the limit: the core answers 413 to anything longer.
     let Ok(body) = read_bounded(req.stream().ok(), MAX_REQUEST_BODY).await else {
-        return Response::error("Bad Request", 400);
+        return refused("the body could not be read");
     };
     let Ok(request) = core_request(&method, &target, headers, body) else {
-        return Response::error("Bad Request", 400);
+        return refused("not a request the http types take");
     };
     let deps = Deps {
         clock: &WorkerClock,
@@ -61,6 +62,17 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     } else {
         builder.fixed(body)
     })
+}
+
+/// The Worker's own 400 for a request the core never sees, with a line saying so.
+fn refused(why: &str) -> worker::Result<Response> {
+    let line = log_line(
+        Level::Warn,
+        &format!("refused before the core: {why}"),
+        WorkerClock.now_millis(),
+    );
+    Console.line(Level::Warn, &line);
+    Response::error("Bad Request", 400)
 }
 
 /// Parses the configuration once per isolate, from the Worker's vars and secrets.

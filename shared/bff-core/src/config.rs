@@ -373,13 +373,22 @@ fn parse_keys(value: &str) -> Result<Vec<SealKey>, ConfigError> {
     Ok(keys)
 }
 
-/// Parameters the backend sets itself; configuration must not override them.
+/// Parameters the backend sets itself, and those that would turn the request into another kind
+/// (a request object, a pushed request's reference: RFC 9126 §2.1 forbids `request_uri` in a
+/// push), carry client credentials, or bind the code to a key (`dpop_jkt`, RFC 9449 §10), which
+/// the code exchange cannot prove; configuration must not set them.
 const RESERVED_PARAMS: &[&str] = &[
+    "client_assertion",
+    "client_assertion_type",
     "client_id",
+    "client_secret",
     "code_challenge",
     "code_challenge_method",
+    "dpop_jkt",
     "nonce",
     "redirect_uri",
+    "request",
+    "request_uri",
     "response_type",
     "scope",
     "state",

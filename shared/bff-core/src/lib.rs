@@ -148,7 +148,6 @@ impl Backend {
         let log = RequestLog::new(deps.log, deps.clock, id, threshold);
         let http = TimedHttp::new(deps.http, deps.clock);
         let method = request.method().clone();
-        let path = request.uri().path().to_owned();
         let deps = &Deps {
             clock: deps.clock,
             random: deps.random,
@@ -157,7 +156,9 @@ impl Backend {
             store: deps.store,
         };
         let (route, response) = self.answer(request, deps).await;
-        let route = route.map_or(path.as_str(), |route| route.name());
+        // Not the path: a path outside the BFF's own (an app page, an invitation link) may
+        // carry a secret of its own.
+        let route = route.map_or("unrouted", |route| route.name());
         log.finish(
             &Outcome {
                 method: &method,

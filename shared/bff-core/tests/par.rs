@@ -290,7 +290,54 @@ fn assert_failed(world: &World, answer: &Answer, status: StatusCode, why: &str) 
         .iter()
         .any(|l| l.contains("pushed authorization request failed") || l.contains("request to /par failed"));
     assert!(said, "{why}: {lines:?}");
-    assert!(lines.iter().all(|l| !l.contains(CLIENT_SECRET)), "{why}: {lines:?}");
+    // The secret, as itself, in a Basic header or a form, and a client assertion (a JWT).
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("bff:{CLIENT_SECRET}"));
+    for secret in [CLIENT_SECRET, basic.as_str(), "client_secret=", "eyJ"] {
+        assert!(
+            lines.iter().all(|l| !l.contains(secret)),
+            "{why}: {secret} in {lines:?}"
+        );
+    }
+}
+
+/// A push costs the provider (and the client's quota there) one authenticated call: only a page
+/// load causes one. Another site's <img> or fetch of the login gets a 400, pushes nothing and
+/// sets no cookie.
+#[test]
+fn only_a_page_load_pushes() {
+    let world = world(&[], ParPolicy::Offered);
+    for (dest, mode) in [
+        ("image", "no-cors"),
+        ("empty", "cors"),
+        ("iframe", "navigate"),
+        ("document", "no-cors"),
+    ] {
+        let headers = [
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-dest", dest),
+            ("sec-fetch-mode", mode),
+        ];
+        let request = request(Method::GET, "/bff/login", &headers, Vec::new());
+        let answer = block_on(world.send(&mut Browser::default(), request, Site::Cross));
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{dest}/{mode}: {}",
+            answer.text()
+        );
+        assert!(answer.set_cookies().is_empty(), "{dest}/{mode}");
+    }
+    assert_eq!(world.provider.count(Endpoint::Par), 0);
+    // A cross-site link the user follows is a page load: it pushes, as a plain login would go.
+    let headers = [
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-dest", "document"),
+        ("sec-fetch-mode", "navigate"),
+    ];
+    let request = request(Method::GET, "/bff/login", &headers, Vec::new());
+    let answer = block_on(world.send(&mut Browser::default(), request, Site::Cross));
+    assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.text());
+    assert_eq!(world.provider.count(Endpoint::Par), 1);
 }
 
 /// In DPoP mode the login pins the browser's key in the transaction, and neither the URL nor the

@@ -815,3 +815,25 @@ fn a_session_coordinator_makes_refreshes_single_flight_across_instances() {
         );
     }
 }
+
+/// A session coordinator that fails, or hangs until its deadline, leaves a deployment as it is
+/// without one: the refresh happens, once, and a hung coordinator costs the request one wait,
+/// after which the breaker skips the other coordination calls.
+#[test]
+fn a_failing_coordinator_leaves_refreshes_working() {
+    for hang in [0, 3] {
+        let world = World::with_store(&[("BFF_SCOPES", SCOPES)], MemoryStore::with_coordinators);
+        let mut alice = logged_in(&world, "alice");
+        let store = world.store.as_ref().unwrap();
+        // `rotation:` and `rotating:`: the records that go to the coordinator.
+        store.fail_keys(Some("rotati"));
+        store.fail_slowly(hang);
+        let (before, calls, started) = (world.provider.refreshes(), store.operations(), world.clock.now().0);
+        let answer = block_on(world.token(&mut alice, "scope=api%3Aread"));
+        assert_eq!(answer.status, StatusCode::OK, "hang {hang}: {}", answer.text());
+        assert_eq!(world.provider.refreshes(), before + 1, "hang {hang}");
+        assert!(store.operations() > calls, "the coordinator was asked");
+        assert!(world.clock.now().0 - started <= hang, "hang {hang}: one wait at most");
+        assert!(alive(&world, &mut alice));
+    }
+}

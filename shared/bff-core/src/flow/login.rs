@@ -60,6 +60,12 @@ async fn start<H: HttpClient, K: KvStore>(ctx: &Ctx<'_, H, K>) -> Result<Respons
         ctx.deps.log.line(Level::Error, why);
         PageError::ServerError
     })?;
+    // A push is an authenticated call to the provider, billed to this client: only a page load
+    // may cause one, never an <img> or a fetch that any other site can make visitors' browsers
+    // send in bulk (RFC 9126 §7.1). Without Fetch Metadata (old browsers, scripts) it is allowed.
+    if push_endpoint.is_some() && !top_level_navigation(ctx) {
+        return Err(PageError::BadRequest("This sign-in must be opened as a page."));
+    }
     let authorization_endpoint = parse_url(&metadata.authorization_endpoint).ok_or(PageError::Unavailable)?;
     let (scope, resources) = grant_wanted(ctx, &request).await;
     let random = ctx.deps.random;
@@ -267,6 +273,13 @@ async fn push<H: HttpClient, K: KvStore>(
 fn same_origin_navigation<H, K>(ctx: &Ctx<'_, H, K>) -> bool {
     let header = |name: &str| ctx.parts.headers.get(name).map(|v| v.as_bytes());
     header("sec-fetch-site") == Some(b"same-origin") && header("sec-fetch-dest").is_none_or(|d| d == b"document")
+}
+
+/// Whether the request is a top-level navigation, as far as Fetch Metadata says.
+fn top_level_navigation<H, K>(ctx: &Ctx<'_, H, K>) -> bool {
+    let header = |name: &str| ctx.parts.headers.get(name).map(|v| v.as_bytes());
+    header("sec-fetch-dest").is_none_or(|d| d == b"document")
+        && header("sec-fetch-mode").is_none_or(|m| m == b"navigate")
 }
 
 /// Whether `prompt` is a space-separated list of OpenID Connect values, or the configured one.

@@ -25,12 +25,25 @@ pub(crate) struct Metadata {
     /// RFC 9449 §5.1: the proof algorithms the token endpoint accepts.
     #[serde(default)]
     pub(crate) dpop_signing_alg_values_supported: Vec<String>,
-    /// RFC 9126 §5: where authorization requests are pushed.
-    #[serde(default)]
+    /// RFC 9126 §5: where authorization requests are pushed. Read leniently, like the flag
+    /// below: the same metadata serves refresh, revocation and logout, which a malformed field
+    /// of a feature they do not use must not stop. One that is not a usable URL is absent.
+    #[serde(default, deserialize_with = "lenient_string")]
     pub(crate) pushed_authorization_request_endpoint: Option<String>,
-    /// RFC 9126 §5: the issuer takes only pushed authorization requests.
-    #[serde(default)]
+    /// RFC 9126 §5: the issuer takes only pushed authorization requests (only `true` says so).
+    #[serde(default, deserialize_with = "lenient_true")]
     pub(crate) require_pushed_authorization_requests: bool,
+}
+
+fn lenient_string<'de, D: serde::Deserializer<'de>>(from: D) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(from)? {
+        serde_json::Value::String(text) => Some(text),
+        _ => None,
+    })
+}
+
+fn lenient_true<'de, D: serde::Deserializer<'de>>(from: D) -> Result<bool, D::Error> {
+    Ok(serde_json::Value::deserialize(from)? == serde_json::Value::Bool(true))
 }
 
 /// Why metadata was refused.
@@ -51,7 +64,7 @@ pub(crate) fn metadata_url(issuer: &str) -> String {
 
 /// Parses and checks metadata against the configuration.
 pub(crate) fn parse_metadata(body: &[u8], config: &Config) -> Result<Metadata, MetadataError> {
-    let metadata: Metadata = serde_json::from_slice(body).map_err(|_| MetadataError::Malformed)?;
+    let mut metadata: Metadata = serde_json::from_slice(body).map_err(|_| MetadataError::Malformed)?;
     // Discovery §4.3: the issuer MUST be identical to the one used to fetch the metadata.
     if metadata.issuer != config.issuer {
         return Err(MetadataError::IssuerMismatch);
@@ -63,13 +76,20 @@ pub(crate) fn parse_metadata(body: &[u8], config: &Config) -> Result<Metadata, M
         metadata.userinfo_endpoint.as_ref(),
         metadata.revocation_endpoint.as_ref(),
         metadata.end_session_endpoint.as_ref(),
-        metadata.pushed_authorization_request_endpoint.as_ref(),
     ];
     for endpoint in endpoints.into_iter().flatten() {
         let url = parse_url(endpoint).ok_or(MetadataError::Malformed)?;
         if !config.endpoint_allowed(&url) {
             return Err(MetadataError::InsecureEndpoint);
         }
+    }
+    let usable = |endpoint: &String| parse_url(endpoint).is_some_and(|url| config.endpoint_allowed(&url));
+    if !metadata
+        .pushed_authorization_request_endpoint
+        .as_ref()
+        .is_some_and(usable)
+    {
+        metadata.pushed_authorization_request_endpoint = None;
     }
     Ok(metadata)
 }
@@ -135,6 +155,8 @@ impl Jwks {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -153,7 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn the_par_endpoint_is_checked_like_the_others() {
+    fn a_par_endpoint_is_used_only_when_it_is_a_safe_url() {
         let config = crate::config::tests::config(&[]);
         let metadata = |par: &str| {
             serde_json::json!({
@@ -172,13 +194,19 @@ mod tests {
             Some("https://idp.example/par")
         );
         assert!(parsed.require_pushed_authorization_requests);
-        assert_eq!(
-            parse_metadata(metadata("http://idp.example/par").as_bytes(), &config).unwrap_err(),
-            MetadataError::InsecureEndpoint
-        );
-        assert_eq!(
-            parse_metadata(metadata("not a url").as_bytes(), &config).unwrap_err(),
-            MetadataError::Malformed
-        );
+        // A bad PAR field is no PAR endpoint; the rest of the metadata stays usable (refresh,
+        // revocation and logout need it whatever BFF_PAR says).
+        for bad in ["http://idp.example/par", "not a url", ""] {
+            let parsed = parse_metadata(metadata(bad).as_bytes(), &config).unwrap();
+            assert_eq!(parsed.pushed_authorization_request_endpoint, None, "{bad}");
+        }
+        for odd in [json!(null), json!("true"), json!(1), json!({})] {
+            let mut body: serde_json::Value = serde_json::from_str(&metadata("https://idp.example/par")).unwrap();
+            body["require_pushed_authorization_requests"] = odd.clone();
+            body["pushed_authorization_request_endpoint"] = odd.clone();
+            let parsed = parse_metadata(body.to_string().as_bytes(), &config).unwrap();
+            assert!(!parsed.require_pushed_authorization_requests, "{odd}");
+            assert_eq!(parsed.pushed_authorization_request_endpoint, None, "{odd}");
+        }
     }
 }

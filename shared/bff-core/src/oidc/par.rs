@@ -157,6 +157,13 @@ pub(crate) fn parse_push_response(response: &http::Response<Vec<u8>>) -> Result<
                 error,
                 description,
             },
+            // RFC 6749 §5.2: a 401 is failed client authentication, with or without a body (a
+            // server may answer with only `WWW-Authenticate`); a 403 without one, the same.
+            _ if status == 401 || status == 403 => PushError::OAuth {
+                status,
+                error: "invalid_client".to_owned(),
+                description: None,
+            },
             _ => PushError::Status(status),
         });
     }
@@ -362,6 +369,17 @@ mod tests {
             parse_push_response(&response(302, r#"{"request_uri":"u","expires_in":60}"#)).unwrap_err(),
             PushError::Status(302)
         );
+    }
+
+    #[test]
+    fn a_bare_401_or_403_is_a_client_credentials_problem() {
+        for status in [401, 403] {
+            let failure = parse_push_response(&response(status, "")).unwrap_err();
+            assert_eq!(
+                failure.refusal().map(|(error, _)| error).as_deref(),
+                Some("invalid_client")
+            );
+        }
     }
 
     #[test]

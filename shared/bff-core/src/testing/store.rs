@@ -20,14 +20,15 @@ pub struct MemoryStore {
     coordinated: bool,
     /// A coordinator's name and `|`; empty for the deployment's store.
     scope: String,
-    /// Operations on keys starting with this fail.
-    failing: Mutex<Option<String>>,
+    /// Operations on keys starting with this fail. The faults and the count are shared with the
+    /// coordinators handed out: a store's faults are its coordinators' too.
+    failing: Arc<Mutex<Option<String>>>,
     /// Writes to keys starting with this fail (reads work).
-    failing_writes: Mutex<Option<String>>,
+    failing_writes: Arc<Mutex<Option<String>>>,
     /// Every call made, failed ones included.
-    operations: std::sync::atomic::AtomicUsize,
+    operations: Arc<std::sync::atomic::AtomicUsize>,
     /// How long a failing call takes, in clock seconds: a store that hangs until its deadline.
-    failure_secs: std::sync::atomic::AtomicU64,
+    failure_secs: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Default)]
@@ -64,10 +65,10 @@ impl MemoryStore {
             eventually_consistent,
             coordinated: false,
             scope: String::new(),
-            failing: Mutex::new(None),
-            failing_writes: Mutex::new(None),
-            operations: std::sync::atomic::AtomicUsize::new(0),
-            failure_secs: std::sync::atomic::AtomicU64::new(0),
+            failing: Arc::new(Mutex::new(None)),
+            failing_writes: Arc::new(Mutex::new(None)),
+            operations: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            failure_secs: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 
@@ -229,10 +230,15 @@ impl KvStore for MemoryStore {
 
     fn coordinator(&self, name: &str) -> Option<Self> {
         self.coordinated.then(|| Self {
+            clock: Arc::clone(&self.clock),
             items: Arc::clone(&self.items),
+            eventually_consistent: false,
             coordinated: false,
             scope: format!("{name}|"),
-            ..Self::new(Arc::clone(&self.clock), false)
+            failing: Arc::clone(&self.failing),
+            failing_writes: Arc::clone(&self.failing_writes),
+            operations: Arc::clone(&self.operations),
+            failure_secs: Arc::clone(&self.failure_secs),
         })
     }
 }

@@ -95,28 +95,9 @@ fn canonical_request(request: &Request<'_>) -> (String, String) {
 /// `YYYYMMDD'T'HHMMSS'Z'` (UTC) of `unix_secs`, as `X-Amz-Date` wants it.
 pub(crate) fn amz_date(unix_secs: u64) -> String {
     let (days, secs) = (unix_secs / 86_400, unix_secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = bff_core::civil_date(days);
     let (hour, minute, second) = (secs / 3600, secs % 3600 / 60, secs % 60);
     format!("{year:04}{month:02}{day:02}T{hour:02}{minute:02}{second:02}Z")
-}
-
-/// Proleptic Gregorian date of the day `days` after 1970-01-01 (eras of 400 years, with March as
-/// the first month so that the leap day ends the year).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let shifted = days + 719_468; // days from 0000-03-01 to 1970-01-01
-    let era = shifted / 146_097;
-    let day_of_era = shifted % 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153; // 0 = March
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = era * 400 + year_of_era + u64::from(month <= 2);
-    (year, month, day)
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {

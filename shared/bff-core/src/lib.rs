@@ -60,7 +60,7 @@ pub use ports::{
     Clock, Deps, HttpClient, HttpError, KvError, KvStore, Level, Log, NoStore, PortFuture, RandomError, SecureRandom,
     SignError, Signatures, UnixTime,
 };
-pub use request_log::{RequestId, log_line};
+pub use request_log::{RequestId, civil_date, log_line};
 #[cfg(feature = "rust-crypto")]
 pub use rust_crypto::RustCrypto;
 pub use urls::{is_https_or_loopback, parse_url};

@@ -146,8 +146,8 @@ pub(crate) fn timestamp(now_millis: u64) -> String {
 
 /// The proleptic Gregorian (year, month, day) of `days` since 1970-01-01 (H. Hinnant's
 /// `civil_from_days`, for unsigned days): eras of 400 years, years starting in March so that
-/// the leap day is the last of its year.
-fn civil_date(days: u64) -> (u64, u64, u64) {
+/// the leap day is the last of its year. Public for the adapters' own timestamps (SigV4).
+pub fn civil_date(days: u64) -> (u64, u64, u64) {
     let shifted = days + 719_468; // days from 0000-03-01 to 1970-01-01
     let era = shifted / 146_097;
     let day_of_era = shifted % 146_097;

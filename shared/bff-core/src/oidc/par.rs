@@ -208,6 +208,7 @@ pub(crate) fn authorization_redirect(mut endpoint: Url, client_id: &str, request
 mod tests {
     use super::*;
     use crate::config::tests::config;
+    use crate::oidc::token::tests::response;
     use crate::urls::parse_url;
 
     fn metadata(endpoint: Option<&str>, required: bool) -> Metadata {
@@ -222,13 +223,6 @@ mod tests {
             json["pushed_authorization_request_endpoint"] = endpoint.into();
         }
         serde_json::from_value(json).unwrap()
-    }
-
-    fn response(status: u16, body: &str) -> http::Response<Vec<u8>> {
-        http::Response::builder()
-            .status(status)
-            .body(body.as_bytes().to_vec())
-            .unwrap()
     }
 
     #[test]

@@ -257,11 +257,12 @@ pub(crate) fn parse_error(body: &[u8]) -> Option<UpstreamError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::tests::config;
 
-    fn response(status: u16, body: &str) -> http::Response<Vec<u8>> {
+    /// A provider's answer, for the tests of what reads one.
+    pub(crate) fn response(status: u16, body: &str) -> http::Response<Vec<u8>> {
         http::Response::builder()
             .status(status)
             .body(body.as_bytes().to_vec())

@@ -110,6 +110,23 @@ fn status_level(status: u16) -> Level {
     }
 }
 
+/// The request's method if it is a standard one (RFC 9110 §9, RFC 5789), else `OTHER`: any other
+/// method is text of the client's choosing, and the line is no place for it.
+fn method_name(method: &http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "CONNECT" => "CONNECT",
+        "OPTIONS" => "OPTIONS",
+        "TRACE" => "TRACE",
+        "PATCH" => "PATCH",
+        _ => "OTHER",
+    }
+}
+
 /// At most `max` characters of `text`.
 fn cut(text: &str, max: usize) -> &str {
     text.char_indices().nth(max).map_or(text, |(end, _)| &text[..end])
@@ -211,7 +228,7 @@ impl<'a> RequestLog<'a> {
             level: level_name(level),
             request_id: &self.id,
             kind: "request",
-            method: cut(outcome.method.as_str(), MAX_METHOD),
+            method: method_name(outcome.method),
             route: cut(outcome.route, MAX_PATH),
             status,
             error: error.as_deref().map(|code| cut(code, MAX_CODE)),

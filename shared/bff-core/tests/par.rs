@@ -310,7 +310,7 @@ fn only_a_page_load_pushes() {
         ("image", "no-cors"),
         ("empty", "cors"),
         ("iframe", "navigate"),
-        ("document", "no-cors"),
+        ("script", "no-cors"),
     ] {
         let headers = [
             ("sec-fetch-site", "cross-site"),
@@ -338,6 +338,11 @@ fn only_a_page_load_pushes() {
     let answer = block_on(world.send(&mut Browser::default(), request, Site::Cross));
     assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.text());
     assert_eq!(world.provider.count(Endpoint::Par), 1);
+    // A script's own client (Node's fetch: `Sec-Fetch-Mode: cors`, no destination) pushes too.
+    let node = bff_core::testing::request(Method::GET, "/bff/login", &[("sec-fetch-mode", "cors")], Vec::new());
+    let answer = block_on(world.send(&mut Browser::default(), node, Site::Cross));
+    assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.text());
+    assert_eq!(world.provider.count(Endpoint::Par), 2);
 }
 
 /// In DPoP mode the login pins the browser's key in the transaction, and neither the URL nor the

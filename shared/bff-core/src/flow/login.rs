@@ -275,11 +275,13 @@ fn same_origin_navigation<H, K>(ctx: &Ctx<'_, H, K>) -> bool {
     header("sec-fetch-site") == Some(b"same-origin") && header("sec-fetch-dest").is_none_or(|d| d == b"document")
 }
 
-/// Whether the request is a top-level navigation, as far as Fetch Metadata says.
+/// Whether the request loads a page, as far as Fetch Metadata says: a browser's `<img>`, frame
+/// or `fetch()` names another destination (an `<img>` "image", a `fetch()` "empty"). Only the
+/// destination is read: a non-browser client (Node's fetch says `Sec-Fetch-Mode: cors` and no
+/// destination) is not what this guards against.
 fn top_level_navigation<H, K>(ctx: &Ctx<'_, H, K>) -> bool {
     let header = |name: &str| ctx.parts.headers.get(name).map(|v| v.as_bytes());
     header("sec-fetch-dest").is_none_or(|d| d == b"document")
-        && header("sec-fetch-mode").is_none_or(|m| m == b"navigate")
 }
 
 /// Whether `prompt` is a space-separated list of OpenID Connect values, or the configured one.

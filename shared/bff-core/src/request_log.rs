@@ -77,6 +77,67 @@ struct RequestLine<'a> {
     ms: u64,
 }
 
+impl RequestLine<'_> {
+    /// The line as JSON, written directly: it is on every request's path, where serde's generic
+    /// serialiser cost a cached `bff-token` answer about as much again as all its other work.
+    /// The same JSON as serialising the struct (`the_request_line_is_what_serde_would_write`).
+    fn to_json(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(224 + self.provider.len() * 80);
+        out.push_str("{\"timestamp\":");
+        string(&mut out, &self.timestamp);
+        out.push_str(",\"level\":");
+        string(&mut out, self.level);
+        out.push_str(",\"request_id\":");
+        string(&mut out, self.request_id);
+        out.push_str(",\"type\":");
+        string(&mut out, self.kind);
+        out.push_str(",\"method\":");
+        string(&mut out, self.method);
+        out.push_str(",\"route\":");
+        string(&mut out, self.route);
+        let _ = write!(out, ",\"status\":{}", self.status);
+        if let Some(error) = self.error {
+            out.push_str(",\"error\":");
+            string(&mut out, error);
+        }
+        out.push_str(",\"provider\":[");
+        for (i, call) in self.provider.iter().enumerate() {
+            out.push_str(if i == 0 { "{\"call\":" } else { ",{\"call\":" });
+            string(&mut out, &call.call);
+            if let Some(grant) = &call.grant {
+                out.push_str(",\"grant\":");
+                string(&mut out, grant);
+            }
+            let _ = match call.status {
+                CallStatus::Answered(status) => write!(out, ",\"status\":{status}"),
+                CallStatus::Failed => write!(out, ",\"status\":\"failed\""),
+                CallStatus::TimedOut => write!(out, ",\"status\":\"timeout\""),
+            };
+            let _ = write!(out, ",\"ms\":{}}}", call.ms);
+        }
+        let _ = write!(out, "],\"refresh\":{},\"ms\":{}}}", self.refresh, self.ms);
+        out
+    }
+}
+
+/// `text` as a JSON string (RFC 8259 §7): quotes, backslashes and control characters escaped.
+fn string(out: &mut String, text: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
 fn render(line: &impl Serialize) -> String {
     // Plain structs of strings and numbers always serialise; the fallback is never written.
     serde_json::to_string(line).unwrap_or_default()
@@ -158,7 +219,27 @@ pub(crate) fn timestamp(now_millis: u64) -> String {
     let (days, day_secs) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_date(days);
     let (hour, minute, second) = (day_secs / 3600, day_secs % 3600 / 60, day_secs % 60);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z")
+    if year > 9999 {
+        return format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z");
+    }
+    // Digit by digit: this is on every request's path, and the formatting machinery is not.
+    let mut out = String::with_capacity(24);
+    for (value, width, after) in [
+        (year, 4, '-'),
+        (month, 2, '-'),
+        (day, 2, 'T'),
+        (hour, 2, ':'),
+        (minute, 2, ':'),
+        (second, 2, '.'),
+        (millis, 3, 'Z'),
+    ] {
+        for place in (0..width).rev() {
+            let digit = value / 10u64.pow(place) % 10;
+            out.push(char::from(b'0' + u8::try_from(digit).unwrap_or(0)));
+        }
+        out.push(after);
+    }
+    out
 }
 
 /// The proleptic Gregorian (year, month, day) of `days` since 1970-01-01 (H. Hinnant's
@@ -223,7 +304,7 @@ impl<'a> RequestLog<'a> {
             .then(|| serde_json::from_slice::<ErrorBody>(outcome.response.body()).ok())
             .flatten()
             .and_then(|body| body.error);
-        let line = render(&RequestLine {
+        let line = RequestLine {
             timestamp: timestamp(now),
             level: level_name(level),
             request_id: &self.id,
@@ -235,7 +316,8 @@ impl<'a> RequestLog<'a> {
             refresh: calls.iter().any(|call| call.grant.as_deref() == Some("refresh_token")),
             provider: &calls,
             ms: now.saturating_sub(self.started),
-        });
+        }
+        .to_json();
         self.sink.line(level, &line);
     }
 }

@@ -406,3 +406,54 @@ fn only_standard_methods_are_written() {
     assert_eq!(requests[1]["method"], "GET");
     assert!(world.log.lines().iter().all(|line| !line.contains("rt-2")));
 }
+
+/// The hand-written request line is the JSON serde writes for the same fields, whatever the
+/// text in them (quotes, backslashes, control characters, non-ASCII).
+#[test]
+fn the_request_line_is_what_serde_would_write() {
+    let odd = "a\"b\\c\u{0}\u{1f}\n\té€😀/</script>";
+    let calls = [
+        Call {
+            call: format!("POST /{odd}"),
+            grant: Some(odd.to_owned()),
+            status: CallStatus::Answered(200),
+            ms: 7,
+        },
+        Call {
+            call: "GET /jwks".to_owned(),
+            grant: None,
+            status: CallStatus::Failed,
+            ms: 0,
+        },
+        Call {
+            call: "GET /x".to_owned(),
+            grant: None,
+            status: CallStatus::TimedOut,
+            ms: u64::MAX,
+        },
+    ];
+    for (error, provider) in [(None, &calls[..0]), (Some(odd), &calls[..])] {
+        let line = RequestLine {
+            timestamp: timestamp(1_800_000_000_123),
+            level: "WARN",
+            request_id: odd,
+            kind: "request",
+            method: "GET",
+            route: odd,
+            status: 503,
+            error,
+            provider,
+            refresh: error.is_some(),
+            ms: 12,
+        };
+        let ours: Value = serde_json::from_str(&line.to_json()).unwrap();
+        assert_eq!(ours, serde_json::to_value(&line).unwrap());
+        assert_eq!(
+            line.to_json(),
+            serde_json::to_string(&line)
+                .unwrap()
+                .replace("\\n", "\\u000a")
+                .replace("\\t", "\\u0009")
+        );
+    }
+}
